@@ -1,0 +1,552 @@
+//! The canonical event (SPEC §2) and the validation every input path shares (SPEC §4.8).
+//!
+//! Input adapters (NDJSON, CSV, later webhooks) turn their bytes into [`RawFields`]; [`validate`]
+//! turns those into an [`Event`] or a one-line reason that goes to quarantine. Text borrows from
+//! the input where it can, so a million-line import does not allocate a million strings per column.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+
+/// The event types of SPEC §2, in a fixed order (the discriminant is stable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    Join,
+    Leave,
+    Post,
+    Comment,
+    Like,
+    Share,
+    Cite,
+    Solution,
+    Checkin,
+    Attend,
+    View,
+    Purchase,
+    Refund,
+    Report,
+    Warn,
+    Ban,
+    Unban,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 17] = [
+        EventType::Join,
+        EventType::Leave,
+        EventType::Post,
+        EventType::Comment,
+        EventType::Like,
+        EventType::Share,
+        EventType::Cite,
+        EventType::Solution,
+        EventType::Checkin,
+        EventType::Attend,
+        EventType::View,
+        EventType::Purchase,
+        EventType::Refund,
+        EventType::Report,
+        EventType::Warn,
+        EventType::Ban,
+        EventType::Unban,
+    ];
+
+    /// Types that make a member "active" on a day (SPEC §2; configurable per community).
+    pub const DEFAULT_ACTIVE: [EventType; 8] = [
+        EventType::Post,
+        EventType::Comment,
+        EventType::Like,
+        EventType::Share,
+        EventType::Cite,
+        EventType::Solution,
+        EventType::Checkin,
+        EventType::Attend,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Join => "join",
+            EventType::Leave => "leave",
+            EventType::Post => "post",
+            EventType::Comment => "comment",
+            EventType::Like => "like",
+            EventType::Share => "share",
+            EventType::Cite => "cite",
+            EventType::Solution => "solution",
+            EventType::Checkin => "checkin",
+            EventType::Attend => "attend",
+            EventType::View => "view",
+            EventType::Purchase => "purchase",
+            EventType::Refund => "refund",
+            EventType::Report => "report",
+            EventType::Warn => "warn",
+            EventType::Ban => "ban",
+            EventType::Unban => "unban",
+        }
+    }
+}
+
+impl FromStr for EventType {
+    type Err = ();
+    /// Case-sensitive, as SPEC §4.8 requires.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        EventType::ALL
+            .iter()
+            .copied()
+            .find(|t| t.as_str() == s)
+            .ok_or(())
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The columns of `events` in SPEC order, as stored. In the lake `community_id` lives in the
+/// Hive partition path, so Parquet files hold [`file_schema`] and tables add the partition
+/// columns back.
+pub fn event_schema() -> SchemaRef {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("community_id", DataType::Utf8, false),
+        Field::new("member_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("occurred_at", ts(), false),
+        Field::new("received_at", ts(), false),
+        Field::new("content_id", DataType::Utf8, true),
+        Field::new("parent_id", DataType::Utf8, true),
+        Field::new("target_member_id", DataType::Utf8, true),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("body", DataType::Utf8, true),
+        Field::new("amount_minor", DataType::Int64, true),
+        Field::new("currency", DataType::Utf8, true),
+        Field::new("properties", DataType::Utf8, true),
+    ]))
+}
+
+/// The columns inside an events Parquet file: [`event_schema`] without `community_id`.
+pub fn file_schema() -> SchemaRef {
+    let full = event_schema();
+    Arc::new(Schema::new(
+        full.fields()
+            .iter()
+            .filter(|f| f.name() != "community_id")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// One validated event. Timestamps are microseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub source: Cow<'a, str>,
+    pub community_id: Cow<'a, str>,
+    pub member_id: Cow<'a, str>,
+    pub event_type: EventType,
+    pub occurred_at: i64,
+    /// `None` when the input did not carry it: the importer stamps the moment of acceptance.
+    pub received_at: Option<i64>,
+    pub content_id: Option<Cow<'a, str>>,
+    pub parent_id: Option<Cow<'a, str>>,
+    pub target_member_id: Option<Cow<'a, str>>,
+    pub title: Option<Cow<'a, str>>,
+    pub body: Option<Cow<'a, str>>,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<Cow<'a, str>>,
+    pub properties: Option<Cow<'a, str>>,
+}
+
+impl Event<'_> {
+    /// The dedupe key `(source, event_id)` as a 128-bit hash (collisions are negligible:
+    /// ~10⁻²⁴ for 10⁹ events).
+    pub fn key(&self) -> u128 {
+        dedupe_key(&self.source, &self.event_id)
+    }
+}
+
+pub fn dedupe_key(source: &str, event_id: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(source.as_bytes());
+    h.update(&[0]);
+    h.update(event_id.as_bytes());
+    h.digest128()
+}
+
+/// Fields as an input format delivers them, before validation.
+#[derive(Debug, Default)]
+pub struct RawFields<'a> {
+    pub event_id: Option<Cow<'a, str>>,
+    pub source: Option<Cow<'a, str>>,
+    pub community_id: Option<Cow<'a, str>>,
+    pub member_id: Option<Cow<'a, str>>,
+    pub event_type: Option<Cow<'a, str>>,
+    pub occurred_at: Option<Cow<'a, str>>,
+    pub received_at: Option<Cow<'a, str>>,
+    pub content_id: Option<Cow<'a, str>>,
+    pub parent_id: Option<Cow<'a, str>>,
+    pub target_member_id: Option<Cow<'a, str>>,
+    pub title: Option<Cow<'a, str>>,
+    pub body: Option<Cow<'a, str>>,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<Cow<'a, str>>,
+    /// JSON object text.
+    pub properties: Option<Cow<'a, str>>,
+}
+
+/// Deserialize an optional string, borrowing from the input when it has no escapes (serde's
+/// derive always copies an `Option<Cow<str>>`).
+fn borrowed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(Text)
+        }
+    }
+    d.deserialize_option(Text)
+}
+
+/// One NDJSON line. `event_date` is accepted and ignored: it is the lake's partition column,
+/// so a file exported from the lake (e.g. DuckDB `COPY ... TO 'x.json'`) imports back.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonLine<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    community_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    member_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    occurred_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    received_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    content_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    target_member_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    title: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    body: Option<Cow<'a, str>>,
+    #[serde(default)]
+    amount_minor: Option<i64>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    currency: Option<Cow<'a, str>>,
+    #[serde(default)]
+    properties: Option<serde_json::Value>,
+    #[serde(default, rename = "event_date")]
+    _event_date: Option<serde_json::Value>,
+}
+
+/// Parse one NDJSON line (a JSON object with the SPEC §2 column names as keys).
+pub fn parse_json_line(line: &str) -> Result<Event<'_>, String> {
+    let raw: JsonLine = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let properties = match raw.properties {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(text)) => Some(Cow::Owned(text)),
+        Some(object @ serde_json::Value::Object(_)) => Some(Cow::Owned(object.to_string())),
+        Some(_) => return Err("wrong type: `properties` must be a JSON object".into()),
+    };
+    validate(RawFields {
+        event_id: raw.event_id,
+        source: raw.source,
+        community_id: raw.community_id,
+        member_id: raw.member_id,
+        event_type: raw.event_type,
+        occurred_at: raw.occurred_at,
+        received_at: raw.received_at,
+        content_id: raw.content_id,
+        parent_id: raw.parent_id,
+        target_member_id: raw.target_member_id,
+        title: raw.title,
+        body: raw.body,
+        amount_minor: raw.amount_minor,
+        currency: raw.currency,
+        properties,
+    })
+}
+
+/// Keys dropped from `properties` because they carry personal data: the lake keeps member ids
+/// only (operators' members did not agree to have emails or names copied into analytics files).
+const PERSONAL_KEYS: &[&str] = &[
+    "email",
+    "e_mail",
+    "mail",
+    "name",
+    "full_name",
+    "real_name",
+    "display_name",
+    "first_name",
+    "last_name",
+    "username",
+    "phone",
+    "phone_number",
+    "mobile",
+    "ip",
+    "ip_address",
+    "address",
+    "avatar_url",
+    "avatar_template",
+];
+
+/// Remove personal keys (at any depth) from a JSON value; true when something was removed.
+fn scrub_personal(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(map) => {
+            let before = map.len();
+            map.retain(|k, _| !PERSONAL_KEYS.contains(&k.to_ascii_lowercase().as_str()));
+            let mut changed = map.len() != before;
+            for child in map.values_mut() {
+                changed |= scrub_personal(child);
+            }
+            changed
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |acc, x| scrub_personal(x) | acc),
+        _ => false,
+    }
+}
+
+/// Community ids name lake directories, so they are restricted to a portable set.
+pub fn check_community_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with(['.', '_'])
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "community_id `{id}` must be 1–128 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` or `_`"
+        ))
+    }
+}
+
+/// Strict RFC 3339 with an explicit offset, to microseconds since the epoch (UTC).
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    let bytes = s.as_bytes();
+    if bytes.len() < 19 || !matches!(bytes[10], b'T' | b't') {
+        return Err(format!(
+            "`{s}` is not an RFC 3339 timestamp such as 2026-11-23T09:30:00+08:00"
+        ));
+    }
+    let last = *bytes.last().unwrap_or(&0);
+    let has_offset = matches!(last, b'Z' | b'z') || {
+        let tail = &bytes[bytes.len().saturating_sub(6)..];
+        bytes.len() >= 25 && matches!(tail[0], b'+' | b'-') && tail[3] == b':'
+    };
+    if !has_offset {
+        return Err(format!("`{s}` has no UTC offset (add `Z` or `+hh:mm`)"));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| format!("`{s}` is not a valid RFC 3339 timestamp: {e}"))
+}
+
+fn required<'a>(v: Option<Cow<'a, str>>, name: &str) -> Result<Cow<'a, str>, String> {
+    match v {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(format!("required field `{name}` is empty")),
+        None => Err(format!("missing required field `{name}`")),
+    }
+}
+
+/// Empty optional strings mean "absent" (CSV cannot tell the two apart).
+fn optional(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    v.filter(|s| !s.is_empty())
+}
+
+/// Turn raw fields into a valid event, or the reason why not (SPEC §2, §4.8).
+pub fn validate(raw: RawFields<'_>) -> Result<Event<'_>, String> {
+    let event_id = required(raw.event_id, "event_id")?;
+    let source = required(raw.source, "source")?;
+    let community_id = required(raw.community_id, "community_id")?;
+    check_community_id(&community_id)?;
+    let member_id = required(raw.member_id, "member_id")?;
+    let type_text = required(raw.event_type, "event_type")?;
+    let event_type: EventType = type_text
+        .parse()
+        .map_err(|_| format!("unknown event_type `{type_text}`"))?;
+    let occurred_at = parse_timestamp(&required(raw.occurred_at, "occurred_at")?)
+        .map_err(|e| format!("occurred_at: {e}"))?;
+    let received_at = match optional(raw.received_at) {
+        Some(t) => Some(parse_timestamp(&t).map_err(|e| format!("received_at: {e}"))?),
+        None => None,
+    };
+    if let Some(a) = raw.amount_minor {
+        if a < 0 {
+            return Err(format!(
+                "amount_minor must not be negative (got {a}); a refund is its own event type"
+            ));
+        }
+    }
+    let currency = optional(raw.currency);
+    if let Some(c) = &currency {
+        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(format!(
+                "currency `{c}` is not an ISO 4217 code such as CNY or USD"
+            ));
+        }
+    }
+    if matches!(event_type, EventType::Purchase | EventType::Refund)
+        && (raw.amount_minor.is_none() || currency.is_none())
+    {
+        return Err(format!("a `{event_type}` needs amount_minor and currency"));
+    }
+    let properties = match optional(raw.properties) {
+        None => None,
+        Some(text) => {
+            let mut value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("properties is not valid JSON: {e}"))?;
+            if !value.is_object() {
+                return Err("wrong type: `properties` must be a JSON object".into());
+            }
+            if scrub_personal(&mut value) {
+                Some(Cow::Owned(value.to_string()))
+            } else {
+                Some(text)
+            }
+        }
+    };
+    Ok(Event {
+        event_id,
+        source,
+        community_id,
+        member_id,
+        event_type,
+        occurred_at,
+        received_at,
+        content_id: optional(raw.content_id),
+        parent_id: optional(raw.parent_id),
+        target_member_id: optional(raw.target_member_id),
+        title: optional(raw.title),
+        body: optional(raw.body),
+        amount_minor: raw.amount_minor,
+        currency,
+        properties,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"event_id":"e1","source":"generic","community_id":"c1","member_id":"m1","event_type":"post","occurred_at":"2026-11-23T08:30:00+08:00","title":"Hi","body":"学习 Rust"}"#;
+
+    #[test]
+    fn parses_a_good_line_with_offset() {
+        let e = parse_json_line(GOOD).unwrap();
+        assert_eq!(e.event_type, EventType::Post);
+        // 08:30 at +08:00 is 00:30 UTC.
+        assert_eq!(
+            e.occurred_at,
+            parse_timestamp("2026-11-23T00:30:00Z").unwrap()
+        );
+        assert_eq!(e.received_at, None);
+        assert!(matches!(e.member_id, Cow::Borrowed(_)));
+    }
+
+    fn reason(line: &str) -> String {
+        parse_json_line(line).unwrap_err()
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        assert!(reason("{not json").starts_with("invalid JSON"));
+        assert!(reason(&GOOD.replace(r#""member_id":"m1","#, ""))
+            .contains("missing required field `member_id`"));
+        assert!(
+            reason(&GOOD.replace(r#""member_id":"m1""#, r#""member_id":"""#))
+                .contains("`member_id` is empty")
+        );
+        assert!(
+            reason(&GOOD.replace(r#""post""#, r#""Post""#)).contains("unknown event_type `Post`")
+        );
+        assert!(reason(&GOOD.replace("+08:00", "")).contains("no UTC offset"));
+        assert!(reason(&GOOD.replace("2026-11-23T08", "2026-13-23T08")).contains("occurred_at"));
+        assert!(
+            reason(&GOOD.replace(r#""member_id":"m1""#, r#""member_id":7"#))
+                .contains("invalid type")
+        );
+        assert!(
+            reason(&GOOD.replace(r#""title":"Hi""#, r#""colour":"red""#))
+                .contains("unknown field `colour`")
+        );
+        let purchase = GOOD.replace(r#""post""#, r#""purchase""#);
+        assert!(reason(&purchase).contains("needs amount_minor and currency"));
+        let negative = purchase.replace(r#""title":"Hi""#, r#""amount_minor":-5,"currency":"CNY""#);
+        assert!(reason(&negative).contains("must not be negative"));
+        let bad_currency =
+            purchase.replace(r#""title":"Hi""#, r#""amount_minor":5,"currency":"rmb""#);
+        assert!(reason(&bad_currency).contains("ISO 4217"));
+        let bad_received = GOOD.replace(r#""title":"Hi""#, r#""received_at":"yesterday""#);
+        assert!(reason(&bad_received).starts_with("received_at"));
+        let bad_props = GOOD.replace(r#""title":"Hi""#, r#""properties":[1]"#);
+        assert!(reason(&bad_props).contains("must be a JSON object"));
+        assert!(reason(&GOOD.replace(r#""c1""#, r#""../etc""#)).contains("community_id"));
+    }
+
+    #[test]
+    fn properties_accept_object_or_string_and_drop_personal_data() {
+        let line = GOOD.replace(
+            r#""title":"Hi""#,
+            r#""properties":{"plan":"gold","Email":"a@b.c","user":{"name":"Ann","level":3}}"#,
+        );
+        let e = parse_json_line(&line).unwrap();
+        assert_eq!(
+            e.properties.as_deref(),
+            Some(r#"{"plan":"gold","user":{"level":3}}"#)
+        );
+        let line = GOOD.replace(r#""title":"Hi""#, r#""properties":"{\"plan\":\"gold\"}""#);
+        assert_eq!(
+            parse_json_line(&line).unwrap().properties.as_deref(),
+            Some(r#"{"plan":"gold"}"#)
+        );
+    }
+
+    #[test]
+    fn timestamps_are_strict() {
+        assert!(parse_timestamp("2026-11-23T00:00:00Z").is_ok());
+        assert!(parse_timestamp("2026-11-23T00:00:00.123456-05:00").is_ok());
+        assert!(parse_timestamp("2026-11-23 00:00:00").is_err());
+        assert!(parse_timestamp("2026-11-23").is_err());
+        assert!(parse_timestamp("1700000000").is_err());
+        assert!(parse_timestamp("2026-11-23T00:00:00+0800").is_err());
+    }
+}

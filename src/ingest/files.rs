@@ -1,0 +1,383 @@
+//! `pulse import`: canonical events from NDJSON or CSV files into the lake.
+//!
+//! Files are read in blocks of whole lines; each block is parsed and validated on all cores,
+//! then offered to the [`EventWriter`] in input order (so "first received wins" follows the
+//! file order). A bad line is quarantined with its file, line number and reason; the rest of
+//! the file goes on.
+
+use std::borrow::Cow;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::error::{Error, IoContext, Result};
+use crate::event::{parse_json_line, validate, Event, RawFields};
+use crate::lake::events::{EventWriter, ImportStats, WriterOptions};
+use crate::lake::Lake;
+
+/// Input file formats of `pulse import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// `.csv` files are CSV, everything else NDJSON.
+    Auto,
+    /// One JSON object per line with the SPEC §2 column names as keys.
+    Ndjson,
+    /// CSV with a header row of SPEC §2 column names; an empty cell is a null.
+    Csv,
+}
+
+impl InputFormat {
+    fn for_path(self, path: &Path) -> InputFormat {
+        match self {
+            InputFormat::Auto
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
+            {
+                InputFormat::Csv
+            }
+            InputFormat::Auto => InputFormat::Ndjson,
+            other => other,
+        }
+    }
+}
+
+/// Lines parsed per parallel block.
+const BLOCK_BYTES: usize = 8 << 20;
+
+/// Import `paths` into `lake`. The lake is locked for the duration.
+pub fn import_files(
+    lake: &Lake,
+    paths: &[PathBuf],
+    format: InputFormat,
+    options: WriterOptions,
+) -> Result<ImportStats> {
+    let mut total_bytes = 0;
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| Error::Input {
+            path: path.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        if meta.is_dir() {
+            return Err(Error::Input {
+                path: path.clone(),
+                message: "is a directory; name the files to import".into(),
+            });
+        }
+        total_bytes += meta.len();
+        if format.for_path(path) == InputFormat::Csv {
+            csv_columns(path)?; // fail on a bad header before anything is written
+        }
+    }
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} importing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut writer = EventWriter::begin(lake, options)?;
+    tracing::info!(events_in_lake = writer.keys_in_lake(), "lake opened");
+    for path in paths {
+        let before = writer_stats_snapshot(&writer);
+        match format.for_path(path) {
+            InputFormat::Csv => import_csv(&mut writer, path, &progress)?,
+            _ => import_ndjson(&mut writer, path, &progress)?,
+        }
+        let after = writer_stats_snapshot(&writer);
+        tracing::info!(
+            file = %path.display(),
+            read = after.0 - before.0,
+            quarantined = after.1 - before.1,
+            "file read"
+        );
+    }
+    progress.finish_and_clear();
+    writer.commit()
+}
+
+fn writer_stats_snapshot(w: &EventWriter) -> (u64, u64) {
+    let s = w.stats();
+    (s.read, s.quarantined)
+}
+
+/// Offer one parsed block to the writer, in input order.
+fn offer<'a>(
+    writer: &mut EventWriter,
+    file: &str,
+    parsed: Vec<(u64, &'a str, std::result::Result<Event<'a>, String>)>,
+) -> Result<()> {
+    writer.count_read(parsed.len() as u64);
+    for (line, raw, result) in parsed {
+        match result {
+            Ok(event) => writer.add(&event)?,
+            Err(reason) => writer.reject(file, line, &reason, raw),
+        }
+    }
+    Ok(())
+}
+
+fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> Result<()> {
+    let name = path.display().to_string();
+    let mut file = std::fs::File::open(path).io_context(|| format!("opening {name}"))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK_BYTES + (64 << 10));
+    let mut line_no: u64 = 0;
+    let mut eof = false;
+    while !eof {
+        // Fill the buffer to BLOCK_BYTES (keeping the partial line carried over).
+        let start = buf.len();
+        buf.resize(BLOCK_BYTES.max(start * 2), 0);
+        let mut filled = start;
+        while filled < buf.len() {
+            let n = file
+                .read(&mut buf[filled..])
+                .io_context(|| format!("reading {name}"))?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        let cut = if eof {
+            buf.len()
+        } else {
+            buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
+        if cut == 0 && !eof {
+            continue; // one line longer than the buffer: grow and read on
+        }
+        progress.inc(cut as u64);
+        let block = &buf[..cut];
+        let mut lines: Vec<(u64, &[u8])> = Vec::new();
+        for raw in block.split(|&b| b == b'\n') {
+            line_no += 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            lines.push((line_no, raw));
+        }
+        if block.last() == Some(&b'\n') {
+            line_no -= 1; // split() yields an empty piece after the final newline
+        }
+        let parsed: Vec<_> = lines
+            .par_iter()
+            .map(|&(line, raw)| match std::str::from_utf8(raw) {
+                Ok(text) => (line, text, parse_json_line(text)),
+                Err(_) => (line, "", Err("line is not valid UTF-8".to_string())),
+            })
+            .collect();
+        offer(writer, &name, parsed)?;
+        buf.drain(..cut);
+    }
+    Ok(())
+}
+
+/// Column index in the CSV file for each SPEC §2 column (None = not in the header).
+struct CsvColumns {
+    index: [Option<usize>; COLUMNS.len()],
+}
+
+const COLUMNS: [&str; 15] = [
+    "event_id",
+    "source",
+    "community_id",
+    "member_id",
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "content_id",
+    "parent_id",
+    "target_member_id",
+    "title",
+    "body",
+    "amount_minor",
+    "currency",
+    "properties",
+];
+const REQUIRED: [&str; 6] = [
+    "event_id",
+    "source",
+    "community_id",
+    "member_id",
+    "event_type",
+    "occurred_at",
+];
+
+fn csv_columns(path: &Path) -> Result<CsvColumns> {
+    let err = |message: String| Error::Input {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let header = reader
+        .headers()
+        .map_err(|e| err(format!("cannot read the CSV header: {e}")))?;
+    let mut index = [None; COLUMNS.len()];
+    for (i, name) in header.iter().enumerate() {
+        let name = name.trim();
+        if name == "event_date" {
+            continue; // the lake's partition column; derived from occurred_at
+        }
+        match COLUMNS.iter().position(|c| *c == name) {
+            Some(c) if index[c].is_some() => {
+                return Err(err(format!("column `{name}` appears twice in the header")))
+            }
+            Some(c) => index[c] = Some(i),
+            None => {
+                return Err(err(format!(
+                    "unknown column `{name}` in the header (columns are: {})",
+                    COLUMNS.join(", ")
+                )))
+            }
+        }
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|r| index[COLUMNS.iter().position(|c| c == r).unwrap()].is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(err(format!(
+            "the header lacks required column(s): {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(CsvColumns { index })
+}
+
+/// Records parsed per parallel block.
+const CSV_BLOCK: usize = 32 * 1024;
+
+fn import_csv(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> Result<()> {
+    let name = path.display().to_string();
+    let columns = csv_columns(path)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| Error::Input {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let width = reader.byte_headers().map(|h| h.len()).unwrap_or(0);
+    let mut done = false;
+    let mut last_offset = 0;
+    while !done {
+        // (line, record or read error)
+        let mut records: Vec<(u64, std::result::Result<csv::ByteRecord, String>)> =
+            Vec::with_capacity(CSV_BLOCK);
+        while records.len() < CSV_BLOCK {
+            let mut record = csv::ByteRecord::new();
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => {
+                    done = true;
+                    break;
+                }
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    if record.len() != width {
+                        records.push((
+                            line,
+                            Err(format!("expected {width} fields, found {}", record.len())),
+                        ));
+                    } else {
+                        records.push((line, Ok(record)));
+                    }
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    records.push((line, Err(format!("invalid CSV: {e}"))));
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        return Err(Error::Input {
+                            path: path.to_path_buf(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let offset = reader.position().byte();
+        progress.inc(offset - last_offset);
+        last_offset = offset;
+        let raws: Vec<String> = records.par_iter().map(|(_, r)| raw_csv_line(r)).collect();
+        let parsed: Vec<_> = records
+            .par_iter()
+            .zip(raws.par_iter())
+            .map(|((line, record), raw)| {
+                let result = match record {
+                    Ok(r) => csv_event(r, &columns),
+                    Err(reason) => Err(reason.clone()),
+                };
+                (*line, raw.as_str(), result)
+            })
+            .collect();
+        offer(writer, &name, parsed)?;
+    }
+    Ok(())
+}
+
+/// The record as one CSV line again, for the quarantine file.
+fn raw_csv_line(record: &std::result::Result<csv::ByteRecord, String>) -> String {
+    let Ok(record) = record else {
+        return String::new();
+    };
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b' '))
+        .from_writer(Vec::new());
+    if w.write_byte_record(record).is_err() {
+        return String::new();
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(bytes.strip_suffix(b" ").unwrap_or(&bytes)).into_owned()
+}
+
+fn csv_event<'a>(
+    record: &'a csv::ByteRecord,
+    columns: &CsvColumns,
+) -> std::result::Result<Event<'a>, String> {
+    let mut fields: [Option<Cow<'a, str>>; COLUMNS.len()] = Default::default();
+    for (c, slot) in fields.iter_mut().enumerate() {
+        if let Some(i) = columns.index[c] {
+            let bytes = record.get(i).unwrap_or(b"");
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("column `{}` is not valid UTF-8", COLUMNS[c]))?;
+            *slot = Some(Cow::Borrowed(text));
+        }
+    }
+    let [event_id, source, community_id, member_id, event_type, occurred_at, received_at, content_id, parent_id, target_member_id, title, body, amount, currency, properties] =
+        fields;
+    let amount_minor = match amount.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(a) => Some(
+            a.parse::<i64>()
+                .map_err(|_| format!("wrong type: amount_minor `{a}` is not an integer"))?,
+        ),
+    };
+    validate(RawFields {
+        event_id,
+        source,
+        community_id,
+        member_id,
+        event_type,
+        occurred_at,
+        received_at,
+        content_id,
+        parent_id,
+        target_member_id,
+        title,
+        body,
+        amount_minor,
+        currency,
+        properties,
+    })
+}

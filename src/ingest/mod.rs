@@ -1,0 +1,3 @@
+//! Getting events in: files (`pulse import`), and later webhooks and export pickup.
+
+pub mod files;

@@ -1,0 +1,602 @@
+//! Appending events to the lake: dedupe, partitioning, sorting, Parquet, quarantine.
+//!
+//! One [`EventWriter`] is one import. It holds the lake lock from [`EventWriter::begin`] to
+//! [`EventWriter::commit`]:
+//! 1. `begin` loads the dedupe keys `(source, event_id)` of every event already in the lake.
+//! 2. `add` keeps an event unless its key is already in the lake or an earlier copy in this
+//!    import wins (the copy with the smaller `received_at`, then the one read first). Kept events
+//!    are appended to Arrow builders per partition `(community_id, UTC event_date)`; when the
+//!    builders outgrow the memory budget they are spilled to Arrow IPC files in staging.
+//! 3. `commit` writes one Parquet file per partition (rows sorted by member then time, zstd),
+//!    named by a hash of its keys, syncs once and renames them all into place, then writes the
+//!    quarantine file.
+//!
+//! A run killed at any point leaves only staging (cleared by the next writer) and whole files.
+//! Because the next run skips events already in the lake and names files by content, running
+//! the same import again after a kill produces the same files as one clean run.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayBuilder, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondBuilder, UInt32Array, UInt32Builder,
+};
+use datafusion::arrow::compute::{
+    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::FileReader as IpcReader;
+use datafusion::arrow::ipc::writer::FileWriter as IpcWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::{Lake, LakeLock};
+use crate::error::{IoContext, Result};
+use crate::event::{dedupe_key, file_schema, Event};
+
+/// Counts an import reports (SPEC: read, imported, duplicate, quarantined).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ImportStats {
+    /// Non-blank input lines (or CSV records).
+    pub read: u64,
+    /// New events written to the lake.
+    pub imported: u64,
+    /// Valid events skipped because their `(source, event_id)` was already in the lake or
+    /// appeared again in this import.
+    pub duplicate: u64,
+    /// Lines rejected to quarantine.
+    pub quarantined: u64,
+    /// Parquet files written.
+    pub files: u64,
+}
+
+/// Which copy of a key wins: received earliest, then read first.
+#[derive(Clone, Copy)]
+struct Winner {
+    received_at: i64,
+    seq: u32,
+}
+
+/// Marks keys that are already in the lake: they always win.
+const IN_LAKE: u32 = u32::MAX;
+
+/// The keys are hashes already; hashing them again would only cost time.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u128 keys are hashed")
+    }
+    fn write_u128(&mut self, k: u128) {
+        self.0 = k as u64;
+    }
+}
+type KeyMap = HashMap<u128, Winner, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Options of one import.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// `received_at` for events that do not carry one, µs since the epoch.
+    pub received_at: i64,
+    /// Builders are spilled to staging beyond this many bytes.
+    pub memory_budget: usize,
+    /// Parquet zstd level (1 is fast and still compresses these columns ~5×).
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            received_at: chrono::Utc::now().timestamp_micros(),
+            memory_budget: 192 << 20,
+            zstd_level: 1,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct QuarantineRecord<'a> {
+    file: &'a str,
+    line: u64,
+    reason: &'a str,
+    raw: &'a str,
+}
+
+/// One import into the lake.
+pub struct EventWriter {
+    lake: Lake,
+    _lock: LakeLock,
+    options: WriterOptions,
+    staging: PathBuf,
+    winners: KeyMap,
+    next_seq: u32,
+    /// community_id → UTC day number → rows.
+    partitions: Partitions,
+    buffered_bytes: usize,
+    spills: u64,
+    quarantine: Vec<u8>,
+    stats: ImportStats,
+}
+
+/// Rows of one `(community_id, event_date)` partition: builders plus spilled IPC files.
+struct Partition {
+    columns: Columns,
+    spilled: Vec<PathBuf>,
+}
+
+impl EventWriter {
+    /// Lock the lake, clear leftovers of an interrupted writer and load the keys already stored.
+    pub fn begin(lake: &Lake, options: WriterOptions) -> Result<EventWriter> {
+        let lock = lake.lock()?;
+        lake.clear_staging()?;
+        let staging = lake
+            .staging_dir()
+            .join(format!("import-{}", super::unique_suffix()));
+        std::fs::create_dir_all(&staging)
+            .io_context(|| format!("creating {}", staging.display()))?;
+        let winners = load_keys(&lake.events_dir())?;
+        Ok(EventWriter {
+            lake: lake.clone(),
+            _lock: lock,
+            options,
+            staging,
+            winners,
+            next_seq: 0,
+            partitions: HashMap::new(),
+            buffered_bytes: 0,
+            spills: 0,
+            quarantine: Vec::new(),
+            stats: ImportStats::default(),
+        })
+    }
+
+    /// Events already in the lake when this import began.
+    pub fn keys_in_lake(&self) -> usize {
+        self.winners.len()
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> ImportStats {
+        self.stats
+    }
+
+    /// Count a line that was read (valid or not).
+    pub fn count_read(&mut self, n: u64) {
+        self.stats.read += n;
+    }
+
+    /// Reject a line: it goes to quarantine with where it came from and why.
+    pub fn reject(&mut self, file: &str, line: u64, reason: &str, raw: &str) {
+        self.stats.quarantined += 1;
+        let record = QuarantineRecord {
+            file,
+            line,
+            reason,
+            raw,
+        };
+        serde_json::to_writer(&mut self.quarantine, &record).expect("writing JSON to memory");
+        self.quarantine.push(b'\n');
+    }
+
+    /// Offer a valid event; duplicates are counted and dropped.
+    pub fn add(&mut self, event: &Event<'_>) -> Result<()> {
+        let received_at = event.received_at.unwrap_or(self.options.received_at);
+        let key = event.key();
+        let seq = self.next_seq;
+        self.next_seq = self
+            .next_seq
+            .checked_add(1)
+            .expect("fewer than 4 billion events per import");
+        match self.winners.get_mut(&key) {
+            Some(w) if w.seq == IN_LAKE || w.received_at <= received_at => {
+                self.stats.duplicate += 1;
+                return Ok(());
+            }
+            Some(w) => {
+                // An earlier copy in this import loses to this one; its buffered row is dropped
+                // at commit because its seq no longer matches.
+                *w = Winner { received_at, seq };
+                self.stats.duplicate += 1;
+            }
+            None => {
+                self.winners.insert(key, Winner { received_at, seq });
+            }
+        }
+        let date = event.occurred_at.div_euclid(86_400_000_000) as i32;
+        let days = match self.partitions.get_mut(event.community_id.as_ref()) {
+            Some(days) => days,
+            None => self
+                .partitions
+                .entry(event.community_id.to_string())
+                .or_default(),
+        };
+        let partition = days.entry(date).or_insert_with(|| Partition {
+            columns: Columns::default(),
+            spilled: Vec::new(),
+        });
+        self.buffered_bytes += partition.columns.append(event, received_at, seq);
+        if self.buffered_bytes > self.options.memory_budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Move every partition's builders to IPC files in staging.
+    fn spill(&mut self) -> Result<()> {
+        self.spills += 1;
+        let dir = self.staging.join("spill");
+        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        let spills = self.spills;
+        partition_list(&mut self.partitions)
+            .into_par_iter()
+            .enumerate()
+            .try_for_each(|(i, (_, _, p))| -> Result<()> {
+                if p.columns.len() == 0 {
+                    return Ok(());
+                }
+                let batch = p.columns.finish()?;
+                let path = dir.join(format!("{spills}-{i}.arrow"));
+                let file =
+                    File::create(&path).io_context(|| format!("creating {}", path.display()))?;
+                let mut w = IpcWriter::try_new(std::io::BufWriter::new(file), &batch.schema())?;
+                w.write(&batch)?;
+                w.finish()?;
+                p.spilled.push(path);
+                Ok(())
+            })?;
+        self.buffered_bytes = 0;
+        Ok(())
+    }
+
+    /// Write every partition, publish the files, write quarantine, release the lock.
+    pub fn commit(mut self) -> Result<ImportStats> {
+        let events_dir = self.lake.events_dir();
+        let mut partitions = partition_list(&mut self.partitions);
+        let (winners, staging, opts) = (&self.winners, &self.staging, &self.options);
+        let written: Vec<(PathBuf, PathBuf, u64)> = partitions
+            .par_iter_mut()
+            .map(|(community, date, p)| {
+                write_partition(p, community, *date, winners, staging, &events_dir, opts)
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        self.stats.imported = written.iter().map(|(_, _, rows)| rows).sum();
+        self.stats.files = written.len() as u64;
+        let moves: Vec<(PathBuf, PathBuf)> = written.into_iter().map(|(s, t, _)| (s, t)).collect();
+        self.lake.publish(&moves)?;
+        if !self.quarantine.is_empty() {
+            // Named by content, so re-running an import after a kill rewrites the same file.
+            let today = chrono::Utc::now().date_naive();
+            let name = format!(
+                "{:016x}.ndjson",
+                xxhash_rust::xxh3::xxh3_64(&self.quarantine)
+            );
+            let path = self
+                .lake
+                .quarantine_dir()
+                .join(today.to_string())
+                .join(name);
+            super::write_atomic(&path, &self.quarantine)?;
+        }
+        self.lake.clear_staging()?;
+        Ok(self.stats)
+    }
+}
+
+type Partitions = HashMap<String, HashMap<i32, Partition>>;
+
+fn partition_list(partitions: &mut Partitions) -> Vec<(&str, i32, &mut Partition)> {
+    partitions
+        .iter_mut()
+        .flat_map(|(c, days)| days.iter_mut().map(move |(d, p)| (c.as_str(), *d, p)))
+        .collect()
+}
+
+/// Sort, dedupe and write one partition to staging; returns `(staged, final, rows)`.
+fn write_partition(
+    p: &mut Partition,
+    community: &str,
+    date: i32,
+    winners: &KeyMap,
+    staging: &Path,
+    events_dir: &Path,
+    opts: &WriterOptions,
+) -> Result<Option<(PathBuf, PathBuf, u64)>> {
+    let mut batches = Vec::with_capacity(p.spilled.len() + 1);
+    for path in &p.spilled {
+        let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
+        for batch in IpcReader::try_new(std::io::BufReader::new(file), None)? {
+            batches.push(batch?);
+        }
+    }
+    if p.columns.len() > 0 {
+        batches.push(p.columns.finish()?);
+    }
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let all = concat_batches(&first.schema(), &batches)?;
+    drop(batches);
+
+    // Keep only the winning copy of each key.
+    let keep = {
+        let source = column::<StringArray>(&all, "source");
+        let event_id = column::<StringArray>(&all, "event_id");
+        let seq = column::<UInt32Array>(&all, SEQ);
+        BooleanArray::from_iter((0..all.num_rows()).map(|i| {
+            let w = winners[&dedupe_key(source.value(i), event_id.value(i))];
+            Some(w.seq == seq.value(i))
+        }))
+    };
+    let kept = filter_record_batch(&all, &keep)?;
+    drop(all);
+    if kept.num_rows() == 0 {
+        return Ok(None);
+    }
+    let order = lexsort_to_indices(
+        &[
+            SortColumn {
+                values: kept.column_by_name("member_id").expect("column").clone(),
+                options: None,
+            },
+            SortColumn {
+                values: kept.column_by_name("occurred_at").expect("column").clone(),
+                options: None,
+            },
+            SortColumn {
+                values: kept.column_by_name("event_id").expect("column").clone(),
+                options: None,
+            },
+        ],
+        None,
+    )?;
+    let sorted = take_record_batch(&kept, &order)?;
+    let sorted = sorted.project(&(0..sorted.num_columns() - 1).collect::<Vec<_>>())?; // drop seq
+
+    // Content-addressed name: the same rows always get the same file name.
+    let name = {
+        let source = column::<StringArray>(&sorted, "source");
+        let event_id = column::<StringArray>(&sorted, "event_id");
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for i in 0..sorted.num_rows() {
+            h.update(&dedupe_key(source.value(i), event_id.value(i)).to_le_bytes());
+        }
+        format!("part-{:016x}.parquet", h.digest())
+    };
+    let day = chrono::NaiveDate::from_num_days_from_ce_opt(date + 719_163).expect("valid date");
+    let target = events_dir
+        .join(format!("community_id={community}"))
+        .join(format!("event_date={day}"))
+        .join(&name);
+    let staged = staging.join(format!("{community}-{day}-{name}"));
+    let rows = sorted.num_rows() as u64;
+    let file = File::create(&staged).io_context(|| format!("creating {}", staged.display()))?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        sorted.schema(),
+        Some(parquet_properties(opts.zstd_level)),
+    )?;
+    writer.write(&sorted)?;
+    writer.close()?;
+    Ok(Some((staged, target, rows)))
+}
+
+fn parquet_properties(zstd_level: i32) -> WriterProperties {
+    let schema = file_schema();
+    let idx = |name: &str| schema.index_of(name).expect("column") as i32;
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+        ))
+        .set_max_row_group_row_count(Some(512 * 1024))
+        .set_sorting_columns(Some(vec![
+            SortingColumn {
+                column_idx: idx("member_id"),
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: idx("occurred_at"),
+                descending: false,
+                nulls_first: false,
+            },
+        ]))
+        .build()
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .expect("staged batches have the file schema")
+}
+
+/// Read `(source, event_id)` of every event file under `events_dir`, in parallel.
+fn load_keys(events_dir: &Path) -> Result<KeyMap> {
+    let mut files = Vec::new();
+    list_parquet(events_dir, &mut files)?;
+    let per_file: Vec<Vec<u128>> = files
+        .par_iter()
+        .map(|path| -> Result<Vec<u128>> {
+            let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let schema = builder.parquet_schema();
+            let wanted: Vec<usize> = ["source", "event_id"]
+                .iter()
+                .map(|n| {
+                    schema
+                        .columns()
+                        .iter()
+                        .position(|c| c.name() == *n)
+                        .ok_or_else(|| crate::error::Error::Input {
+                            path: path.clone(),
+                            message: format!("lake file has no `{n}` column"),
+                        })
+                })
+                .collect::<Result<_>>()?;
+            let mask = ProjectionMask::leaves(schema, wanted);
+            let mut keys = Vec::new();
+            for batch in builder
+                .with_projection(mask)
+                .with_batch_size(65536)
+                .build()?
+            {
+                let batch = batch?;
+                let source = column::<StringArray>(&batch, "source");
+                let event_id = column::<StringArray>(&batch, "event_id");
+                keys.extend(
+                    (0..batch.num_rows()).map(|i| dedupe_key(source.value(i), event_id.value(i))),
+                );
+            }
+            Ok(keys)
+        })
+        .collect::<Result<_>>()?;
+    let mut map =
+        KeyMap::with_capacity_and_hasher(per_file.iter().map(Vec::len).sum(), Default::default());
+    for key in per_file.into_iter().flatten() {
+        map.insert(
+            key,
+            Winner {
+                received_at: i64::MIN,
+                seq: IN_LAKE,
+            },
+        );
+    }
+    Ok(map)
+}
+
+/// Every `*.parquet` file below `dir` (hidden and `_`-prefixed entries skipped, as readers do).
+pub fn list_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let path = entry.path();
+        if entry
+            .file_type()
+            .io_context(|| format!("reading {}", path.display()))?
+            .is_dir()
+        {
+            list_parquet(&path, out)?;
+        } else if name.ends_with(".parquet") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Name of the internal sequence column (dropped before writing).
+const SEQ: &str = "__seq";
+
+fn staged_schema() -> SchemaRef {
+    let file = file_schema();
+    let mut fields: Vec<Field> = file.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(SEQ, DataType::UInt32, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Arrow builders for the columns of an events file, plus the sequence column.
+#[derive(Default)]
+struct Columns {
+    event_id: StringBuilder,
+    source: StringBuilder,
+    member_id: StringBuilder,
+    event_type: StringBuilder,
+    occurred_at: TimestampMicrosecondBuilder,
+    received_at: TimestampMicrosecondBuilder,
+    content_id: StringBuilder,
+    parent_id: StringBuilder,
+    target_member_id: StringBuilder,
+    title: StringBuilder,
+    body: StringBuilder,
+    amount_minor: Int64Builder,
+    currency: StringBuilder,
+    properties: StringBuilder,
+    seq: UInt32Builder,
+}
+
+impl Columns {
+    fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    /// Append one event; returns roughly how many bytes it added.
+    fn append(&mut self, e: &Event<'_>, received_at: i64, seq: u32) -> usize {
+        let mut bytes = 64;
+        let mut text = |b: &mut StringBuilder, v: &str| {
+            bytes += v.len() + 4;
+            b.append_value(v);
+        };
+        text(&mut self.event_id, &e.event_id);
+        text(&mut self.source, &e.source);
+        text(&mut self.member_id, &e.member_id);
+        text(&mut self.event_type, e.event_type.as_str());
+        let optional: [(&mut StringBuilder, &Option<Cow<'_, str>>); 7] = [
+            (&mut self.content_id, &e.content_id),
+            (&mut self.parent_id, &e.parent_id),
+            (&mut self.target_member_id, &e.target_member_id),
+            (&mut self.title, &e.title),
+            (&mut self.body, &e.body),
+            (&mut self.currency, &e.currency),
+            (&mut self.properties, &e.properties),
+        ];
+        for (builder, value) in optional {
+            match value {
+                Some(v) => text(builder, v),
+                None => builder.append_null(),
+            }
+        }
+        self.occurred_at.append_value(e.occurred_at);
+        self.received_at.append_value(received_at);
+        self.amount_minor.append_option(e.amount_minor);
+        self.seq.append_value(seq);
+        bytes
+    }
+
+    /// Take the rows built so far as a batch (the builders start empty again).
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
+            Arc::new(b.finish().with_timezone("UTC"))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.member_id.finish()),
+            Arc::new(self.event_type.finish()),
+            utc(&mut self.occurred_at),
+            utc(&mut self.received_at),
+            Arc::new(self.content_id.finish()),
+            Arc::new(self.parent_id.finish()),
+            Arc::new(self.target_member_id.finish()),
+            Arc::new(self.title.finish()),
+            Arc::new(self.body.finish()),
+            Arc::new(self.amount_minor.finish()),
+            Arc::new(self.currency.finish()),
+            Arc::new(self.properties.finish()),
+            Arc::new(self.seq.finish()),
+        ];
+        Ok(RecordBatch::try_new(staged_schema(), columns)?)
+    }
+}

@@ -1,0 +1,18 @@
+//! Community Pulse: events from webhooks and exports into a Parquet lake, metrics computed with
+//! DataFusion SQL, reports and ranked member lists delivered.
+//!
+//! The modules follow the data: [`ingest`] (files, later webhooks) → [`lake`] (Parquet) →
+//! [`models`] (DataFusion over `queries/*.sql`); [`engine`] builds the DataFusion sessions,
+//! [`config`] is the typed configuration and [`cli`] drives it all.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod generate;
+pub mod ingest;
+pub mod lake;
+pub mod models;
+
+pub use error::{Error, Result};

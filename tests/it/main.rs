@@ -1,0 +1,7 @@
+//! One integration-test binary (one link of DataFusion instead of one per file).
+
+mod common;
+mod config_check;
+mod generate;
+mod import;
+mod query;
