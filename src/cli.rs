@@ -74,6 +74,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
         format: InputFormat,
     },
+    /// Compute every metric table (SPEC §4, §5) for an as_of date.
+    ///
+    /// Runs every configured community, or every community in the lake when none is
+    /// configured. Re-running an as_of replaces its partitions.
+    #[command(
+        after_help = "Examples:\n  pulse run                          # today, in each community's timezone\n  pulse run --as-of 2026-11-23\n  pulse run --as-of 2026-11-23 --community python-camp"
+    )]
+    Run {
+        /// The as_of date D (YYYY-MM-DD): the run sees events before local midnight starting D
+        /// [default: today in each community's timezone]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Only this community
+        #[arg(long)]
+        community: Option<String>,
+    },
     /// Run read-only SQL over the lake (`events` and every metric table).
     #[command(
         after_help = "Examples:\n  pulse query \"SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"\n  pulse query --format csv --output types.csv \"SELECT * FROM events LIMIT 10\"\n  pulse query --format parquet --output posts.parquet \"SELECT * FROM events WHERE event_type = 'post'\""
@@ -200,6 +216,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     lake.quarantine_dir().display()
                 );
                 return Ok(ExitCode::from(EXIT_QUARANTINED));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { as_of, community } => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            let runs = tokio_runtime()?.block_on(crate::models::run(
+                &config,
+                &lake,
+                as_of,
+                community.as_deref(),
+            ))?;
+            if runs.is_empty() {
+                println!("no communities: the lake has no events and none are configured (import events first)");
+            }
+            for run in runs {
+                let rows: Vec<String> =
+                    run.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                println!(
+                    "{} as_of {}: {} ({} of {} rollup partitions refreshed, {:.1}s)",
+                    run.community,
+                    run.window.as_of,
+                    rows.join(" · "),
+                    run.rollups.refreshed,
+                    run.rollups.partitions,
+                    run.seconds
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

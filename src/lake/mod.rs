@@ -130,32 +130,71 @@ impl Lake {
         )
     }
 
-    /// Atomically replace the directory `target` with the staged directory `staged`
-    /// (used for metric partitions: re-running an as_of replaces it whole).
-    pub fn replace_dir(&self, staged: &Path, target: &Path) -> Result<()> {
-        sync_all(&self.root, std::iter::once(staged))?;
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .io_context(|| format!("creating {}", parent.display()))?;
-        }
-        // rename(2) cannot replace a non-empty directory: move the old one aside first.
-        let old = self
-            .staging_dir()
-            .join(format!("replaced-{}", unique_suffix()));
-        let had_old = target.exists();
-        if had_old {
-            std::fs::create_dir_all(self.staging_dir())
-                .io_context(|| "creating staging".to_string())?;
-            std::fs::rename(target, &old)
-                .io_context(|| format!("moving aside {}", target.display()))?;
-        }
-        std::fs::rename(staged, target)
-            .io_context(|| format!("moving {} into place", target.display()))?;
-        if had_old {
-            std::fs::remove_dir_all(&old).io_context(|| format!("removing {}", old.display()))?;
-        }
-        sync_all(&self.root, target.parent().into_iter())
+    /// Derived per-partition rollups (see `models::rollups`).
+    pub fn rollups_dir(&self, table: &str) -> PathBuf {
+        self.root.join("rollups").join(table)
     }
+
+    /// Replace each directory `target` with its staged directory `staged`, atomically per
+    /// directory (used for metric and rollup partitions: recomputing one replaces it whole).
+    /// One filesystem sync covers all staged files before the swaps, one more the swaps.
+    pub fn replace_dirs(&self, swaps: &[(PathBuf, PathBuf)]) -> Result<()> {
+        if swaps.is_empty() {
+            return Ok(());
+        }
+        sync_all(&self.root, swaps.iter().map(|(staged, _)| staged.as_path()))?;
+        for (staged, target) in swaps {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .io_context(|| format!("creating {}", parent.display()))?;
+            }
+            swap_dir(staged, target)?;
+        }
+        sync_all(
+            &self.root,
+            swaps.iter().filter_map(|(_, target)| target.parent()),
+        )
+    }
+}
+
+/// Put directory `staged` at `target`. When `target` exists, Linux swaps the two in one step
+/// (`renameat2(RENAME_EXCHANGE)`), so readers see the old or the new directory, never none;
+/// elsewhere (or on filesystems without it) the old one is moved aside first.
+fn swap_dir(staged: &Path, target: &Path) -> Result<()> {
+    let context = || format!("moving {} into place", target.display());
+    if !target.exists() {
+        return std::fs::rename(staged, target).io_context(context);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c =
+            |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL");
+        let (a, b) = (c(staged), c(target));
+        // SAFETY: both pointers are valid NUL-terminated paths for the duration of the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            // `staged` now holds the old directory.
+            return std::fs::remove_dir_all(staged)
+                .io_context(|| format!("removing the old {}", target.display()));
+        }
+    }
+    let aside = target.with_file_name(format!(
+        ".{}.old-{}",
+        target.file_name().and_then(|n| n.to_str()).unwrap_or("dir"),
+        unique_suffix()
+    ));
+    std::fs::rename(target, &aside).io_context(context)?;
+    std::fs::rename(staged, target).io_context(context)?;
+    std::fs::remove_dir_all(&aside).io_context(|| format!("removing {}", aside.display()))
 }
 
 /// A string unique to this process and moment, for staging names.

@@ -1,19 +1,26 @@
-//! SQL functions the models need and DataFusion lacks: the local calendar day of a UTC instant
-//! in an IANA timezone (SPEC §3: "day" means a local calendar day in the community's zone).
+//! SQL functions the models need and DataFusion lacks.
 //!
-//! `local_date(ts, tz)` → Date32: `ts` is a `Timestamp(µs, UTC)`, `tz` an IANA name (a bound
-//! parameter). DST is handled by chrono-tz, so a day is 23 or 25 hours long when it should be.
+//! - `local_date(ts, tz)` → Date32: the local calendar day of a `Timestamp(µs, UTC)` in an IANA
+//!   zone (SPEC §3: "day" means a local calendar day in the community's zone). DST is handled by
+//!   chrono-tz, so a day is 23 or 25 hours long when it should be.
+//! - `period_start(day, grain)` → Date32: the first day of the month, or the Monday of the ISO
+//!   week, containing `day` (`grain` is 'month' or 'week'; SPEC §4.5 cohorts).
+//! - `periods_between(start, later, grain)` → Int64: whole months or weeks from `start`'s period
+//!   to `later`'s period (the cohort period offset k).
+//!
+//! Timezones and grains arrive as bound parameters, so they are constants per call.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use chrono_tz::Tz;
-use datafusion::arrow::array::{Array, Date32Array, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, Date32Array, Int64Array, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -66,15 +73,167 @@ impl ScalarUDFImpl for LocalDate {
                     .as_any()
                     .downcast_ref::<TimestampMicrosecondArray>()
                     .expect("signature guarantees Timestamp(µs)");
-                let days: Date32Array = ts.iter().map(|v| v.map(|m| local_day_number(m, tz))).collect();
+                let days: Date32Array = ts
+                    .iter()
+                    .map(|v| v.map(|m| local_day_number(m, tz)))
+                    .collect();
                 Ok(ColumnarValue::Array(Arc::new(days)))
             }
-            ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _)) => Ok(ColumnarValue::Scalar(
-                ScalarValue::Date32(v.map(|m| local_day_number(m, tz))),
-            )),
+            ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _)) => Ok(
+                ColumnarValue::Scalar(ScalarValue::Date32(v.map(|m| local_day_number(m, tz)))),
+            ),
             other => exec_err!("local_date: unexpected argument {other:?}"),
         }
     }
+}
+
+/// Cohort period length (SPEC §4.5 `cohort_grain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Month,
+    Week,
+}
+
+impl Grain {
+    fn parse(arg: &ColumnarValue, function: &str) -> Result<Grain> {
+        match arg {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(g))) if g == "month" => Ok(Grain::Month),
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(g))) if g == "week" => Ok(Grain::Week),
+            other => {
+                exec_err!("{function}: grain must be the constant 'month' or 'week', got {other:?}")
+            }
+        }
+    }
+
+    /// A running number of the period containing day number `day` (days since 1970-01-01).
+    pub fn index(self, day: i32) -> i64 {
+        match self {
+            Grain::Month => {
+                let date = epoch() + chrono::Duration::days(day as i64);
+                date.year() as i64 * 12 + date.month0() as i64
+            }
+            // 1970-01-01 was a Thursday: shifting by 3 makes weeks start on Monday (ISO).
+            Grain::Week => (day as i64 + 3).div_euclid(7),
+        }
+    }
+
+    /// Day number of the first day of period `index`.
+    pub fn start(self, index: i64) -> i32 {
+        match self {
+            Grain::Month => {
+                let first = NaiveDate::from_ymd_opt(
+                    index.div_euclid(12) as i32,
+                    index.rem_euclid(12) as u32 + 1,
+                    1,
+                )
+                .expect("valid month");
+                (first - epoch()).num_days() as i32
+            }
+            Grain::Week => (index * 7 - 3) as i32,
+        }
+    }
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
+}
+
+/// The Date32 values of argument `i` (an array, or a scalar repeated `rows` times).
+fn dates(args: &ScalarFunctionArgs, i: usize, function: &str) -> Result<Date32Array> {
+    match &args.args[i] {
+        ColumnarValue::Array(a) => match a.as_any().downcast_ref::<Date32Array>() {
+            Some(d) => Ok(d.clone()),
+            None => exec_err!("{function}: argument {} must be a DATE", i + 1),
+        },
+        ColumnarValue::Scalar(ScalarValue::Date32(v)) => {
+            Ok(Date32Array::from(vec![*v; args.number_rows]))
+        }
+        other => exec_err!(
+            "{function}: argument {} must be a DATE, got {other:?}",
+            i + 1
+        ),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeriodStart {
+    signature: Signature,
+}
+
+/// The `period_start(day, grain)` UDF.
+pub fn period_start_udf() -> ScalarUDF {
+    ScalarUDF::from(PeriodStart {
+        signature: Signature::new(
+            TypeSignature::Exact(vec![DataType::Date32, DataType::Utf8]),
+            Volatility::Immutable,
+        ),
+    })
+}
+
+impl ScalarUDFImpl for PeriodStart {
+    fn name(&self) -> &str {
+        "period_start"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Date32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let grain = Grain::parse(&args.args[1], "period_start")?;
+        let days = dates(&args, 0, "period_start")?;
+        let out: Date32Array = days
+            .iter()
+            .map(|d| d.map(|d| grain.start(grain.index(d))))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeriodsBetween {
+    signature: Signature,
+}
+
+/// The `periods_between(start, later, grain)` UDF.
+pub fn periods_between_udf() -> ScalarUDF {
+    ScalarUDF::from(PeriodsBetween {
+        signature: Signature::new(
+            TypeSignature::Exact(vec![DataType::Date32, DataType::Date32, DataType::Utf8]),
+            Volatility::Immutable,
+        ),
+    })
+}
+
+impl ScalarUDFImpl for PeriodsBetween {
+    fn name(&self) -> &str {
+        "periods_between"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let grain = Grain::parse(&args.args[2], "periods_between")?;
+        let (start, later) = (
+            dates(&args, 0, "periods_between")?,
+            dates(&args, 1, "periods_between")?,
+        );
+        let out: Int64Array = start
+            .iter()
+            .zip(later.iter())
+            .map(|(a, b)| Some(grain.index(b?) - grain.index(a?)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// Every UDF the models use.
+pub fn all() -> Vec<ScalarUDF> {
+    vec![local_date_udf(), period_start_udf(), periods_between_udf()]
 }
 
 #[cfg(test)]
@@ -83,7 +242,45 @@ mod tests {
     use crate::event::parse_timestamp;
 
     fn day(ts: &str, tz: Tz) -> NaiveDate {
-        NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(local_day_number(parse_timestamp(ts).unwrap(), tz) as i64)
+        NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+            + chrono::Duration::days(local_day_number(parse_timestamp(ts).unwrap(), tz) as i64)
+    }
+
+    fn num(s: &str) -> i32 {
+        (s.parse::<NaiveDate>().unwrap() - epoch()).num_days() as i32
+    }
+
+    #[test]
+    fn periods_start_on_the_first_and_on_monday() {
+        assert_eq!(
+            Grain::Month.start(Grain::Month.index(num("2026-02-28"))),
+            num("2026-02-01")
+        );
+        assert_eq!(
+            Grain::Month.index(num("2027-01-03")) - Grain::Month.index(num("2026-11-30")),
+            2
+        );
+        // 2026-11-23 is a Monday, 2026-11-29 a Sunday.
+        assert_eq!(
+            Grain::Week.start(Grain::Week.index(num("2026-11-29"))),
+            num("2026-11-23")
+        );
+        assert_eq!(
+            Grain::Week.start(Grain::Week.index(num("2026-11-23"))),
+            num("2026-11-23")
+        );
+        assert_eq!(
+            Grain::Week.start(Grain::Week.index(num("2026-11-22"))),
+            num("2026-11-16")
+        );
+        assert_eq!(
+            Grain::Week.start(Grain::Week.index(num("1969-12-29"))),
+            num("1969-12-29")
+        );
+        assert_eq!(
+            Grain::Week.index(num("2026-12-07")) - Grain::Week.index(num("2026-11-29")),
+            2
+        );
     }
 
     #[test]

@@ -1,5 +1,688 @@
-//! The metric models (SPEC §4): SQL files in `queries/`, run by DataFusion.
+//! The metric models (SPEC §4): SQL files in `queries/`, run by DataFusion in dependency order.
+//!
+//! Each `queries/<name>.sql` is one model. Its header comment says what it computes and which
+//! SPEC section it implements, and a `-- depends_on: a, b` line names the models it reads.
+//! Models whose name is a metric table (SPEC §5) are written to
+//! `<lake>/metrics/<name>/community_id=<c>/as_of=<D>/part-0.parquet`; the others are helpers,
+//! kept in memory for the models after them. PageRank is the one model written in Rust
+//! ([`pagerank`]). Values — dates, weights, thresholds — are bound parameters (`$name` in the
+//! SQL); lists from the config (point rules, keywords, active types, excluded members) are small
+//! parameter tables (`p_*`). Nothing from the config is pasted into SQL text.
+//!
+//! Before the models run, the rollups ([`rollups`]) are brought up to date, so the models read
+//! compact per-day tables plus the raw events of W and W′ only.
 
+mod functions;
+pub mod pagerank;
+pub mod rollups;
 mod schema;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate, TimeZone};
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+pub use functions::local_day_number;
 pub use schema::metric_tables;
+
+use crate::config::{CohortGrain, CommunitySettings, Config, Normalization};
+use crate::error::{Error, IoContext, Result};
+use crate::lake::Lake;
+
+/// The SQL models, compiled into the binary so it runs anywhere.
+const QUERIES: [(&str, &str); 10] = [
+    (
+        "member_state",
+        include_str!("../../queries/member_state.sql"),
+    ),
+    (
+        "member_window",
+        include_str!("../../queries/member_window.sql"),
+    ),
+    (
+        "member_activity",
+        include_str!("../../queries/member_activity.sql"),
+    ),
+    (
+        "pagerank_edges",
+        include_str!("../../queries/pagerank_edges.sql"),
+    ),
+    (
+        "member_influence",
+        include_str!("../../queries/member_influence.sql"),
+    ),
+    (
+        "community_influence",
+        include_str!("../../queries/community_influence.sql"),
+    ),
+    (
+        "retention_cohorts",
+        include_str!("../../queries/retention_cohorts.sql"),
+    ),
+    (
+        "demand_categories",
+        include_str!("../../queries/demand_categories.sql"),
+    ),
+    (
+        "ranked_members",
+        include_str!("../../queries/ranked_members.sql"),
+    ),
+    ("kpis", include_str!("../../queries/kpis.sql")),
+];
+
+/// How a model is computed.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Sql(&'static str),
+    /// PageRank over the rows of `pagerank_edges` (source, target, weight).
+    PageRank,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: &'static str,
+    pub body: Body,
+    pub depends_on: Vec<String>,
+}
+
+/// The names after `-- depends_on:` in a model's header ("(…)" means none).
+fn declared_dependencies(sql: &str) -> Vec<String> {
+    sql.lines()
+        .take_while(|l| l.starts_with("--"))
+        .filter_map(|l| {
+            l.trim_start_matches("--")
+                .trim()
+                .strip_prefix("depends_on:")
+        })
+        .flat_map(|deps| deps.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.starts_with('('))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every model, in an order where each comes after what it depends on.
+pub fn models() -> Result<Vec<Model>> {
+    let mut all: Vec<Model> = QUERIES
+        .iter()
+        .map(|(name, sql)| Model {
+            name,
+            body: Body::Sql(sql),
+            depends_on: declared_dependencies(sql),
+        })
+        .collect();
+    all.push(Model {
+        name: "pagerank",
+        body: Body::PageRank,
+        depends_on: vec!["pagerank_edges".into()],
+    });
+    topological_order(all)
+}
+
+/// Kahn's algorithm; ties in name order so runs are reproducible. Names a cycle or an unknown
+/// dependency.
+pub fn topological_order(models: Vec<Model>) -> Result<Vec<Model>> {
+    let names: BTreeSet<&str> = models.iter().map(|m| m.name).collect();
+    for m in &models {
+        if let Some(d) = m.depends_on.iter().find(|d| !names.contains(d.as_str())) {
+            return Err(Error::Usage(format!(
+                "model `{}` depends on unknown model `{d}`",
+                m.name
+            )));
+        }
+    }
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut pending: BTreeMap<&str, &Model> = models.iter().map(|m| (m.name, m)).collect();
+    let mut order = Vec::new();
+    while !pending.is_empty() {
+        let ready: Vec<&str> = pending
+            .values()
+            .filter(|m| m.depends_on.iter().all(|d| done.contains(d.as_str())))
+            .map(|m| m.name)
+            .collect();
+        if ready.is_empty() {
+            let cycle: Vec<&str> = pending.keys().copied().collect();
+            return Err(Error::Usage(format!(
+                "models depend on each other in a cycle: {}",
+                cycle.join(", ")
+            )));
+        }
+        for name in ready {
+            order.push(pending.remove(name).expect("pending").clone());
+            done.insert(name);
+        }
+    }
+    Ok(order)
+}
+
+/// The dates and instants one run is about (SPEC §3), for a community timezone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunWindow {
+    /// D: the run sees events before local midnight starting D.
+    pub as_of: NaiveDate,
+    /// First local day of W (D − window_days).
+    pub w_start: NaiveDate,
+    /// First local day of W′ (D − 2·window_days).
+    pub wp_start: NaiveDate,
+    /// Instants (µs, UTC) of local midnight starting D, W and W′.
+    pub as_of_ts: i64,
+    pub w_start_ts: i64,
+    pub wp_start_ts: i64,
+}
+
+/// The first instant of local day `day` in `tz`, µs since the epoch. When midnight does not
+/// exist (a DST jump at midnight), the day starts at the first instant that does.
+pub fn local_midnight(day: NaiveDate, tz: chrono_tz::Tz) -> i64 {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight");
+    (0..=180)
+        .find_map(|minutes| {
+            tz.from_local_datetime(&(midnight + Duration::minutes(minutes)))
+                .earliest()
+        })
+        .map(|t| t.timestamp_micros())
+        .expect("every day has a first instant")
+}
+
+impl RunWindow {
+    pub fn new(as_of: NaiveDate, window_days: u32, tz: chrono_tz::Tz) -> RunWindow {
+        let w_start = as_of - Duration::days(window_days as i64);
+        let wp_start = w_start - Duration::days(window_days as i64);
+        RunWindow {
+            as_of,
+            w_start,
+            wp_start,
+            as_of_ts: local_midnight(as_of, tz),
+            w_start_ts: local_midnight(w_start, tz),
+            wp_start_ts: local_midnight(wp_start, tz),
+        }
+    }
+}
+
+fn date(d: NaiveDate) -> ScalarValue {
+    ScalarValue::Date32(Some(
+        (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32,
+    ))
+}
+
+fn timestamp(micros: i64) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+}
+
+/// The bound parameters of the metric models.
+fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, ScalarValue)> {
+    let utf8 = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
+    let int = |v: u32| ScalarValue::Int64(Some(v as i64));
+    let float = |v: f64| ScalarValue::Float64(Some(v));
+    // A local day lies within one UTC day either side of the same calendar date.
+    let utc_from = |d: NaiveDate| date(d - Duration::days(1));
+    vec![
+        ("community", utf8(&s.id)),
+        ("tz", utf8(s.timezone.name())),
+        ("as_of", date(w.as_of)),
+        ("last_day", date(w.as_of - Duration::days(1))),
+        ("w_start", date(w.w_start)),
+        ("wp_start", date(w.wp_start)),
+        ("as_of_ts", timestamp(w.as_of_ts)),
+        ("w_start_ts", timestamp(w.w_start_ts)),
+        ("wp_start_ts", timestamp(w.wp_start_ts)),
+        ("w_scan_from", utc_from(w.w_start)),
+        ("wp_scan_from", utc_from(w.wp_start)),
+        ("scan_to", date(w.as_of)),
+        ("window_days", int(s.window_days)),
+        (
+            "percentile",
+            ScalarValue::Boolean(Some(s.normalization == Normalization::Percentile)),
+        ),
+        (
+            "weight_participation",
+            float(s.activity_weights.participation),
+        ),
+        ("weight_interaction", float(s.activity_weights.interaction)),
+        (
+            "weight_contribution",
+            float(s.activity_weights.contribution),
+        ),
+        ("weight_retention", float(s.activity_weights.retention)),
+        (
+            "contributor_min_contribution",
+            int(s.tiers.contributor_min_contribution),
+        ),
+        ("active_min_days", int(s.tiers.active_min_days)),
+        ("at_risk_prev_min_days", int(s.tiers.at_risk_prev_min_days)),
+        ("top_n", int(s.top_n)),
+        ("cohort_periods", int(s.cohort_periods)),
+        (
+            "grain",
+            utf8(if s.cohort_grain == CohortGrain::Week {
+                "week"
+            } else {
+                "month"
+            }),
+        ),
+    ]
+}
+
+fn string_column(values: impl IntoIterator<Item = String>) -> ArrayRef {
+    let mut b = StringBuilder::new();
+    for v in values {
+        b.append_value(v);
+    }
+    Arc::new(b.finish())
+}
+
+fn register_rows(
+    ctx: &SessionContext,
+    name: &str,
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+) -> Result<()> {
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    ctx.register_table(
+        name,
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
+}
+
+/// The parameter tables: lists from the config, as tables the SQL joins with.
+fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) -> Result<()> {
+    let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
+    register_rows(
+        ctx,
+        "p_active_types",
+        vec![utf8("event_type")],
+        vec![string_column(
+            s.active_event_types.iter().map(|t| t.to_string()),
+        )],
+    )?;
+    register_rows(
+        ctx,
+        "p_points",
+        vec![
+            utf8("event_type"),
+            Field::new("weight", DataType::Float64, false),
+            Field::new("daily_cap", DataType::Int64, false),
+        ],
+        vec![
+            string_column(s.points.keys().map(|t| t.to_string())),
+            Arc::new(Float64Array::from_iter_values(
+                s.points.values().map(|p| p.weight),
+            )),
+            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                s.points.values().map(|p| p.daily_cap as i64),
+            )),
+        ],
+    )?;
+    register_rows(
+        ctx,
+        "p_excluded",
+        vec![utf8("member_id")],
+        vec![string_column(s.exclude_members.iter().cloned())],
+    )?;
+    let categories: Vec<(String, String)> = s
+        .taxonomies
+        .iter()
+        .flat_map(|t| {
+            t.categories
+                .iter()
+                .map(move |c| (t.name.clone(), c.name.clone()))
+        })
+        .collect();
+    register_rows(
+        ctx,
+        "p_categories",
+        vec![utf8("taxonomy"), utf8("category")],
+        vec![
+            string_column(categories.iter().map(|c| c.0.clone())),
+            string_column(categories.iter().map(|c| c.1.clone())),
+        ],
+    )?;
+    // Keywords are matched against lowercased text, so they are lowercased here too.
+    let keywords: Vec<(String, String, String)> = s
+        .taxonomies
+        .iter()
+        .flat_map(|t| {
+            t.categories.iter().flat_map(move |c| {
+                c.keywords
+                    .iter()
+                    .map(move |k| (t.name.clone(), c.name.clone(), k.to_lowercase()))
+            })
+        })
+        .collect();
+    register_rows(
+        ctx,
+        "p_keywords",
+        vec![utf8("taxonomy"), utf8("category"), utf8("keyword")],
+        vec![
+            string_column(keywords.iter().map(|k| k.0.clone())),
+            string_column(keywords.iter().map(|k| k.1.clone())),
+            string_column(keywords.iter().map(|k| k.2.clone())),
+        ],
+    )
+}
+
+/// Cast `batch` to `schema` column by column (by name), so stored files have the contract's
+/// types whatever type an expression produced (row_number() is UInt64, for instance).
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = batch.column_by_name(f.name()).ok_or_else(|| {
+                Error::Usage(format!(
+                    "model output lacks column `{}` (has {:?})",
+                    f.name(),
+                    batch.schema()
+                ))
+            })?;
+            Ok(if column.data_type() == f.data_type() {
+                column.clone()
+            } else {
+                cast(column, f.data_type())?
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Write `batches` as one zstd Parquet file at `path` (an empty file when there are none).
+pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
+    }
+    let file = std::fs::File::create(path).io_context(|| format!("creating {}", path.display()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
+    for b in batches {
+        writer.write(&conform(b, schema)?)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+/// What one community's run produced.
+#[derive(Debug, Clone)]
+pub struct CommunityRun {
+    pub community: String,
+    pub window: RunWindow,
+    pub rollups: rollups::RefreshStats,
+    /// Rows per metric table.
+    pub tables: Vec<(&'static str, usize)>,
+    pub seconds: f64,
+}
+
+/// Register the rollup tables (explicit schemas, so an empty lake works) and the UDFs.
+async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    for udf in functions::all() {
+        ctx.register_udf(udf);
+    }
+    for (name, schema) in rollups::schemas(ctx).await? {
+        crate::engine::register_table(
+            ctx,
+            name,
+            &lake.rollups_dir(name),
+            schema,
+            &[
+                ("community_id", DataType::Utf8),
+                ("event_date", DataType::Date32),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Compute every metric table of one community for one as_of, and replace their partitions.
+pub async fn run_community(
+    config: &Config,
+    lake: &Lake,
+    settings: &CommunitySettings,
+    as_of: NaiveDate,
+) -> Result<CommunityRun> {
+    let started = std::time::Instant::now();
+    let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
+    let ctx = crate::engine::session(&config.engine, lake).await?;
+    prepare_session(&ctx, lake).await?;
+    let refreshed = rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
+    register_parameter_tables(&ctx, settings)?;
+    let params = parameters(settings, &window);
+    let metric_schemas: BTreeMap<&str, SchemaRef> = metric_tables().into_iter().collect();
+    let staging = lake
+        .staging_dir()
+        .join(format!("run-{}", crate::lake::unique_suffix()));
+    let mut swaps = Vec::new();
+    let mut tables = Vec::new();
+    for model in models()? {
+        let batches = match model.body {
+            Body::Sql(sql) => {
+                let df = ctx
+                    .sql_with_options(sql, crate::engine::read_only())
+                    .await
+                    .map_err(|e| Error::Usage(format!("model `{}`: {e}", model.name)))?;
+                df.with_param_values(params.clone())?.collect().await?
+            }
+            Body::PageRank => vec![pagerank_batch(&ctx).await?],
+        };
+        if let Some(schema) = metric_schemas.get(model.name) {
+            let conformed = batches
+                .iter()
+                .map(|b| conform(b, schema))
+                .collect::<Result<Vec<_>>>()?;
+            let dir = staging.join(model.name);
+            write_parquet(&dir.join("part-0.parquet"), schema, &conformed)?;
+            let target = lake
+                .metrics_dir(model.name)
+                .join(format!("community_id={}", settings.id))
+                .join(format!("as_of={as_of}"));
+            swaps.push((dir, target));
+            tables.push((model.name, conformed.iter().map(|b| b.num_rows()).sum()));
+        }
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        ctx.deregister_table(model.name)?;
+        ctx.register_table(
+            model.name,
+            Arc::new(MemTable::try_new(schema, vec![batches])?),
+        )?;
+    }
+    lake.replace_dirs(&swaps)?;
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .io_context(|| format!("removing {}", staging.display()))?;
+    }
+    Ok(CommunityRun {
+        community: settings.id.clone(),
+        window,
+        rollups: refreshed,
+        tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The `pagerank` model: PageRank over `pagerank_edges`, as (member_id, pagerank).
+async fn pagerank_batch(ctx: &SessionContext) -> Result<RecordBatch> {
+    let rows = ctx
+        .sql("SELECT source, target, CAST(weight AS DOUBLE) AS weight FROM pagerank_edges")
+        .await?
+        .collect()
+        .await?;
+    let mut edges = Vec::new();
+    for b in &rows {
+        let col = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("utf8")
+                .clone()
+        };
+        let (from, to) = (col(0), col(1));
+        let weight = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("f64")
+            .clone();
+        for i in 0..b.num_rows() {
+            edges.push((
+                from.value(i).to_string(),
+                to.value(i).to_string(),
+                weight.value(i),
+            ));
+        }
+    }
+    let ranks = pagerank::pagerank(&edges);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("member_id", DataType::Utf8, false),
+        Field::new("pagerank", DataType::Float64, false),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            string_column(ranks.iter().map(|(m, _)| m.clone())),
+            Arc::new(Float64Array::from_iter_values(
+                ranks.iter().map(|(_, r)| *r),
+            )),
+        ],
+    )?)
+}
+
+/// Community ids with events in the lake.
+pub fn communities_in_lake(lake: &Lake) -> Result<Vec<String>> {
+    let dir = lake.events_dir();
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)
+        .io_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("community_id="))
+                .map(str::to_string)
+        })
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// `pulse run`: every configured community (or every community in the lake when none is
+/// configured), or only `only`, for `as_of` (default: today in each community's timezone).
+pub async fn run(
+    config: &Config,
+    lake: &Lake,
+    as_of: Option<NaiveDate>,
+    only: Option<&str>,
+) -> Result<Vec<CommunityRun>> {
+    let mut communities = config.communities();
+    if communities.is_empty() {
+        communities = communities_in_lake(lake)?
+            .iter()
+            .map(|id| config.community(id))
+            .collect();
+    }
+    if let Some(id) = only {
+        communities.retain(|c| c.id == id);
+        if communities.is_empty() {
+            if !communities_in_lake(lake)?.iter().any(|c| c == id) {
+                return Err(Error::Usage(format!(
+                    "community `{id}` is neither configured nor in the lake (see `pulse query \"SELECT DISTINCT community_id FROM events\"`)"
+                )));
+            }
+            communities.push(config.community(id));
+        }
+    }
+    let _lock = lake.lock()?;
+    let mut runs = Vec::new();
+    for settings in &communities {
+        let day = as_of.unwrap_or_else(|| {
+            chrono::Utc::now()
+                .with_timezone(&settings.timezone)
+                .date_naive()
+        });
+        let run = run_community(config, lake, settings, day).await?;
+        tracing::info!(
+            community = %run.community,
+            as_of = %run.window.as_of,
+            rollup_partitions_refreshed = run.rollups.refreshed,
+            seconds = format!("{:.2}", run.seconds),
+            "metrics computed"
+        );
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_run_after_their_dependencies() {
+        let order: Vec<&str> = models().unwrap().iter().map(|m| m.name).collect();
+        let pos = |n: &str| order.iter().position(|m| *m == n).unwrap();
+        assert!(pos("member_state") < pos("member_window"));
+        assert!(pos("member_window") < pos("member_activity"));
+        assert!(pos("member_activity") < pos("ranked_members"));
+        assert!(pos("pagerank_edges") < pos("pagerank"));
+        assert!(pos("pagerank") < pos("member_influence"));
+        assert_eq!(order.len(), QUERIES.len() + 1);
+    }
+
+    #[test]
+    fn a_cycle_is_named() {
+        let m = |name: &'static str, dep: &str| Model {
+            name,
+            body: Body::PageRank,
+            depends_on: vec![dep.to_string()],
+        };
+        let err = topological_order(vec![m("a", "b"), m("b", "a")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle: a, b"), "{err}");
+        let err = topological_order(vec![m("a", "zzz")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown model `zzz`"), "{err}");
+    }
+
+    #[test]
+    fn every_model_has_a_header_naming_its_spec_section() {
+        for (name, sql) in QUERIES.iter().chain(rollups::ROLLUPS.iter()) {
+            let header: String = sql.lines().take_while(|l| l.starts_with("--")).collect();
+            assert!(
+                header.contains(name.trim_start_matches("rollup_")),
+                "{name}: header must name the model"
+            );
+            assert!(
+                header.contains("SPEC §"),
+                "{name}: header must cite the SPEC section"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_in_a_zone_with_dst() {
+        // New York leaves DST on 2026-11-01: that local day is 25 hours long.
+        let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let w = RunWindow::new(NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(), 1, tz);
+        assert_eq!(w.w_start, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+        assert_eq!(w.as_of_ts - w.w_start_ts, 25 * 3_600_000_000);
+        assert_eq!(
+            w.as_of_ts,
+            crate::event::parse_timestamp("2026-11-02T05:00:00Z").unwrap()
+        );
+    }
+}

@@ -1,0 +1,61 @@
+-- member_activity: one row per member seen before as_of — P, I, C, R, the activity score
+-- A = wP·P + wI·I + wC·C + wR·R (SPEC §4.1, raw or percentile-normalized), active days,
+-- points (§4.2), tier (§4.3, first matching rule wins), first_seen_at and last_active_at.
+-- R = active_days / eligible_days, eligible_days = days of W on or after the first-seen day.
+-- depends_on: member_state, member_window
+WITH base AS (
+    SELECT
+        s.member_id,
+        s.first_seen_at,
+        s.first_seen_day,
+        s.last_active_at,
+        s.banned,
+        s.has_left,
+        w.participation,
+        w.interaction,
+        w.contribution,
+        w.posts,
+        w.active_days,
+        w.prev_active_days,
+        w.points,
+        CAST(w.active_days AS DOUBLE)
+            / CAST(CAST($as_of AS INT) - greatest(CAST($w_start AS INT), CAST(s.first_seen_day AS INT)) AS DOUBLE)
+            AS retention
+    FROM member_state s
+    JOIN member_window w ON w.member_id = s.member_id
+),
+normalized AS (
+    SELECT
+        *,
+        CASE WHEN $percentile THEN percent_rank() OVER (ORDER BY participation) ELSE CAST(participation AS DOUBLE) END AS p_norm,
+        CASE WHEN $percentile THEN percent_rank() OVER (ORDER BY interaction) ELSE CAST(interaction AS DOUBLE) END AS i_norm,
+        CASE WHEN $percentile THEN percent_rank() OVER (ORDER BY contribution) ELSE CAST(contribution AS DOUBLE) END AS c_norm,
+        CASE WHEN $percentile THEN percent_rank() OVER (ORDER BY retention) ELSE retention END AS r_norm
+    FROM base
+),
+final AS (
+    SELECT
+        member_id,
+        participation,
+        interaction,
+        contribution,
+        retention,
+        $weight_participation * p_norm + $weight_interaction * i_norm
+            + $weight_contribution * c_norm + $weight_retention * r_norm AS activity_score,
+        active_days,
+        points,
+        CASE
+            WHEN banned THEN 'banned'
+            WHEN has_left THEN 'left'
+            WHEN contribution >= $contributor_min_contribution AND posts >= 1 THEN 'contributor'
+            WHEN active_days >= $active_min_days THEN 'active'
+            WHEN first_seen_day >= $w_start THEN 'new'
+            WHEN prev_active_days >= $at_risk_prev_min_days AND active_days * 2 < prev_active_days THEN 'at_risk'
+            WHEN active_days = 0 THEN 'dormant'
+            ELSE 'regular'
+        END AS tier,
+        first_seen_at,
+        last_active_at
+    FROM normalized
+)
+SELECT * FROM final ORDER BY member_id

@@ -1,0 +1,67 @@
+-- member_window (helper): each seen member's counts over the window W (local days
+-- $w_start … $as_of − 1) and W′ (the window before): P, I, C of SPEC §4.1, posts, active days
+-- in W and W′, and points with per-day caps (§4.2).
+-- A local day's counts are summed over UTC partitions and currencies before a cap applies.
+-- depends_on: member_state
+WITH days AS (
+    SELECT member_id, day, event_type, sum(n) AS n
+    FROM member_day_types
+    WHERE community_id = $community
+      AND event_date BETWEEN $wp_scan_from AND $scan_to
+      AND day >= $wp_start AND day < $as_of
+    GROUP BY member_id, day, event_type
+),
+in_w AS (
+    SELECT * FROM days WHERE day >= $w_start
+),
+counts AS (
+    SELECT
+        member_id,
+        sum(CASE WHEN event_type IN ('post', 'attend', 'checkin') THEN n ELSE 0 END) AS participation,
+        sum(CASE WHEN event_type IN ('comment', 'like', 'share') THEN n ELSE 0 END) AS interaction,
+        sum(CASE WHEN event_type = 'solution' THEN n ELSE 0 END) AS solutions,
+        sum(CASE WHEN event_type = 'post' THEN n ELSE 0 END) AS posts
+    FROM in_w
+    GROUP BY member_id
+),
+points AS (
+    SELECT d.member_id, sum(CAST(least(d.n, p.daily_cap) AS DOUBLE) * p.weight) AS points
+    FROM in_w d
+    JOIN p_points p ON p.event_type = d.event_type
+    GROUP BY d.member_id
+),
+active AS (
+    SELECT
+        d.member_id,
+        count(DISTINCT CASE WHEN d.day >= $w_start THEN d.day END) AS active_days,
+        count(DISTINCT CASE WHEN d.day < $w_start THEN d.day END) AS prev_active_days
+    FROM days d
+    JOIN p_active_types a ON a.event_type = d.event_type
+    GROUP BY d.member_id
+),
+received AS (
+    SELECT target_member_id AS member_id, sum(n) AS received
+    FROM member_edges
+    WHERE community_id = $community
+      AND event_date BETWEEN $w_scan_from AND $scan_to
+      AND day >= $w_start AND day < $as_of
+      AND event_type IN ('like', 'share', 'cite')
+    GROUP BY target_member_id
+),
+final AS (
+    SELECT
+        s.member_id,
+        coalesce(c.participation, 0) AS participation,
+        coalesce(c.interaction, 0) AS interaction,
+        coalesce(r.received, 0) + coalesce(c.solutions, 0) AS contribution,
+        coalesce(c.posts, 0) AS posts,
+        coalesce(a.active_days, 0) AS active_days,
+        coalesce(a.prev_active_days, 0) AS prev_active_days,
+        coalesce(p.points, 0.0) AS points
+    FROM member_state s
+    LEFT JOIN counts c ON c.member_id = s.member_id
+    LEFT JOIN received r ON r.member_id = s.member_id
+    LEFT JOIN active a ON a.member_id = s.member_id
+    LEFT JOIN points p ON p.member_id = s.member_id
+)
+SELECT * FROM final
