@@ -456,7 +456,7 @@ impl CommunityState {
         };
         if chinese {
             (
-                format!("关于{keyword}的一个问题"),
+                format!("关于{keyword}，想请教一下"),
                 format!("最近在看{keyword}相关的内容，大家有什么建议？"),
             )
         } else {
