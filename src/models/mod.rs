@@ -466,16 +466,9 @@ pub async fn run_community(
     let mut swaps = Vec::new();
     let mut tables = Vec::new();
     for model in models()? {
-        let batches = match model.body {
-            Body::Sql(sql) => {
-                let df = ctx
-                    .sql_with_options(sql, crate::engine::read_only())
-                    .await
-                    .map_err(|e| Error::Usage(format!("model `{}`: {e}", model.name)))?;
-                df.with_param_values(params.clone())?.collect().await?
-            }
-            Body::PageRank => vec![pagerank_batch(&ctx).await?],
-        };
+        let (schema, batches) = compute(&ctx, &model, &params)
+            .await
+            .map_err(|e| Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id)))?;
         if let Some(schema) = metric_schemas.get(model.name) {
             let conformed = batches
                 .iter()
@@ -490,10 +483,6 @@ pub async fn run_community(
             swaps.push((dir, target));
             tables.push((model.name, conformed.iter().map(|b| b.num_rows()).sum()));
         }
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| Arc::new(Schema::empty()));
         ctx.deregister_table(model.name)?;
         ctx.register_table(
             model.name,
@@ -512,6 +501,31 @@ pub async fn run_community(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Run one model: its output schema and rows.
+async fn compute(
+    ctx: &SessionContext,
+    model: &Model,
+    params: &[(&'static str, ScalarValue)],
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    match model.body {
+        Body::Sql(sql) => {
+            let df = ctx
+                .sql_with_options(sql, crate::engine::read_only())
+                .await?
+                .with_param_values(params.to_vec())?;
+            let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            // The batches' own schema (nullability may differ from the plan's) when there are any.
+            let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
+            Ok((schema, batches))
+        }
+        Body::PageRank => {
+            let batch = pagerank_batch(ctx).await?;
+            Ok((batch.schema(), vec![batch]))
+        }
+    }
 }
 
 /// The `pagerank` model: PageRank over `pagerank_edges`, as (member_id, pagerank).

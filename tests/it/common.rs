@@ -96,3 +96,91 @@ pub fn event(id: &str, member: &str, kind: &str, at: &str) -> String {
         r#"{{"event_id":"{id}","source":"generic","community_id":"c1","member_id":"{member}","event_type":"{kind}","occurred_at":"{at}"}}"#
     )
 }
+
+/// A canonical event under construction (see [`e`]).
+pub struct E(serde_json::Map<String, serde_json::Value>);
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// An event of community `c1` with a fresh event_id.
+pub fn e(member: &str, kind: &str, at: &str) -> E {
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut m = serde_json::Map::new();
+    m.insert("event_id".into(), format!("ev{id}").into());
+    m.insert("source".into(), "generic".into());
+    m.insert("community_id".into(), "c1".into());
+    m.insert("member_id".into(), member.into());
+    m.insert("event_type".into(), kind.into());
+    m.insert("occurred_at".into(), at.into());
+    E(m)
+}
+
+impl E {
+    pub fn set(mut self, key: &str, value: impl Into<serde_json::Value>) -> E {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+    /// Engagement with `target`'s content.
+    pub fn to(self, target: &str) -> E {
+        self.set("target_member_id", target)
+    }
+}
+
+impl Scratch {
+    /// Write `config/pulse.toml` (the default config path; pulse runs in the scratch dir).
+    pub fn config(&self, text: &str) {
+        std::fs::create_dir_all(self.path("config")).unwrap();
+        std::fs::write(self.path("config/pulse.toml"), text).unwrap();
+    }
+
+    /// Import these events (as one NDJSON file).
+    pub fn import(&self, events: &[E]) {
+        let text: String = events
+            .iter()
+            .map(|e| serde_json::Value::Object(e.0.clone()).to_string() + "\n")
+            .collect();
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let f = self.write(&format!("batch{id}.ndjson"), &text);
+        let out = self.ok(&["import", f.to_str().unwrap()]);
+        assert!(out.contains("quarantined 0"), "{out}");
+    }
+
+    /// `pulse run --as-of D`.
+    pub fn run(&self, as_of: &str) -> String {
+        self.ok(&["run", "--as-of", as_of])
+    }
+
+    /// Rows of a query as maps column → value (strings, as CSV prints them).
+    pub fn records(&self, sql: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let out = self.ok(&["query", "--format", "csv", sql]);
+        let mut reader = csv::Reader::from_reader(out.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(|r| {
+                headers
+                    .iter()
+                    .zip(r.unwrap().iter())
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// One member's row of a metric table, by member_id.
+    pub fn member(&self, table: &str, member: &str) -> std::collections::HashMap<String, String> {
+        let rows = self.records(&format!(
+            "SELECT * FROM {table} WHERE member_id = '{member}'"
+        ));
+        assert_eq!(rows.len(), 1, "{table} rows for {member}: {rows:?}");
+        rows.into_iter().next().unwrap()
+    }
+}
+
+/// Parse a float and compare within 1e-9.
+pub fn approx(value: &str, expected: f64) -> bool {
+    value
+        .parse::<f64>()
+        .map(|v| (v - expected).abs() < 1e-9)
+        .unwrap_or(false)
+}

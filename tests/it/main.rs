@@ -4,4 +4,5 @@ mod common;
 mod config_check;
 mod generate;
 mod import;
+mod models;
 mod query;
