@@ -86,7 +86,7 @@ fn generated_community_is_valid_deterministic_and_realistic() {
     assert!(unanswered > 0);
     // Chinese and English posts.
     assert!(
-        s.scalar("SELECT count(*) FROM events WHERE event_type = 'post' AND title LIKE '%的%'")
+        s.scalar("SELECT count(*) FROM events WHERE event_type = 'post' AND title LIKE '%请教%'")
             .parse::<i64>()
             .unwrap()
             > 0
