@@ -19,8 +19,7 @@ WITH base AS (
         w.prev_active_days,
         w.points,
         CAST(w.active_days AS DOUBLE)
-            / CAST(CAST($as_of AS INT) - greatest(CAST($w_start AS INT), CAST(s.first_seen_day AS INT)) AS DOUBLE)
-            AS retention
+            / CAST(days_between(greatest($w_start, s.first_seen_day), $as_of) AS DOUBLE) AS retention
     FROM member_state s
     JOIN member_window w ON w.member_id = s.member_id
 ),

@@ -27,17 +27,17 @@ membership AS (
     WHERE community_id = $community AND day < $as_of
 ),
 cutoffs AS (
-    SELECT 'as_of' AS at, $as_of AS cutoff
+    SELECT 'as_of' AS cutoff_name, $as_of AS cutoff
     UNION ALL
-    SELECT 'w_start' AS at, $w_start AS cutoff
+    SELECT 'w_start' AS cutoff_name, $w_start AS cutoff
 ),
 ranked AS (
     SELECT
-        c.at,
+        c.cutoff_name,
         m.member_id,
         m.event_type,
         row_number() OVER (
-            PARTITION BY c.at, m.member_id, m.event_type IN ('ban', 'unban')
+            PARTITION BY c.cutoff_name, m.member_id, m.event_type IN ('ban', 'unban')
             ORDER BY m.occurred_at DESC, m.received_at DESC, m.event_type DESC
         ) AS recency
     FROM membership m
@@ -46,10 +46,10 @@ ranked AS (
 latest AS (
     SELECT
         member_id,
-        max(CASE WHEN at = 'as_of' AND event_type IN ('ban', 'unban') THEN event_type END) AS ban_state,
-        max(CASE WHEN at = 'as_of' AND event_type IN ('join', 'leave') THEN event_type END) AS join_state,
-        max(CASE WHEN at = 'w_start' AND event_type IN ('ban', 'unban') THEN event_type END) AS prev_ban_state,
-        max(CASE WHEN at = 'w_start' AND event_type IN ('join', 'leave') THEN event_type END) AS prev_join_state
+        max(CASE WHEN cutoff_name = 'as_of' AND event_type IN ('ban', 'unban') THEN event_type END) AS ban_state,
+        max(CASE WHEN cutoff_name = 'as_of' AND event_type IN ('join', 'leave') THEN event_type END) AS join_state,
+        max(CASE WHEN cutoff_name = 'w_start' AND event_type IN ('ban', 'unban') THEN event_type END) AS prev_ban_state,
+        max(CASE WHEN cutoff_name = 'w_start' AND event_type IN ('join', 'leave') THEN event_type END) AS prev_join_state
     FROM ranked
     WHERE recency = 1
     GROUP BY member_id

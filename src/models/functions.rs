@@ -7,6 +7,10 @@
 //!   week, containing `day` (`grain` is 'month' or 'week'; SPEC §4.5 cohorts).
 //! - `periods_between(start, later, grain)` → Int64: whole months or weeks from `start`'s period
 //!   to `later`'s period (the cohort period offset k).
+//! - `days_between(start, later)` → Int64: `later − start` in days.
+//!
+//! DuckDB has the same functions as one-line macros (benches/models.py), so `queries/` runs on
+//! both engines unchanged.
 //!
 //! Timezones and grains arrive as bound parameters, so they are constants per call.
 
@@ -231,9 +235,53 @@ impl ScalarUDFImpl for PeriodsBetween {
     }
 }
 
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DaysBetween {
+    signature: Signature,
+}
+
+/// The `days_between(start, later)` UDF.
+pub fn days_between_udf() -> ScalarUDF {
+    ScalarUDF::from(DaysBetween {
+        signature: Signature::new(
+            TypeSignature::Exact(vec![DataType::Date32, DataType::Date32]),
+            Volatility::Immutable,
+        ),
+    })
+}
+
+impl ScalarUDFImpl for DaysBetween {
+    fn name(&self) -> &str {
+        "days_between"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let (start, later) = (
+            dates(&args, 0, "days_between")?,
+            dates(&args, 1, "days_between")?,
+        );
+        let out: Int64Array = start
+            .iter()
+            .zip(later.iter())
+            .map(|(a, b)| Some(b? as i64 - a? as i64))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// Every UDF the models use.
 pub fn all() -> Vec<ScalarUDF> {
-    vec![local_date_udf(), period_start_udf(), periods_between_udf()]
+    vec![
+        local_date_udf(),
+        period_start_udf(),
+        periods_between_udf(),
+        days_between_udf(),
+    ]
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+"""Run pulse's `queries/*.sql` on DuckDB: an independent engine for the same models.
+
+python duckdb_models.py LAKE QUERIES_DIR AS_OF OUT_DIR ['{"community": "IANA/Zone"}']
+
+The four functions pulse adds to DataFusion are one-line DuckDB macros, `$name` parameters are
+DuckDB named parameters, the parameter tables are built from config/pulse.example.toml's
+defaults, and PageRank (Rust in pulse) is numpy here. DuckDB computes the rollups over the whole
+history. Writes OUT_DIR/<table>-<community>.parquet for every metric table. Used by
+tests/python/test_models_duckdb.py (the same numbers from two engines) and benches/models.py.
+"""
+import datetime as dt, json, re, sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+import duckdb, numpy as np
+
+lake, queries, as_of, out = Path(sys.argv[1]), Path(sys.argv[2]), dt.date.fromisoformat(sys.argv[3]), Path(sys.argv[4])
+# community id → IANA timezone (pulse's config); communities not named run in UTC, as in pulse.
+tz_of = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+con = duckdb.connect()
+con.execute("SET threads = 2; SET TimeZone = 'UTC'")
+con.execute('''
+CREATE MACRO local_date(ts, tz) AS CAST(timezone(tz, ts) AS DATE);
+CREATE MACRO period_start(d, g) AS CAST(date_trunc(g, d) AS DATE);
+CREATE MACRO periods_between(a, b, g) AS
+    CASE WHEN g = 'month' THEN datediff('month', date_trunc('month', a), date_trunc('month', b))
+         ELSE datediff('week', date_trunc('week', a), date_trunc('week', b)) END;
+CREATE MACRO days_between(a, b) AS datediff('day', a, b);
+''')
+con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning = true)")
+communities = [r[0] for r in con.execute("SELECT DISTINCT community_id FROM events ORDER BY 1").fetchall()]
+
+def sql_params(sql, params):
+    names = set(re.findall(r"\$(\w+)", sql))
+    return {k: v for k, v in params.items() if k in names}
+
+def models():
+    found = {}
+    for path in sorted(queries.glob("*.sql")):
+        if path.stem.startswith("rollup_"):
+            continue
+        text = path.read_text()
+        deps = []
+        for line in text.splitlines():
+            if line.startswith("-- depends_on:"):
+                deps = [d.strip() for d in line.split(":", 1)[1].split(",") if d.strip() and not d.strip().startswith("(")]
+        found[path.stem] = (text, deps)
+    found["pagerank"] = (None, ["pagerank_edges"])
+    order, done = [], set()
+    while len(order) < len(found):
+        for name in sorted(found):
+            if name not in done and all(d in done for d in found[name][1]):
+                order.append(name); done.add(name)
+    return [(n, found[n][0]) for n in order]
+
+METRICS = {"member_activity", "member_influence", "community_influence", "retention_cohorts",
+           "demand_categories", "ranked_members", "kpis"}
+WINDOW = 30
+points = [("post", 10, 5), ("comment", 3, 20), ("solution", 15, 5), ("like", 1, 30), ("share", 2, 10),
+          ("cite", 2, 10), ("checkin", 5, 1), ("attend", 10, 3)]
+con.execute("CREATE TABLE p_points(event_type VARCHAR, weight DOUBLE, daily_cap BIGINT)")
+con.executemany("INSERT INTO p_points VALUES (?, ?, ?)", points)
+con.execute("CREATE TABLE p_active_types AS SELECT unnest(['post','comment','like','share','cite','solution','checkin','attend']) AS event_type")
+con.execute("CREATE TABLE p_excluded(member_id VARCHAR)")
+import tomllib
+tax = tomllib.loads((queries.parent / "config" / "pulse.example.toml").read_text())["taxonomies"]
+con.execute("CREATE TABLE p_categories(taxonomy VARCHAR, category VARCHAR)")
+con.execute("CREATE TABLE p_keywords(taxonomy VARCHAR, category VARCHAR, keyword VARCHAR)")
+for t in tax:
+    for c in t["categories"]:
+        con.execute("INSERT INTO p_categories VALUES (?, ?)", [t["name"], c["name"]])
+        con.executemany("INSERT INTO p_keywords VALUES (?, ?, ?)", [[t["name"], c["name"], k.lower()] for k in c["keywords"]])
+
+def midnight(day, tz):
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.timezone.utc)
+
+out.mkdir(parents=True, exist_ok=True)
+for community in communities:
+    tz = tz_of.get(community, "UTC")
+    w_start, wp_start = as_of - dt.timedelta(days=WINDOW), as_of - dt.timedelta(days=2 * WINDOW)
+    params = {
+        "community": community, "tz": tz, "as_of": as_of, "last_day": as_of - dt.timedelta(days=1),
+        "w_start": w_start, "wp_start": wp_start, "as_of_ts": midnight(as_of, tz), "w_start_ts": midnight(w_start, tz),
+        "wp_start_ts": midnight(wp_start, tz), "w_scan_from": w_start - dt.timedelta(days=1),
+        "wp_scan_from": wp_start - dt.timedelta(days=1), "scan_to": as_of, "window_days": WINDOW, "percentile": False,
+        "weight_participation": 0.5, "weight_interaction": 0.3, "weight_contribution": 0.1, "weight_retention": 0.1,
+        "contributor_min_contribution": 10, "active_min_days": 8, "at_risk_prev_min_days": 8, "top_n": 100,
+        "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
+    }
+    for name in ["member_day_types", "member_edges", "membership_events"]:
+        sql = (queries / f"rollup_{name}.sql").read_text()
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
+                    sql_params("$community " + sql, params))
+    for name, sql in models():
+        if sql is None:
+            edges = con.execute("SELECT source, target, CAST(weight AS DOUBLE) FROM pagerank_edges").fetchall()
+            nodes = sorted({e[0] for e in edges} | {e[1] for e in edges})
+            index = {m: i for i, m in enumerate(nodes)}
+            n = len(nodes)
+            ranks = np.zeros(0)
+            if n:
+                src = np.array([index[e[0]] for e in edges]); dst = np.array([index[e[1]] for e in edges])
+                w = np.array([e[2] for e in edges]); outw = np.bincount(src, weights=w, minlength=n)
+                ranks = np.full(n, 1.0 / n)
+                for _ in range(100):
+                    dangling = ranks[outw == 0].sum()
+                    nxt = (0.15 / n + 0.85 * dangling / n) + np.bincount(dst, weights=0.85 * ranks[src] * w / outw[src], minlength=n)
+                    delta = np.abs(nxt - ranks).sum(); ranks = nxt
+                    if delta < 1e-10:
+                        break
+            con.execute("CREATE OR REPLACE TABLE pagerank(member_id VARCHAR, pagerank DOUBLE)")
+            if n:
+                con.executemany("INSERT INTO pagerank VALUES (?, ?)", list(zip(nodes, ranks.tolist())))
+            continue
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}", sql_params(sql, params))
+        if name in METRICS:
+            con.execute(f"COPY {name} TO '{out}/{name}-{community}.parquet' (FORMAT parquet, COMPRESSION zstd)")
+    print(community, con.execute("SELECT count(*) FROM member_activity").fetchone()[0], "members", flush=True)
