@@ -546,3 +546,41 @@ fn kpis_revenue_by_currency_and_ranking_ties() {
         [["1", "v"], ["2", "w"], ["3", "x"]].map(|r| r.map(String::from).to_vec())
     );
 }
+
+#[test]
+fn communities_override_defaults_and_weekly_cohorts() {
+    let s = Scratch::new();
+    s.config(
+        "[defaults]\nwindow_days = 10\n\
+         [[communities]]\nid = \"c1\"\n\
+         [[communities]]\nid = \"c2\"\nwindow_days = 3\ncohort_grain = \"week\"\npoints = { checkin = { weight = 7, daily_cap = 2 } }\n",
+    );
+    let mut ev = Vec::new();
+    for c in ["c1", "c2"] {
+        // Mon 2026-11-02 … Tue 2026-11-10: a check-in a day, two on Nov 9.
+        for d in 2..=10 {
+            ev.push(e("m", "checkin", &format!("2026-11-{d:02}T12:00:00Z")).set("community_id", c));
+        }
+        ev.push(e("m", "checkin", "2026-11-09T13:00:00Z").set("community_id", c));
+        ev.push(e("m", "join", "2026-10-28T12:00:00Z").set("community_id", c)); // Wednesday
+    }
+    s.import(&ev);
+    s.run("2026-11-11");
+    let row = |c: &str| s.records(&format!("SELECT * FROM member_activity WHERE community_id = '{c}'"))[0].clone();
+    // c1: W = Nov 1…10: 10 check-ins on 9 days, 5 points each with a daily cap of 1.
+    assert_eq!(row("c1")["active_days"], "9");
+    assert!(approx(&row("c1")["points"], 45.0));
+    // c2: W = Nov 8…10: 4 check-ins on 3 days, 7 points each, cap 2 a day.
+    assert_eq!(row("c2")["active_days"], "3");
+    assert_eq!(row("c2")["participation"], "4");
+    assert!(approx(&row("c2")["points"], 28.0));
+    assert!(approx(&row("c2")["retention"], 1.0));
+    // Weekly cohorts for c2: joined in the week of Mon Oct 26; active weeks Nov 2 and Nov 9
+    // (offsets 1 and 2, the latter partial: it ends Nov 16, after as_of), none in week 0.
+    let cohorts: Vec<String> = s
+        .records("SELECT CAST(cohort_start AS VARCHAR) AS c, period_offset AS k, retained AS r, is_partial AS p FROM retention_cohorts WHERE community_id = 'c2' ORDER BY k")
+        .iter()
+        .map(|r| format!("{} {} {} {}", r["c"], r["k"], r["r"], r["p"]))
+        .collect();
+    assert_eq!(cohorts, ["2026-10-26 0 0 false", "2026-10-26 1 1 false", "2026-10-26 2 1 true"]);
+}
