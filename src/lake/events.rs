@@ -59,15 +59,22 @@ pub struct ImportStats {
     pub files: u64,
 }
 
-/// Which copy of a key wins: received earliest, then read first.
-#[derive(Clone, Copy)]
-struct Winner {
-    received_at: i64,
-    seq: u32,
+/// A dedupe key: the 128-bit hash of `(source, event_id)`, kept as two words so a map entry
+/// with its winning sequence number takes 24 bytes (a `u128` key would align it to 32).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key(u64, u64);
+
+impl From<u128> for Key {
+    fn from(k: u128) -> Key {
+        Key(k as u64, (k >> 64) as u64)
+    }
 }
 
-/// Marks keys that are already in the lake: they always win.
-const IN_LAKE: u32 = u32::MAX;
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
 
 /// The keys are hashes already; hashing them again would only cost time.
 #[derive(Default, Clone, Copy)]
@@ -77,13 +84,18 @@ impl std::hash::Hasher for KeyHasher {
         self.0
     }
     fn write(&mut self, _: &[u8]) {
-        unreachable!("only u128 keys are hashed")
+        unreachable!("only keys are hashed")
     }
-    fn write_u128(&mut self, k: u128) {
-        self.0 = k as u64;
+    fn write_u64(&mut self, k: u64) {
+        self.0 = k;
     }
 }
-type KeyMap = HashMap<u128, Winner, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Key → the sequence number of the copy that wins so far (IN_LAKE for stored events).
+type KeyMap = HashMap<Key, u32, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Marks keys that are already in the lake: they always win.
+const IN_LAKE: u32 = u32::MAX;
 
 /// Options of one import.
 #[derive(Debug, Clone)]
@@ -121,6 +133,8 @@ pub struct EventWriter {
     options: WriterOptions,
     staging: PathBuf,
     winners: KeyMap,
+    /// `received_at` of winning copies that carried their own (the rest were received now).
+    received: HashMap<u32, i64>,
     next_seq: u32,
     /// community_id → UTC day number → rows.
     partitions: Partitions,
@@ -153,6 +167,7 @@ impl EventWriter {
             options,
             staging,
             winners,
+            received: HashMap::new(),
             next_seq: 0,
             partitions: HashMap::new(),
             buffered_bytes: 0,
@@ -192,27 +207,34 @@ impl EventWriter {
 
     /// Offer a valid event; duplicates are counted and dropped.
     pub fn add(&mut self, event: &Event<'_>) -> Result<()> {
-        let received_at = event.received_at.unwrap_or(self.options.received_at);
-        let key = event.key();
+        let now = self.options.received_at;
+        let received_at = event.received_at.unwrap_or(now);
+        let key = Key::from(event.key());
         let seq = self.next_seq;
         self.next_seq = self
             .next_seq
             .checked_add(1)
             .expect("fewer than 4 billion events per import");
         match self.winners.get_mut(&key) {
-            Some(w) if w.seq == IN_LAKE || w.received_at <= received_at => {
+            Some(winner) => {
+                let winner_received = match *winner {
+                    IN_LAKE => i64::MIN,
+                    w => self.received.get(&w).copied().unwrap_or(now),
+                };
                 self.stats.duplicate += 1;
-                return Ok(());
-            }
-            Some(w) => {
+                if winner_received <= received_at {
+                    return Ok(());
+                }
                 // An earlier copy in this import loses to this one; its buffered row is dropped
                 // at commit because its seq no longer matches.
-                *w = Winner { received_at, seq };
-                self.stats.duplicate += 1;
+                *winner = seq;
             }
             None => {
-                self.winners.insert(key, Winner { received_at, seq });
+                self.winners.insert(key, seq);
             }
+        }
+        if let Some(r) = event.received_at {
+            self.received.insert(seq, r);
         }
         let date = event.occurred_at.div_euclid(86_400_000_000) as i32;
         let days = match self.partitions.get_mut(event.community_id.as_ref()) {
@@ -338,8 +360,8 @@ fn write_partition(
         let event_id = column::<StringArray>(&all, "event_id");
         let seq = column::<UInt32Array>(&all, SEQ);
         BooleanArray::from_iter((0..all.num_rows()).map(|i| {
-            let w = winners[&dedupe_key(source.value(i), event_id.value(i))];
-            Some(w.seq == seq.value(i))
+            let key = Key::from(dedupe_key(source.value(i), event_id.value(i)));
+            Some(winners[&key] == seq.value(i))
         }))
     };
     let kept = filter_record_batch(&all, &keep)?;
@@ -425,58 +447,58 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .expect("staged batches have the file schema")
 }
 
-/// Read `(source, event_id)` of every event file under `events_dir`, in parallel.
+/// Read `(source, event_id)` of every event file under `events_dir`, in parallel, a few files
+/// at a time so only those files' keys are held besides the map.
 fn load_keys(events_dir: &Path) -> Result<KeyMap> {
     let mut files = Vec::new();
     list_parquet(events_dir, &mut files)?;
-    let per_file: Vec<Vec<u128>> = files
-        .par_iter()
-        .map(|path| -> Result<Vec<u128>> {
-            let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-            let schema = builder.parquet_schema();
-            let wanted: Vec<usize> = ["source", "event_id"]
-                .iter()
-                .map(|n| {
-                    schema
-                        .columns()
-                        .iter()
-                        .position(|c| c.name() == *n)
-                        .ok_or_else(|| crate::error::Error::Input {
-                            path: path.clone(),
-                            message: format!("lake file has no `{n}` column"),
-                        })
-                })
-                .collect::<Result<_>>()?;
-            let mask = ProjectionMask::leaves(schema, wanted);
-            let mut keys = Vec::new();
-            for batch in builder
-                .with_projection(mask)
-                .with_batch_size(65536)
-                .build()?
-            {
-                let batch = batch?;
-                let source = column::<StringArray>(&batch, "source");
-                let event_id = column::<StringArray>(&batch, "event_id");
-                keys.extend(
-                    (0..batch.num_rows()).map(|i| dedupe_key(source.value(i), event_id.value(i))),
-                );
-            }
-            Ok(keys)
-        })
-        .collect::<Result<_>>()?;
-    let mut map =
-        KeyMap::with_capacity_and_hasher(per_file.iter().map(Vec::len).sum(), Default::default());
-    for key in per_file.into_iter().flatten() {
-        map.insert(
-            key,
-            Winner {
-                received_at: i64::MIN,
-                seq: IN_LAKE,
-            },
-        );
+    let mut map = KeyMap::default();
+    for chunk in files.chunks(64) {
+        let keys: Vec<Vec<Key>> = chunk
+            .par_iter()
+            .map(|path| file_keys(path))
+            .collect::<Result<_>>()?;
+        map.reserve(keys.iter().map(Vec::len).sum());
+        for key in keys.into_iter().flatten() {
+            map.insert(key, IN_LAKE);
+        }
     }
     Ok(map)
+}
+
+fn file_keys(path: &Path) -> Result<Vec<Key>> {
+    let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let schema = builder.parquet_schema();
+    let wanted: Vec<usize> = ["source", "event_id"]
+        .iter()
+        .map(|n| {
+            schema
+                .columns()
+                .iter()
+                .position(|c| c.name() == *n)
+                .ok_or_else(|| crate::error::Error::Input {
+                    path: path.to_path_buf(),
+                    message: format!("lake file has no `{n}` column"),
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mask = ProjectionMask::leaves(schema, wanted);
+    let mut keys = Vec::new();
+    for batch in builder
+        .with_projection(mask)
+        .with_batch_size(65536)
+        .build()?
+    {
+        let batch = batch?;
+        let source = column::<StringArray>(&batch, "source");
+        let event_id = column::<StringArray>(&batch, "event_id");
+        keys.extend(
+            (0..batch.num_rows())
+                .map(|i| Key::from(dedupe_key(source.value(i), event_id.value(i)))),
+        );
+    }
+    Ok(keys)
 }
 
 /// Every `*.parquet` file below `dir` (hidden and `_`-prefixed entries skipped, as readers do).

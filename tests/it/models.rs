@@ -566,7 +566,12 @@ fn communities_override_defaults_and_weekly_cohorts() {
     }
     s.import(&ev);
     s.run("2026-11-11");
-    let row = |c: &str| s.records(&format!("SELECT * FROM member_activity WHERE community_id = '{c}'"))[0].clone();
+    let row = |c: &str| {
+        s.records(&format!(
+            "SELECT * FROM member_activity WHERE community_id = '{c}'"
+        ))[0]
+            .clone()
+    };
     // c1: W = Nov 1…10: 10 check-ins on 9 days, 5 points each with a daily cap of 1.
     assert_eq!(row("c1")["active_days"], "9");
     assert!(approx(&row("c1")["points"], 45.0));
@@ -582,5 +587,12 @@ fn communities_override_defaults_and_weekly_cohorts() {
         .iter()
         .map(|r| format!("{} {} {} {}", r["c"], r["k"], r["r"], r["p"]))
         .collect();
-    assert_eq!(cohorts, ["2026-10-26 0 0 false", "2026-10-26 1 1 false", "2026-10-26 2 1 true"]);
+    assert_eq!(
+        cohorts,
+        [
+            "2026-10-26 0 0 false",
+            "2026-10-26 1 1 false",
+            "2026-10-26 2 1 true"
+        ]
+    );
 }
