@@ -11,8 +11,8 @@ PULSE = TARGET / "release" / "pulse"
 
 # Generator settings that give about 1M and 10M events (2 communities, 365 days).
 SIZES = {
-    "1m": ["--members", "10000", "--days", "365", "--communities", "2"],
-    "10m": ["--members", "100000", "--days", "365", "--communities", "2"],
+    "1m": ["--members", "17500", "--days", "365", "--communities", "2"],
+    "10m": ["--members", "175000", "--days", "365", "--communities", "2"],
 }
 END = "2026-11-23"
 
