@@ -7,6 +7,8 @@
 -- desc, posts desc, category asc. Every configured category appears, with zeros if need be.
 -- Reads raw `events` for W and W′ only (partition-pruned by event_date).
 -- depends_on: member_state
+-- test unique: taxonomy, category
+-- test unique: taxonomy, priority_rank
 WITH posts AS (
     SELECT
         row_number() OVER (ORDER BY source, event_id) AS post_no,

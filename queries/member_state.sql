@@ -5,6 +5,7 @@
 -- (latest active event before as_of, all time; §4.1). `current_at_w_start` says whether the
 -- member was a current member (seen, not left, not banned) when W began, for kpis' prev_value.
 -- depends_on: (rollups only)
+-- test unique: member_id
 WITH days AS (
     SELECT member_id, day, event_type, first_at, last_at
     FROM member_day_types

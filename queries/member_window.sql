@@ -3,6 +3,7 @@
 -- in W and W′, and points with per-day caps (§4.2).
 -- A local day's counts are summed over UTC partitions and currencies before a cap applies.
 -- depends_on: member_state
+-- test unique: member_id
 WITH days AS (
     SELECT member_id, day, event_type, sum(n) AS n
     FROM member_day_types

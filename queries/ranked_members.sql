@@ -2,6 +2,8 @@
 -- banned, not left, not in exclude_members) with activity_score > 0, ordered by activity_score
 -- desc, points desc, member_id asc (byte order); rank = 1…n; the top `top_n`.
 -- depends_on: member_activity
+-- test unique: rank
+-- test unique: member_id
 WITH eligible AS (
     SELECT member_id, activity_score, points, tier
     FROM member_activity

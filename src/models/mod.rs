@@ -90,22 +90,87 @@ pub struct Model {
     pub name: &'static str,
     pub body: Body,
     pub depends_on: Vec<String>,
+    pub tests: Vec<DataTest>,
+}
+
+/// A check of a model's output, declared in its header (dbt's schema tests): a run whose
+/// numbers break one fails instead of delivering them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataTest {
+    /// `-- test unique: a, b`: no two rows share these columns.
+    Unique(Vec<String>),
+    /// `-- test accepted_values: col = v1, v2`: the column only takes these values.
+    AcceptedValues { column: String, values: Vec<String> },
+}
+
+impl DataTest {
+    /// SQL counting the rows that break the test.
+    fn sql(&self, model: &str) -> String {
+        match self {
+            DataTest::Unique(columns) => format!(
+                "SELECT count(*) FROM (SELECT {c} FROM {model} GROUP BY {c} HAVING count(*) > 1)",
+                c = columns.join(", ")
+            ),
+            DataTest::AcceptedValues { column, values } => {
+                let list: Vec<String> = values
+                    .iter()
+                    .map(|v| format!("'{}'", v.replace('\'', "''")))
+                    .collect();
+                format!(
+                    "SELECT count(*) FROM {model} WHERE {column} NOT IN ({})",
+                    list.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DataTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataTest::Unique(columns) => write!(f, "unique: {}", columns.join(", ")),
+            DataTest::AcceptedValues { column, values } => {
+                write!(f, "accepted_values: {column} = {}", values.join(", "))
+            }
+        }
+    }
+}
+
+/// Values of `-- <key>: …` lines in a model's header comment.
+fn header_values<'a>(sql: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> {
+    sql.lines()
+        .take_while(|l| l.starts_with("--"))
+        .filter_map(move |l| l.trim_start_matches("--").trim().strip_prefix(key))
+        .filter_map(|rest| rest.strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The names after `-- depends_on:` in a model's header ("(…)" means none).
 fn declared_dependencies(sql: &str) -> Vec<String> {
-    sql.lines()
-        .take_while(|l| l.starts_with("--"))
-        .filter_map(|l| {
-            l.trim_start_matches("--")
-                .trim()
-                .strip_prefix("depends_on:")
-        })
-        .flat_map(|deps| deps.split(','))
-        .map(str::trim)
-        .filter(|d| !d.is_empty() && !d.starts_with('('))
-        .map(str::to_string)
+    header_values(sql, "depends_on")
+        .flat_map(comma_list)
+        .filter(|d| !d.starts_with('('))
         .collect()
+}
+
+fn declared_tests(sql: &str) -> Vec<DataTest> {
+    let unique = header_values(sql, "test unique").map(|cols| DataTest::Unique(comma_list(cols)));
+    let accepted = header_values(sql, "test accepted_values").filter_map(|spec| {
+        let (column, values) = spec.split_once('=')?;
+        Some(DataTest::AcceptedValues {
+            column: column.trim().to_string(),
+            values: comma_list(values),
+        })
+    });
+    unique.chain(accepted).collect()
 }
 
 /// Every model, in an order where each comes after what it depends on.
@@ -116,12 +181,14 @@ pub fn models() -> Result<Vec<Model>> {
             name,
             body: Body::Sql(sql),
             depends_on: declared_dependencies(sql),
+            tests: declared_tests(sql),
         })
         .collect();
     all.push(Model {
         name: "pagerank",
         body: Body::PageRank,
         depends_on: vec!["pagerank_edges".into()],
+        tests: vec![DataTest::Unique(vec!["member_id".into()])],
     });
     topological_order(all)
 }
@@ -469,6 +536,12 @@ pub async fn run_community(
         let (schema, batches) = compute(&ctx, &model, &params)
             .await
             .map_err(|e| Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id)))?;
+        ctx.deregister_table(model.name)?;
+        ctx.register_table(
+            model.name,
+            Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
+        )?;
+        run_tests(&ctx, &model, &settings.id).await?;
         if let Some(schema) = metric_schemas.get(model.name) {
             let conformed = batches
                 .iter()
@@ -483,11 +556,6 @@ pub async fn run_community(
             swaps.push((dir, target));
             tables.push((model.name, conformed.iter().map(|b| b.num_rows()).sum()));
         }
-        ctx.deregister_table(model.name)?;
-        ctx.register_table(
-            model.name,
-            Arc::new(MemTable::try_new(schema, vec![batches])?),
-        )?;
     }
     lake.replace_dirs(&swaps)?;
     if staging.exists() {
@@ -501,6 +569,28 @@ pub async fn run_community(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Run a model's data tests against its (registered) output.
+async fn run_tests(ctx: &SessionContext, model: &Model, community: &str) -> Result<()> {
+    for test in &model.tests {
+        let batches = ctx.sql(&test.sql(model.name)).await?.collect().await?;
+        let failing = batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            })
+            .map_or(0, |a| a.value(0));
+        if failing > 0 {
+            return Err(Error::Usage(format!(
+                "model `{}` ({community}) failed its test `{test}`: {failing} offending row(s); nothing was written",
+                model.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Run one model: its output schema and rows.
@@ -656,11 +746,60 @@ mod tests {
     }
 
     #[test]
+    fn data_tests_are_read_from_headers_and_catch_bad_rows() {
+        let all = models().unwrap();
+        let activity = all.iter().find(|m| m.name == "member_activity").unwrap();
+        assert!(activity
+            .tests
+            .contains(&DataTest::Unique(vec!["member_id".into()])));
+        assert!(activity.tests.iter().any(|t| matches!(t, DataTest::AcceptedValues { column, values } if column == "tier" && values.len() == 8)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ctx = SessionContext::new();
+            ctx.sql("CREATE TABLE m AS VALUES ('a', 'new'), ('a', 'vip')")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let model = Model {
+                name: "m",
+                body: Body::PageRank,
+                depends_on: vec![],
+                tests: vec![
+                    DataTest::Unique(vec!["column1".into()]),
+                    DataTest::AcceptedValues {
+                        column: "column2".into(),
+                        values: vec!["new".into()],
+                    },
+                ],
+            };
+            let err = run_tests(&ctx, &model, "c1").await.unwrap_err().to_string();
+            assert!(
+                err.contains("failed its test `unique: column1`: 1 offending row"),
+                "{err}"
+            );
+            let only_values = Model {
+                tests: model.tests[1..].to_vec(),
+                ..model
+            };
+            let err = run_tests(&ctx, &only_values, "c1")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("accepted_values: column2 = new"), "{err}");
+        });
+    }
+
+    #[test]
     fn a_cycle_is_named() {
         let m = |name: &'static str, dep: &str| Model {
             name,
             body: Body::PageRank,
             depends_on: vec![dep.to_string()],
+            tests: Vec::new(),
         };
         let err = topological_order(vec![m("a", "b"), m("b", "a")])
             .unwrap_err()
