@@ -153,25 +153,53 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Metric settings: `[defaults]`, and the same keys on any `[[communities]]` entry.
-/// Every field is optional here; [`CommunitySettings`] is the resolved form.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub timezone: Option<String>,
-    pub locale: Option<Locale>,
-    pub window_days: Option<u32>,
-    pub normalization: Option<Normalization>,
-    pub top_n: Option<u32>,
-    pub cohort_grain: Option<CohortGrain>,
-    pub cohort_periods: Option<u32>,
-    pub exclude_members: Option<Vec<String>>,
-    pub active_event_types: Option<Vec<String>>,
-    pub activity_weights: Option<ActivityWeightsOverride>,
-    pub tiers: Option<TiersOverride>,
-    pub points: Option<BTreeMap<String, PointRule>>,
-    pub report_to: Option<Vec<String>>,
-    pub taxonomies: Option<Vec<Taxonomy>>,
+/// Defines [`Settings`] (`[defaults]`: every metric setting, all optional) and
+/// [`CommunityConfig`] (a `[[communities]]` entry: `id`, `name` and the same settings as
+/// overrides) from one field list, so the two cannot drift apart. (serde's `flatten` would do
+/// this but does not work with `deny_unknown_fields`.)
+macro_rules! metric_settings {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        /// Metric settings: `[defaults]`, and the same keys on any `[[communities]]` entry.
+        /// Every field is optional here; [`CommunitySettings`] is the resolved form.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(pub $field: Option<$ty>,)*
+        }
+
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct CommunityConfig {
+            pub id: String,
+            #[serde(default)]
+            pub name: Option<String>,
+            $(pub $field: Option<$ty>,)*
+        }
+
+        impl CommunityConfig {
+            /// A community's own overrides, in the same shape as `[defaults]`.
+            fn settings(&self) -> Settings {
+                Settings { $($field: self.$field.clone(),)* }
+            }
+        }
+    };
+}
+
+metric_settings! {
+    timezone: String,
+    locale: Locale,
+    window_days: u32,
+    normalization: Normalization,
+    top_n: u32,
+    cohort_grain: CohortGrain,
+    cohort_periods: u32,
+    exclude_members: Vec<String>,
+    active_event_types: Vec<String>,
+    activity_weights: ActivityWeightsOverride,
+    tiers: TiersOverride,
+    points: BTreeMap<String, PointRule>,
+    report_to: Vec<String>,
+    taxonomies: Vec<Taxonomy>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -221,50 +249,6 @@ pub struct TiersOverride {
 pub struct PointRule {
     pub weight: f64,
     pub daily_cap: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommunityConfig {
-    pub id: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub timezone: Option<String>,
-    pub locale: Option<Locale>,
-    pub window_days: Option<u32>,
-    pub normalization: Option<Normalization>,
-    pub top_n: Option<u32>,
-    pub cohort_grain: Option<CohortGrain>,
-    pub cohort_periods: Option<u32>,
-    pub exclude_members: Option<Vec<String>>,
-    pub active_event_types: Option<Vec<String>>,
-    pub activity_weights: Option<ActivityWeightsOverride>,
-    pub tiers: Option<TiersOverride>,
-    pub points: Option<BTreeMap<String, PointRule>>,
-    pub report_to: Option<Vec<String>>,
-    pub taxonomies: Option<Vec<Taxonomy>>,
-}
-
-impl CommunityConfig {
-    /// A community's own overrides, in the same shape as `[defaults]`.
-    fn settings(&self) -> Settings {
-        Settings {
-            timezone: self.timezone.clone(),
-            locale: self.locale,
-            window_days: self.window_days,
-            normalization: self.normalization,
-            top_n: self.top_n,
-            cohort_grain: self.cohort_grain,
-            cohort_periods: self.cohort_periods,
-            exclude_members: self.exclude_members.clone(),
-            active_event_types: self.active_event_types.clone(),
-            activity_weights: self.activity_weights.clone(),
-            tiers: self.tiers.clone(),
-            points: self.points.clone(),
-            report_to: self.report_to.clone(),
-            taxonomies: self.taxonomies.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

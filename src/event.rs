@@ -180,25 +180,60 @@ pub fn dedupe_key(source: &str, event_id: &str) -> u128 {
     h.digest128()
 }
 
-/// Fields as an input format delivers them, before validation.
-#[derive(Debug, Default)]
+/// Fields as an input format delivers them, before validation. NDJSON lines deserialize into
+/// it directly (strict: unknown keys are errors); CSV fills it column by column.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawFields<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub source: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub community_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub member_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub occurred_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub received_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub content_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub target_member_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub title: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub body: Option<Cow<'a, str>>,
+    #[serde(default)]
     pub amount_minor: Option<i64>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub currency: Option<Cow<'a, str>>,
-    /// JSON object text.
+    /// JSON object text (NDJSON may give an object or a string holding one).
+    #[serde(default, deserialize_with = "object_text")]
     pub properties: Option<Cow<'a, str>>,
+    /// Accepted and ignored: the lake's partition column, so a file exported from the lake
+    /// (e.g. DuckDB `COPY ... TO 'x.json'`) imports back.
+    #[serde(default)]
+    pub event_date: Option<serde::de::IgnoredAny>,
+}
+
+/// `properties` as JSON object text: an object is re-serialized, a string kept as given.
+fn object_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'static, str>>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(Cow::Owned(text))),
+        Some(object @ serde_json::Value::Object(_)) => Ok(Some(Cow::Owned(object.to_string()))),
+        Some(_) => Err(serde::de::Error::custom(
+            "wrong type: `properties` must be a JSON object",
+        )),
+    }
 }
 
 /// Deserialize an optional string, borrowing from the input when it has no escapes (serde's
@@ -232,71 +267,10 @@ fn borrowed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, st
     d.deserialize_option(Text)
 }
 
-/// One NDJSON line. `event_date` is accepted and ignored: it is the lake's partition column,
-/// so a file exported from the lake (e.g. DuckDB `COPY ... TO 'x.json'`) imports back.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonLine<'a> {
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    event_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    source: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    community_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    member_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    event_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    occurred_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    received_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    content_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    parent_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    target_member_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    title: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    body: Option<Cow<'a, str>>,
-    #[serde(default)]
-    amount_minor: Option<i64>,
-    #[serde(borrow, default, deserialize_with = "borrowed")]
-    currency: Option<Cow<'a, str>>,
-    #[serde(default)]
-    properties: Option<serde_json::Value>,
-    #[serde(default, rename = "event_date")]
-    _event_date: Option<serde_json::Value>,
-}
-
 /// Parse one NDJSON line (a JSON object with the SPEC §2 column names as keys).
 pub fn parse_json_line(line: &str) -> Result<Event<'_>, String> {
-    let raw: JsonLine = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let properties = match raw.properties {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(text)) => Some(Cow::Owned(text)),
-        Some(object @ serde_json::Value::Object(_)) => Some(Cow::Owned(object.to_string())),
-        Some(_) => return Err("wrong type: `properties` must be a JSON object".into()),
-    };
-    validate(RawFields {
-        event_id: raw.event_id,
-        source: raw.source,
-        community_id: raw.community_id,
-        member_id: raw.member_id,
-        event_type: raw.event_type,
-        occurred_at: raw.occurred_at,
-        received_at: raw.received_at,
-        content_id: raw.content_id,
-        parent_id: raw.parent_id,
-        target_member_id: raw.target_member_id,
-        title: raw.title,
-        body: raw.body,
-        amount_minor: raw.amount_minor,
-        currency: raw.currency,
-        properties,
-    })
+    let raw: RawFields = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    validate(raw)
 }
 
 /// Keys dropped from `properties` because they carry personal data: the lake keeps member ids

@@ -379,5 +379,6 @@ fn csv_event<'a>(
         amount_minor,
         currency,
         properties,
+        event_date: None,
     })
 }
