@@ -9,8 +9,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "pulse-target"))
 PULSE = TARGET / "release" / "pulse"
 
-# Generator settings that give about 1M and 10M events (2 communities, 365 days).
+# Generator settings that give about 1M and 10M events (2 communities, 365 days), and a
+# 90-day history of the same communities (for "run time against history length").
 SIZES = {
+    "90d": ["--members", "17500", "--days", "90", "--communities", "2"],
     "1m": ["--members", "17500", "--days", "365", "--communities", "2"],
     "10m": ["--members", "175000", "--days", "365", "--communities", "2"],
 }

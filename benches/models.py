@@ -1,13 +1,14 @@
 """Models benchmark: `pulse run` against DuckDB running the same `queries/*.sql` on the same lake.
 
-Usage: python benches/models.py [1m|10m ...] [--workdir DIR] [--as-of 2026-11-23]
+Usage: python benches/models.py [90d|1m|10m ...] [--workdir DIR] [--as-of 2026-11-23]
+(`90d` and `1m` are the same communities with 90 and 365 days of history.)
 Run with the venv of scripts/test (DuckDB) plus numpy (`pip install numpy`).
 
 DuckDB gets the very same SQL files: the four functions pulse adds to DataFusion are DuckDB
 macros here, `$name` parameters are DuckDB named parameters, PageRank runs in numpy. DuckDB
 computes the rollups over the whole history each time (it has no incremental state); pulse is
 measured cold (rollups built from scratch), warm (same as_of again) and for the next day.
-Also: history growth — a fixed 30-day window over 90 and 365 days of history.
+History growth: compare the `90d` and `1m` rows (a fixed 30-day window over 90 and 365 days).
 """
 import argparse
 import datetime as dt
@@ -41,8 +42,8 @@ def main():
     config = work / "pulse-bench.toml"
     config.write_text("".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items()))
     harness.build()
-    print("| events | pulse cold (rollups + models) | peak RSS | pulse warm (same as_of) | pulse next day | peak RSS | DuckDB (same SQL) | peak RSS |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| input | events | pulse cold (rollups + models) | peak RSS | pulse warm (same as_of) | pulse next day | peak RSS | DuckDB (same SQL) | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         src = harness.events_file(size, work)
         lake = work / f"lake-{size}"
@@ -60,7 +61,7 @@ def main():
         )
         n = harness.count_lines(src)
         print(
-            f"| {n:,} | {cold:.1f} s | {cold_rss:,.0f} MiB | {warm:.1f} s | {daily:.1f} s | {daily_rss:,.0f} MiB "
+            f"| {size} | {n:,} | {cold:.1f} s | {cold_rss:,.0f} MiB | {warm:.1f} s | {daily:.1f} s | {daily_rss:,.0f} MiB "
             f"| {duck:.1f} s | {duck_rss:,.0f} MiB |",
             flush=True,
         )
