@@ -111,15 +111,25 @@ fn writer_stats_snapshot(w: &EventWriter) -> (u64, u64) {
 }
 
 /// Offer one parsed block to the writer, in input order.
-fn offer<'a>(
-    writer: &mut EventWriter,
-    file: &str,
-    parsed: Vec<(u64, &'a str, std::result::Result<Event<'a>, String>)>,
-) -> Result<()> {
+/// A parsed line: its number, its text, and the event with its dedupe key or the reason it
+/// was rejected.
+type Parsed<'a> = (u64, &'a str, std::result::Result<(Event<'a>, u128), String>);
+
+/// Validate and key one line (runs on all cores).
+fn keyed(
+    result: std::result::Result<Event<'_>, String>,
+) -> std::result::Result<(Event<'_>, u128), String> {
+    result.map(|event| {
+        let key = event.key();
+        (event, key)
+    })
+}
+
+fn offer(writer: &mut EventWriter, file: &str, parsed: Vec<Parsed<'_>>) -> Result<()> {
     writer.count_read(parsed.len() as u64);
     for (line, raw, result) in parsed {
         match result {
-            Ok(event) => writer.add(&event)?,
+            Ok((event, key)) => writer.add(&event, key)?,
             Err(reason) => writer.reject(file, line, &reason, raw),
         }
     }
@@ -158,22 +168,23 @@ fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) 
         }
         progress.inc(cut as u64);
         let block = &buf[..cut];
-        let mut lines: Vec<(u64, &[u8])> = Vec::new();
-        for raw in block.split(|&b| b == b'\n') {
+        let mut lines: Vec<(u64, &[u8])> = Vec::with_capacity(block.len() / 128);
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', block)
+            .chain((block.last() != Some(&b'\n')).then_some(block.len()));
+        for end in ends {
             line_no += 1;
+            let raw = &block[start..end];
+            start = end + 1;
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if raw.iter().all(|b| b.is_ascii_whitespace()) {
-                continue;
+            if !raw.iter().all(|b| b.is_ascii_whitespace()) {
+                lines.push((line_no, raw));
             }
-            lines.push((line_no, raw));
-        }
-        if block.last() == Some(&b'\n') {
-            line_no -= 1; // split() yields an empty piece after the final newline
         }
         let parsed: Vec<_> = lines
             .par_iter()
             .map(|&(line, raw)| match std::str::from_utf8(raw) {
-                Ok(text) => (line, text, parse_json_line(text)),
+                Ok(text) => (line, text, keyed(parse_json_line(text))),
                 Err(_) => (line, "", Err("line is not valid UTF-8".to_string())),
             })
             .collect();
@@ -315,7 +326,7 @@ fn import_csv(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> 
             .zip(raws.par_iter())
             .map(|((line, record), raw)| {
                 let result = match record {
-                    Ok(r) => csv_event(r, &columns),
+                    Ok(r) => keyed(csv_event(r, &columns)),
                     Err(reason) => Err(reason.clone()),
                 };
                 (*line, raw.as_str(), result)

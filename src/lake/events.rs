@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayBuilder, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondBuilder, UInt32Array, UInt32Builder,
+    StringBuilder, TimestampMicrosecondBuilder, UInt32Array, UInt32Builder, UInt64Array,
+    UInt64Builder,
 };
 use datafusion::arrow::compute::{
     concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
@@ -206,10 +207,12 @@ impl EventWriter {
     }
 
     /// Offer a valid event; duplicates are counted and dropped.
-    pub fn add(&mut self, event: &Event<'_>) -> Result<()> {
+    /// `key` is `event.key()`, computed by the caller (on all cores, while parsing).
+    pub fn add(&mut self, event: &Event<'_>, key: u128) -> Result<()> {
+        debug_assert_eq!(key, event.key());
         let now = self.options.received_at;
         let received_at = event.received_at.unwrap_or(now);
-        let key = Key::from(event.key());
+        let key = Key::from(key);
         let seq = self.next_seq;
         self.next_seq = self
             .next_seq
@@ -248,7 +251,7 @@ impl EventWriter {
             columns: Columns::default(),
             spilled: Vec::new(),
         });
-        self.buffered_bytes += partition.columns.append(event, received_at, seq);
+        self.buffered_bytes += partition.columns.append(event, received_at, seq, key);
         if self.buffered_bytes > self.options.memory_budget {
             self.spill()?;
         }
@@ -354,51 +357,54 @@ fn write_partition(
     let all = concat_batches(&first.schema(), &batches)?;
     drop(batches);
 
-    // Keep only the winning copy of each key.
+    // Keep only the winning copy of each key (every row, unless this import repeated a key).
     let keep = {
-        let source = column::<StringArray>(&all, "source");
-        let event_id = column::<StringArray>(&all, "event_id");
+        let (lo, hi) = (
+            column::<UInt64Array>(&all, KEY_LO),
+            column::<UInt64Array>(&all, KEY_HI),
+        );
         let seq = column::<UInt32Array>(&all, SEQ);
-        BooleanArray::from_iter((0..all.num_rows()).map(|i| {
-            let key = Key::from(dedupe_key(source.value(i), event_id.value(i)));
-            Some(winners[&key] == seq.value(i))
-        }))
+        BooleanArray::from_iter(
+            (0..all.num_rows())
+                .map(|i| Some(winners[&Key(lo.value(i), hi.value(i))] == seq.value(i))),
+        )
     };
-    let kept = filter_record_batch(&all, &keep)?;
-    drop(all);
+    let kept = if keep.true_count() == all.num_rows() {
+        all
+    } else {
+        filter_record_batch(&all, &keep)?
+    };
     if kept.num_rows() == 0 {
         return Ok(None);
     }
+    let sort_by = |name: &str| SortColumn {
+        values: kept.column_by_name(name).expect("column").clone(),
+        options: None,
+    };
     let order = lexsort_to_indices(
         &[
-            SortColumn {
-                values: kept.column_by_name("member_id").expect("column").clone(),
-                options: None,
-            },
-            SortColumn {
-                values: kept.column_by_name("occurred_at").expect("column").clone(),
-                options: None,
-            },
-            SortColumn {
-                values: kept.column_by_name("event_id").expect("column").clone(),
-                options: None,
-            },
+            sort_by("member_id"),
+            sort_by("occurred_at"),
+            sort_by("event_id"),
         ],
         None,
     )?;
     let sorted = take_record_batch(&kept, &order)?;
-    let sorted = sorted.project(&(0..sorted.num_columns() - 1).collect::<Vec<_>>())?; // drop seq
 
     // Content-addressed name: the same rows always get the same file name.
     let name = {
-        let source = column::<StringArray>(&sorted, "source");
-        let event_id = column::<StringArray>(&sorted, "event_id");
+        let (lo, hi) = (
+            column::<UInt64Array>(&sorted, KEY_LO),
+            column::<UInt64Array>(&sorted, KEY_HI),
+        );
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for i in 0..sorted.num_rows() {
-            h.update(&dedupe_key(source.value(i), event_id.value(i)).to_le_bytes());
+            h.update(&lo.value(i).to_le_bytes());
+            h.update(&hi.value(i).to_le_bytes());
         }
         format!("part-{:016x}.parquet", h.digest())
     };
+    let sorted = sorted.project(&(0..file_schema().fields().len()).collect::<Vec<_>>())?; // drop internal columns
     let day = chrono::NaiveDate::from_num_days_from_ce_opt(date + 719_163).expect("valid date");
     let target = events_dir
         .join(format!("community_id={community}"))
@@ -529,13 +535,18 @@ pub fn list_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Name of the internal sequence column (dropped before writing).
+/// Internal columns of staged batches, dropped before writing: the sequence number of the row
+/// in this import and its dedupe key.
 const SEQ: &str = "__seq";
+const KEY_LO: &str = "__key_lo";
+const KEY_HI: &str = "__key_hi";
 
 fn staged_schema() -> SchemaRef {
     let file = file_schema();
     let mut fields: Vec<Field> = file.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(SEQ, DataType::UInt32, false));
+    fields.push(Field::new(KEY_LO, DataType::UInt64, false));
+    fields.push(Field::new(KEY_HI, DataType::UInt64, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -557,6 +568,8 @@ struct Columns {
     currency: StringBuilder,
     properties: StringBuilder,
     seq: UInt32Builder,
+    key_lo: UInt64Builder,
+    key_hi: UInt64Builder,
 }
 
 impl Columns {
@@ -565,7 +578,7 @@ impl Columns {
     }
 
     /// Append one event; returns roughly how many bytes it added.
-    fn append(&mut self, e: &Event<'_>, received_at: i64, seq: u32) -> usize {
+    fn append(&mut self, e: &Event<'_>, received_at: i64, seq: u32, key: Key) -> usize {
         let mut bytes = 64;
         let mut text = |b: &mut StringBuilder, v: &str| {
             bytes += v.len() + 4;
@@ -594,6 +607,8 @@ impl Columns {
         self.received_at.append_value(received_at);
         self.amount_minor.append_option(e.amount_minor);
         self.seq.append_value(seq);
+        self.key_lo.append_value(key.0);
+        self.key_hi.append_value(key.1);
         bytes
     }
 
@@ -618,6 +633,8 @@ impl Columns {
             Arc::new(self.currency.finish()),
             Arc::new(self.properties.finish()),
             Arc::new(self.seq.finish()),
+            Arc::new(self.key_lo.finish()),
+            Arc::new(self.key_hi.finish()),
         ];
         Ok(RecordBatch::try_new(staged_schema(), columns)?)
     }
