@@ -524,6 +524,7 @@ pub async fn run_community(
     let ctx = crate::engine::session(&config.engine, lake).await?;
     prepare_session(&ctx, lake).await?;
     let refreshed = rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
+    tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
     register_parameter_tables(&ctx, settings)?;
     let params = parameters(settings, &window);
     let metric_schemas: BTreeMap<&str, SchemaRef> = metric_tables().into_iter().collect();
@@ -533,6 +534,7 @@ pub async fn run_community(
     let mut swaps = Vec::new();
     let mut tables = Vec::new();
     for model in models()? {
+        let model_started = std::time::Instant::now();
         let (schema, batches) = compute(&ctx, &model, &params)
             .await
             .map_err(|e| Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id)))?;
@@ -542,6 +544,7 @@ pub async fn run_community(
             Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
         )?;
         run_tests(&ctx, &model, &settings.id).await?;
+        tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), "model computed");
         if let Some(schema) = metric_schemas.get(model.name) {
             let conformed = batches
                 .iter()
