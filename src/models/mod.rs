@@ -504,7 +504,7 @@ async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
             schema,
             &[
                 ("community_id", DataType::Utf8),
-                ("event_date", DataType::Date32),
+                ("event_month", DataType::Date32),
             ],
         )
         .await?;

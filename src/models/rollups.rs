@@ -1,18 +1,18 @@
 //! Incremental rollups: the reason a daily run's cost follows the window, not the history.
 //!
-//! Each rollup (`queries/rollup_*.sql`) is computed per UTC `event_date` partition of `events`
-//! and stored at `<lake>/rollups/<name>/community_id=<c>/event_date=<d>/part-<fingerprint>.parquet`.
-//! The fingerprint hashes the rollup's SQL, the community's timezone (local days depend on it)
-//! and the names of the event files in that partition. Event files are content-named and only
-//! ever added, so a partition whose file list is unchanged has a valid rollup; a partition that
-//! gained files (late events) or whose timezone changed is recomputed, and nothing else is.
+//! Each rollup (`queries/rollup_*.sql`) is computed per UTC month of `events` partitions and
+//! stored at `<lake>/rollups/<name>/community_id=<c>/event_month=<YYYY-MM-01>/part-<fingerprint>.parquet`
+//! (rows keep their `event_date`, so models prune by it). A month is one file, so a year of
+//! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
+//! community's timezone (local days depend on it) and the names of the event files of the
+//! month. Event files are content-named and only ever added, so a month whose file list is
+//! unchanged has a valid rollup; a month that gained files (late events) or whose timezone
+//! changed is recomputed, and nothing else is.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, Date32Array, RecordBatch};
-use datafusion::arrow::compute::filter_record_batch;
+use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
@@ -36,14 +36,16 @@ pub const ROLLUPS: [(&str, &str); 3] = [
     ),
 ];
 
-/// At most this many event partitions are rolled up by one query, to bound memory.
-const DAYS_PER_QUERY: usize = 31;
-
-/// What a refresh did, for the run summary.
+/// What a refresh did, for the run summary (counted in months).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RefreshStats {
     pub partitions: usize,
     pub refreshed: usize,
+}
+
+/// The first day of `date`'s month.
+fn month_of(date: NaiveDate) -> NaiveDate {
+    date.with_day(1).expect("day 1 exists")
 }
 
 fn date_value(d: NaiveDate) -> ScalarValue {
@@ -66,8 +68,8 @@ fn params(
     ]
 }
 
-/// The file schema of each rollup (its SQL's output without `event_date`), found by planning the
-/// SQL, so the schema cannot drift from the query.
+/// The file schema of each rollup (its SQL's output), found by planning the SQL, so the schema
+/// cannot drift from the query.
 pub async fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, SchemaRef)>> {
     let day = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     let mut out = Vec::new();
@@ -76,21 +78,14 @@ pub async fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, SchemaRe
             .sql(sql)
             .await?
             .with_param_values(params("", "UTC", day, day))?;
-        out.push((name, without_event_date(df.schema().as_arrow())?));
+        out.push((name, std::sync::Arc::new(df.schema().as_arrow().clone())));
     }
     Ok(out)
 }
 
-/// A rollup's file schema: its output without the partition column.
-fn without_event_date(schema: &datafusion::arrow::datatypes::Schema) -> Result<SchemaRef> {
-    let keep: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| schema.field(i).name() != "event_date")
-        .collect();
-    Ok(std::sync::Arc::new(schema.project(&keep)?))
-}
-
-/// The event partitions of `community`: UTC date → sorted file names.
-fn event_partitions(lake: &Lake, community: &str) -> Result<BTreeMap<NaiveDate, Vec<String>>> {
+/// The event partitions of `community` by month: first day of the UTC month → every
+/// `event_date=…/file` name of that month, sorted.
+fn event_months(lake: &Lake, community: &str) -> Result<BTreeMap<NaiveDate, Vec<String>>> {
     let dir = lake.events_dir().join(format!("community_id={community}"));
     let mut out = BTreeMap::new();
     let entries = match std::fs::read_dir(&dir) {
@@ -107,17 +102,19 @@ fn event_partitions(lake: &Lake, community: &str) -> Result<BTreeMap<NaiveDate, 
         else {
             continue;
         };
-        let mut files: Vec<String> = std::fs::read_dir(entry.path())
+        let files: Vec<String> = std::fs::read_dir(entry.path())
             .io_context(|| format!("listing {}", entry.path().display()))?
             .filter_map(|f| f.ok())
             .map(|f| f.file_name().to_string_lossy().into_owned())
             .filter(|f| f.ends_with(".parquet") && !f.starts_with(['.', '_']))
             .collect();
-        files.sort();
-        if !files.is_empty() {
-            out.insert(date, files);
-        }
+        let month: &mut Vec<String> = out.entry(month_of(date)).or_default();
+        month.extend(files.into_iter().map(|f| format!("event_date={date}/{f}")));
     }
+    for files in out.values_mut() {
+        files.sort();
+    }
+    out.retain(|_, files| !files.is_empty());
     Ok(out)
 }
 
@@ -133,10 +130,10 @@ fn fingerprint(sql: &str, tz: &str, files: &[String]) -> String {
     format!("part-{:016x}.parquet", h.digest())
 }
 
-fn partition_dir(lake: &Lake, table: &str, community: &str, date: NaiveDate) -> PathBuf {
+fn partition_dir(lake: &Lake, table: &str, community: &str, month: NaiveDate) -> PathBuf {
     lake.rollups_dir(table)
         .join(format!("community_id={community}"))
-        .join(format!("event_date={date}"))
+        .join(format!("event_month={month}"))
 }
 
 /// Bring every rollup of `community` up to date with its events.
@@ -146,89 +143,41 @@ pub async fn refresh(
     community: &str,
     tz: &str,
 ) -> Result<RefreshStats> {
-    let partitions = event_partitions(lake, community)?;
+    let months = event_months(lake, community)?;
     let mut stats = RefreshStats {
-        partitions: partitions.len(),
+        partitions: months.len(),
         refreshed: 0,
     };
     let staging = lake
         .staging_dir()
         .join(format!("rollup-{}", crate::lake::unique_suffix()));
     for (table, sql) in ROLLUPS {
-        let stale: Vec<(NaiveDate, String)> = partitions
-            .iter()
-            .map(|(date, files)| (*date, fingerprint(sql, tz, files)))
-            .filter(|(date, name)| {
-                !partition_dir(lake, table, community, *date)
-                    .join(name)
-                    .exists()
-            })
-            .collect();
-        stats.refreshed = stats.refreshed.max(stale.len());
-        for chunk in contiguous_chunks(&stale) {
-            let (from, to) = (chunk[0].0, chunk[chunk.len() - 1].0);
+        let mut swaps = Vec::new();
+        for (month, files) in &months {
+            let name = fingerprint(sql, tz, files);
+            let target = partition_dir(lake, table, community, *month);
+            if target.join(&name).exists() {
+                continue;
+            }
+            let last = (*month + chrono::Months::new(1))
+                .pred_opt()
+                .expect("a month has a last day");
             let df = ctx
                 .sql(sql)
                 .await?
-                .with_param_values(params(community, tz, from, to))?;
-            let schema = without_event_date(df.schema().as_arrow())?;
+                .with_param_values(params(community, tz, *month, last))?;
+            let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
-            let mut swaps = Vec::new();
-            for (date, name) in chunk {
-                let staged_dir = staging.join(table).join(date.to_string());
-                write_partition(&batches, &schema, *date, &staged_dir.join(name))?;
-                swaps.push((staged_dir, partition_dir(lake, table, community, *date)));
-            }
-            lake.replace_dirs(&swaps)?;
+            let staged_dir = staging.join(table).join(month.to_string());
+            super::write_parquet(&staged_dir.join(&name), &schema, &batches)?;
+            swaps.push((staged_dir, target));
         }
+        stats.refreshed = stats.refreshed.max(swaps.len());
+        lake.replace_dirs(&swaps)?;
     }
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .io_context(|| format!("removing {}", staging.display()))?;
     }
     Ok(stats)
-}
-
-/// Runs of consecutive dates, at most DAYS_PER_QUERY long.
-fn contiguous_chunks(stale: &[(NaiveDate, String)]) -> Vec<&[(NaiveDate, String)]> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for i in 1..=stale.len() {
-        let breaks = i == stale.len()
-            || i - start == DAYS_PER_QUERY
-            || stale[i].0 != stale[i - 1].0 + chrono::Duration::days(1);
-        if breaks {
-            chunks.push(&stale[start..i]);
-            start = i;
-        }
-    }
-    chunks
-}
-
-/// Write the rows of `batches` whose `event_date` is `date` (without that column) to `path`;
-/// an empty file when there are none, so the partition is known to be up to date.
-fn write_partition(
-    batches: &[RecordBatch],
-    schema: &SchemaRef,
-    date: NaiveDate,
-    path: &Path,
-) -> Result<()> {
-    let target = date_value(date);
-    let mut rows = Vec::new();
-    for batch in batches {
-        let dates = batch
-            .column_by_name("event_date")
-            .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-            .expect("rollups select event_date");
-        let ScalarValue::Date32(Some(day)) = target else {
-            unreachable!()
-        };
-        let mask = dates.iter().map(|d| Some(d == Some(day))).collect();
-        let selected = filter_record_batch(batch, &mask)?;
-        let keep: Vec<usize> = (0..selected.num_columns())
-            .filter(|&i| selected.schema().field(i).name() != "event_date")
-            .collect();
-        rows.push(selected.project(&keep)?);
-    }
-    super::write_parquet(path, schema, &rows)
 }
