@@ -196,34 +196,32 @@ fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) 
 
 /// Column index in the CSV file for each SPEC §2 column (None = not in the header).
 struct CsvColumns {
-    index: [Option<usize>; COLUMNS.len()],
+    index: [Option<usize>; COLUMN_COUNT],
 }
 
-const COLUMNS: [&str; 15] = [
-    "event_id",
-    "source",
-    "community_id",
-    "member_id",
-    "event_type",
-    "occurred_at",
-    "received_at",
-    "content_id",
-    "parent_id",
-    "target_member_id",
-    "title",
-    "body",
-    "amount_minor",
-    "currency",
-    "properties",
-];
-const REQUIRED: [&str; 6] = [
-    "event_id",
-    "source",
-    "community_id",
-    "member_id",
-    "event_type",
-    "occurred_at",
-];
+/// The SPEC §2 columns in order (from the event schema) and whether input must have them: the
+/// non-nullable ones, except `received_at`, which the importer fills in when absent (§4.8).
+const COLUMN_COUNT: usize = 15;
+
+fn spec_columns() -> Vec<(String, bool)> {
+    let schema = crate::event::event_schema();
+    let columns: Vec<(String, bool)> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            (
+                f.name().clone(),
+                !f.is_nullable() && f.name() != "received_at",
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns.len(),
+        COLUMN_COUNT,
+        "the CSV reader follows the event schema"
+    );
+    columns
+}
 
 fn csv_columns(path: &Path) -> Result<CsvColumns> {
     let err = |message: String| Error::Input {
@@ -234,13 +232,14 @@ fn csv_columns(path: &Path) -> Result<CsvColumns> {
     let header = reader
         .headers()
         .map_err(|e| err(format!("cannot read the CSV header: {e}")))?;
-    let mut index = [None; COLUMNS.len()];
+    let columns = spec_columns();
+    let mut index = [None; COLUMN_COUNT];
     for (i, name) in header.iter().enumerate() {
         let name = name.trim();
         if name == "event_date" {
             continue; // the lake's partition column; derived from occurred_at
         }
-        match COLUMNS.iter().position(|c| *c == name) {
+        match columns.iter().position(|(c, _)| c == name) {
             Some(c) if index[c].is_some() => {
                 return Err(err(format!("column `{name}` appears twice in the header")))
             }
@@ -248,15 +247,20 @@ fn csv_columns(path: &Path) -> Result<CsvColumns> {
             None => {
                 return Err(err(format!(
                     "unknown column `{name}` in the header (columns are: {})",
-                    COLUMNS.join(", ")
+                    columns
+                        .iter()
+                        .map(|(c, _)| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
         }
     }
-    let missing: Vec<&str> = REQUIRED
+    let missing: Vec<&str> = columns
         .iter()
-        .copied()
-        .filter(|r| index[COLUMNS.iter().position(|c| c == r).unwrap()].is_none())
+        .zip(index)
+        .filter(|((_, required), found)| *required && found.is_none())
+        .map(|((name, _), _)| name.as_str())
         .collect();
     if !missing.is_empty() {
         return Err(err(format!(
@@ -356,12 +360,12 @@ fn csv_event<'a>(
     record: &'a csv::ByteRecord,
     columns: &CsvColumns,
 ) -> std::result::Result<Event<'a>, String> {
-    let mut fields: [Option<Cow<'a, str>>; COLUMNS.len()] = Default::default();
+    let mut fields: [Option<Cow<'a, str>>; COLUMN_COUNT] = Default::default();
     for (c, slot) in fields.iter_mut().enumerate() {
         if let Some(i) = columns.index[c] {
             let bytes = record.get(i).unwrap_or(b"");
             let text = std::str::from_utf8(bytes)
-                .map_err(|_| format!("column `{}` is not valid UTF-8", COLUMNS[c]))?;
+                .map_err(|_| format!("column {} is not valid UTF-8", c + 1))?;
             *slot = Some(Cow::Borrowed(text));
         }
     }
