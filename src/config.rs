@@ -581,10 +581,12 @@ impl Config {
                 ));
             }
         }
-        if self.engine.memory_limit.0 < (64 << 20) {
+        // DataFusion 55 needs headroom: at 128MiB a 10M-event run panics inside RepartitionExec's
+        // spill path ("partition not used yet"); 256MiB completes by spilling.
+        if self.engine.memory_limit.0 < (256 << 20) {
             return Err(err(
                 "engine.memory_limit".into(),
-                "must be at least 64MiB".into(),
+                "must be at least 256MiB (DataFusion needs that much headroom to spill)".into(),
             ));
         }
         if self.engine.target_partitions == 0 {
@@ -1108,6 +1110,18 @@ mod tests {
         assert_eq!(s.activity_weights.participation, 0.7);
         assert_eq!(s.activity_weights.interaction, 0.3);
         assert_eq!(s.activity_weights.retention, 0.4);
+    }
+
+    #[test]
+    fn memory_limit_has_a_floor() {
+        let e = parse("[engine]\nmemory_limit = \"128MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `engine.memory_limit`: must be at least 256MiB"),
+            "{e}"
+        );
+        assert!(parse("[engine]\nmemory_limit = \"256MiB\"\n").is_ok());
     }
 
     #[test]
