@@ -127,13 +127,14 @@ fn keyed(
 
 fn offer(writer: &mut EventWriter, file: &str, parsed: Vec<Parsed<'_>>) -> Result<()> {
     writer.count_read(parsed.len() as u64);
+    let mut valid = Vec::with_capacity(parsed.len());
     for (line, raw, result) in parsed {
         match result {
-            Ok((event, key)) => writer.add(&event, key)?,
+            Ok(keyed) => valid.push(keyed),
             Err(reason) => writer.reject(file, line, &reason, raw),
         }
     }
-    Ok(())
+    writer.add_all(&valid)
 }
 
 fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> Result<()> {

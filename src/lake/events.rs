@@ -3,7 +3,7 @@
 //! One [`EventWriter`] is one import. It holds the lake lock from [`EventWriter::begin`] to
 //! [`EventWriter::commit`]:
 //! 1. `begin` loads the dedupe keys `(source, event_id)` of every event already in the lake.
-//! 2. `add` keeps an event unless its key is already in the lake or an earlier copy in this
+//! 2. `add_all` keeps an event unless its key is already in the lake or an earlier copy in this
 //!    import wins (the copy with the smaller `received_at`, then the one read first). Kept events
 //!    are appended to Arrow builders per partition `(community_id, UTC event_date)`; when the
 //!    builders outgrow the memory budget they are spilled to Arrow IPC files in staging.
@@ -206,13 +206,67 @@ impl EventWriter {
         self.quarantine.push(b'\n');
     }
 
-    /// Offer a valid event; duplicates are counted and dropped.
-    /// `key` is `event.key()`, computed by the caller (on all cores, while parsing).
-    pub fn add(&mut self, event: &Event<'_>, key: u128) -> Result<()> {
-        debug_assert_eq!(key, event.key());
+    /// Offer valid events, in input order, each with its key (`event.key()`, computed by the
+    /// caller on all cores while parsing); duplicates are counted and dropped. Which copy wins
+    /// is decided here one event at a time (order matters); copying the kept events into their
+    /// partitions' columns then runs on all cores, one partition per task.
+    pub fn add_all(&mut self, events: &[(Event<'_>, u128)]) -> Result<()> {
         let now = self.options.received_at;
-        let received_at = event.received_at.unwrap_or(now);
-        let key = Key::from(key);
+        let mut by_partition: HashMap<(&str, i32), Vec<(usize, u32)>> = HashMap::new();
+        for (i, (event, key)) in events.iter().enumerate() {
+            debug_assert_eq!(*key, event.key());
+            if let Some(seq) = self.decide(Key::from(*key), event.received_at, now) {
+                let date = event.occurred_at.div_euclid(86_400_000_000) as i32;
+                by_partition
+                    .entry((event.community_id.as_ref(), date))
+                    .or_default()
+                    .push((i, seq));
+            }
+        }
+        for &(community, date) in by_partition.keys() {
+            let days = match self.partitions.get_mut(community) {
+                Some(days) => days,
+                None => self.partitions.entry(community.to_string()).or_default(),
+            };
+            days.entry(date).or_insert_with(|| Partition {
+                columns: Columns::default(),
+                spilled: Vec::new(),
+            });
+        }
+        let mut work: Vec<(&mut Partition, &Vec<(usize, u32)>)> =
+            partition_list(&mut self.partitions)
+                .into_iter()
+                .filter_map(|(community, date, p)| {
+                    by_partition.get(&(community, date)).map(|rows| (p, rows))
+                })
+                .collect();
+        let added: usize = work
+            .par_iter_mut()
+            .map(|(partition, rows)| {
+                rows.iter()
+                    .map(|&(i, seq)| {
+                        let (event, key) = &events[i];
+                        partition.columns.append(
+                            event,
+                            event.received_at.unwrap_or(now),
+                            seq,
+                            Key::from(*key),
+                        )
+                    })
+                    .sum::<usize>()
+            })
+            .sum();
+        self.buffered_bytes += added;
+        if self.buffered_bytes > self.options.memory_budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Give the next event its sequence number and decide whether it is the winning copy of
+    /// `key` so far (received earliest, then read first; stored events always win).
+    fn decide(&mut self, key: Key, received: Option<i64>, now: i64) -> Option<u32> {
+        let received_at = received.unwrap_or(now);
         let seq = self.next_seq;
         self.next_seq = self
             .next_seq
@@ -226,7 +280,7 @@ impl EventWriter {
                 };
                 self.stats.duplicate += 1;
                 if winner_received <= received_at {
-                    return Ok(());
+                    return None;
                 }
                 // An earlier copy in this import loses to this one; its buffered row is dropped
                 // at commit because its seq no longer matches.
@@ -236,26 +290,10 @@ impl EventWriter {
                 self.winners.insert(key, seq);
             }
         }
-        if let Some(r) = event.received_at {
+        if let Some(r) = received {
             self.received.insert(seq, r);
         }
-        let date = event.occurred_at.div_euclid(86_400_000_000) as i32;
-        let days = match self.partitions.get_mut(event.community_id.as_ref()) {
-            Some(days) => days,
-            None => self
-                .partitions
-                .entry(event.community_id.to_string())
-                .or_default(),
-        };
-        let partition = days.entry(date).or_insert_with(|| Partition {
-            columns: Columns::default(),
-            spilled: Vec::new(),
-        });
-        self.buffered_bytes += partition.columns.append(event, received_at, seq, key);
-        if self.buffered_bytes > self.options.memory_budget {
-            self.spill()?;
-        }
-        Ok(())
+        Some(seq)
     }
 
     /// Move every partition's builders to IPC files in staging.
