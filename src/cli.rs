@@ -90,7 +90,7 @@ pub enum Command {
         #[arg(long)]
         community: Option<String>,
     },
-    /// Run read-only SQL over the lake (`events` and every metric table).
+    /// Run read-only SQL over the lake (`events`, every metric table and the rollups).
     #[command(
         after_help = "Examples:\n  pulse query \"SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"\n  pulse query --format csv --output types.csv \"SELECT * FROM events LIMIT 10\"\n  pulse query --format parquet --output posts.parquet \"SELECT * FROM events WHERE event_type = 'post'\""
     )]
@@ -256,6 +256,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio_runtime()?;
             let (schema, batches) = runtime.block_on(async {
                 let ctx = crate::engine::session(&config.engine, &lake).await?;
+                crate::models::prepare_session(&ctx, &lake).await?;
                 crate::engine::query(&ctx, &sql).await
             })?;
             write_result(schema, &batches, format, output.as_deref())?;

@@ -491,8 +491,9 @@ pub struct CommunityRun {
     pub seconds: f64,
 }
 
-/// Register the rollup tables (explicit schemas, so an empty lake works) and the UDFs.
-async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+/// Register the rollup tables (explicit schemas, so an empty lake works) and the UDFs the models
+/// use; `pulse query` calls it too, so growth teams can query the rollups.
+pub async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
     for udf in functions::all() {
         ctx.register_udf(udf);
     }

@@ -22,6 +22,11 @@ fn an_empty_lake_is_a_valid_lake() {
     let s = Scratch::new();
     assert_eq!(s.scalar("SELECT count(*) FROM events"), "0");
     assert_eq!(s.scalar("SELECT count(*) FROM member_activity"), "0");
+    assert_eq!(s.scalar("SELECT count(*) FROM member_day_types"), "0");
+    assert_eq!(
+        s.scalar("SELECT local_date(TIMESTAMP '2026-11-22T16:00:00Z', 'Asia/Shanghai')"),
+        "2026-11-23"
+    );
     let out = s.ok(&["query", "--format", "json", "SELECT * FROM events"]);
     assert_eq!(out.trim(), "[]");
 }
