@@ -17,7 +17,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
 use crate::config::EngineConfig;
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::lake::Lake;
 
 /// Runtime (memory pool, spill directory) for one session. A plain function of the config so a
@@ -76,10 +76,7 @@ pub async fn register_table(
     file_schema: SchemaRef,
     partition_cols: &[(&str, DataType)],
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| crate::error::Error::Io {
-        context: format!("creating {}", dir.display()),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(

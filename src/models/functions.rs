@@ -46,8 +46,17 @@ pub fn local_date_udf() -> ScalarUDF {
 /// Days since 1970-01-01 of the local date of `micros` (µs since the epoch, UTC) in `tz`.
 pub fn local_day_number(micros: i64, tz: Tz) -> i32 {
     let utc = DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = utc.with_timezone(&tz).date_naive();
-    (local - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+    day_number(utc.with_timezone(&tz).date_naive())
+}
+
+/// Days since 1970-01-01 (Arrow's Date32).
+pub fn day_number(date: NaiveDate) -> i32 {
+    (date - epoch()).num_days() as i32
+}
+
+/// A date as a bound SQL parameter.
+pub fn date_scalar(date: NaiveDate) -> ScalarValue {
+    ScalarValue::Date32(Some(day_number(date)))
 }
 
 impl ScalarUDFImpl for LocalDate {
@@ -138,7 +147,7 @@ impl Grain {
     }
 }
 
-fn epoch() -> NaiveDate {
+pub fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
 }
 

@@ -272,18 +272,13 @@ impl RunWindow {
     }
 }
 
-fn date(d: NaiveDate) -> ScalarValue {
-    ScalarValue::Date32(Some(
-        (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32,
-    ))
-}
-
 fn timestamp(micros: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
 }
 
 /// The bound parameters of the metric models.
 fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, ScalarValue)> {
+    let date = functions::date_scalar;
     let utf8 = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
     let int = |v: u32| ScalarValue::Int64(Some(v as i64));
     let float = |v: f64| ScalarValue::Float64(Some(v));

@@ -48,12 +48,6 @@ fn month_of(date: NaiveDate) -> NaiveDate {
     date.with_day(1).expect("day 1 exists")
 }
 
-fn date_value(d: NaiveDate) -> ScalarValue {
-    ScalarValue::Date32(Some(
-        (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32,
-    ))
-}
-
 fn params(
     community: &str,
     tz: &str,
@@ -63,15 +57,15 @@ fn params(
     vec![
         ("community", ScalarValue::Utf8(Some(community.to_string()))),
         ("tz", ScalarValue::Utf8(Some(tz.to_string()))),
-        ("from_date", date_value(from)),
-        ("to_date", date_value(to)),
+        ("from_date", super::functions::date_scalar(from)),
+        ("to_date", super::functions::date_scalar(to)),
     ]
 }
 
 /// The file schema of each rollup (its SQL's output), found by planning the SQL, so the schema
 /// cannot drift from the query.
 pub async fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, SchemaRef)>> {
-    let day = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    let day = super::functions::epoch();
     let mut out = Vec::new();
     for (name, sql) in ROLLUPS {
         let df = ctx
