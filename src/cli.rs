@@ -19,6 +19,11 @@ use crate::lake::Lake;
 /// imported). 0 means every line was imported or was a duplicate; 1 is an error.
 pub const EXIT_QUARANTINED: u8 = 3;
 
+/// Exit status of `pulse run` when the metrics were computed but something could not be
+/// delivered (an email still queued after its retries, or rejected). The next run retries
+/// what is still queued.
+pub const EXIT_DELIVERY_FAILED: u8 = 4;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pulse",
@@ -74,12 +79,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
         format: InputFormat,
     },
-    /// Compute every metric table (SPEC §4, §5) for an as_of date.
+    /// Compute every metric table (SPEC §4, §5) for an as_of date, then deliver: write the
+    /// report to <lake>/reports/ and email it to each community's `report_to`.
     ///
     /// Runs every configured community, or every community in the lake when none is
-    /// configured. Re-running an as_of replaces its partitions.
+    /// configured. Re-running an as_of replaces its partitions and its report, but does not
+    /// email anyone twice (see --resend). Emails that could not be sent stay queued in
+    /// <state_dir>/mail/queue and are retried by the next run.
+    /// Exit status: 0 done, 4 something could not be delivered, 1 error.
     #[command(
-        after_help = "Examples:\n  pulse run                          # today, in each community's timezone\n  pulse run --as-of 2026-11-23\n  pulse run --as-of 2026-11-23 --community python-camp"
+        after_help = "Examples:\n  pulse run                          # today, in each community's timezone\n  pulse run --as-of 2026-11-23\n  pulse run --as-of 2026-11-23 --community python-camp --resend"
     )]
     Run {
         /// The as_of date D (YYYY-MM-DD): the run sees events before local midnight starting D
@@ -89,6 +98,52 @@ pub enum Command {
         /// Only this community
         #[arg(long)]
         community: Option<String>,
+        /// Email the report again to recipients who already received it for this as_of
+        #[arg(long)]
+        resend: bool,
+        /// Deliver the ranked lists again to sinks that already received them
+        #[arg(long)]
+        redeliver: bool,
+        /// Compute and write the metrics and the report, then say what would be emailed and
+        /// delivered without sending anything
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List what was emailed and delivered (from <state_dir>), newest last.
+    ///
+    /// Every email (queued, sent, failed, rejected) and every ranked-list delivery (sink,
+    /// community, as_of, id, status, attempts, last error).
+    #[command(
+        after_help = "Examples:\n  pulse deliveries\n  pulse deliveries --community python-camp\n  pulse deliveries --enable https://incentives.example.com/hooks/pulse   # after a 410"
+    )]
+    Deliveries {
+        /// Only this community
+        #[arg(long)]
+        community: Option<String>,
+        /// Re-enable a webhook sink that was disabled by a 410 Gone answer
+        #[arg(long, value_name = "URL")]
+        enable: Option<String>,
+    },
+    /// Render a report from the metric tables without sending it (to preview template changes).
+    ///
+    /// Writes report.html, report.txt and the chart PNGs to <lake>/reports/<community>/<as_of>/
+    /// (or --out) and prints where. The metrics must exist: `pulse run` computes them.
+    #[command(
+        after_help = "Examples:\n  pulse report                                  # the latest as_of of every community\n  pulse report --as-of 2026-11-23 --community python-camp --open\n  pulse report --out /tmp/preview"
+    )]
+    Report {
+        /// The as_of date [default: the latest one with metrics, per community]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Only this community
+        #[arg(long)]
+        community: Option<String>,
+        /// Write here instead of the lake (one subdirectory per community)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Open report.html in the default browser (xdg-open / open)
+        #[arg(long)]
+        open: bool,
     },
     /// Run read-only SQL over the lake (`events`, every metric table and the rollups).
     #[command(
@@ -219,10 +274,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { as_of, community } => {
+        Command::Run {
+            as_of,
+            community,
+            resend,
+            redeliver,
+            dry_run,
+        } => {
             let (config, _) = Config::load(config_path)?;
             let lake = lake_from(&config, &cli.global)?;
-            let runs = tokio_runtime()?.block_on(crate::models::run(
+            let runtime = tokio_runtime()?;
+            let runs = runtime.block_on(crate::models::run(
                 &config,
                 &lake,
                 as_of,
@@ -230,8 +292,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             ))?;
             if runs.is_empty() {
                 println!("no communities: the lake has no events and none are configured (import events first)");
+                return Ok(ExitCode::SUCCESS);
             }
-            for run in runs {
+            for run in &runs {
                 let rows: Vec<String> =
                     run.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
                 println!(
@@ -243,6 +306,95 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     run.rollups.partitions,
                     run.seconds
                 );
+            }
+            let targets: Vec<_> = runs
+                .iter()
+                .map(|r| (config.community(&r.community), r.window.as_of))
+                .collect();
+            let summary = runtime.block_on(crate::deliver::deliver(
+                &config,
+                &lake,
+                &targets,
+                crate::deliver::DeliverOptions {
+                    resend,
+                    redeliver,
+                    dry_run,
+                },
+            ))?;
+            print_delivery(&summary, &config);
+            Ok(if summary.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DELIVERY_FAILED)
+            })
+        }
+        Command::Deliveries { community, enable } => {
+            let (config, _) = Config::load(config_path)?;
+            let state = crate::state::StateDir::new(&config.state_dir);
+            if let Some(url) = enable {
+                let _lock = state.lock()?;
+                if crate::deliver::sinks::enable(&state, &url)? {
+                    println!("webhook sink {url} enabled: the next run delivers to it again");
+                } else {
+                    println!("webhook sink {url} is not disabled");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            print_deliveries(&state, community.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            as_of,
+            community,
+            out,
+            open,
+        } => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            let templates = crate::deliver::templates(&config)?;
+            let mut communities = crate::models::communities_in_lake(&lake)?;
+            if let Some(only) = &community {
+                communities.retain(|c| c == only);
+                if communities.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "community `{only}` has no events in the lake"
+                    )));
+                }
+            }
+            let runtime = tokio_runtime()?;
+            let mut written = 0;
+            for id in communities {
+                let settings = config.community(&id);
+                let day = match as_of {
+                    Some(d) => d,
+                    None => match crate::deliver::report::metric_dates(&lake, &id)?.last() {
+                        Some(d) => *d,
+                        None => {
+                            eprintln!("{id}: no metrics yet (run `pulse run` first); skipped");
+                            continue;
+                        }
+                    },
+                };
+                let report = runtime.block_on(crate::deliver::write_report(
+                    &config,
+                    &lake,
+                    &templates,
+                    &settings,
+                    day,
+                    out.as_ref().map(|o| o.join(&id).join(day.to_string())),
+                ))?;
+                let html = report.dir.join("report.html");
+                println!("{id} as_of {day}: {}", html.display());
+                println!("  subject: {}", report.rendered.subject);
+                if open {
+                    open_in_browser(&html);
+                }
+                written += 1;
+            }
+            if written == 0 {
+                return Err(Error::Usage(
+                    "no report written: no community has metrics (run `pulse run` first)".into(),
+                ));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -262,6 +414,150 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             write_result(schema, &batches, format, output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The delivery history as a table: emails, then ranked-list deliveries.
+fn print_deliveries(state: &crate::state::StateDir, community: Option<&str>) -> Result<()> {
+    use crate::deliver::{email::EmailRecord, sinks};
+    let keep = |c: &str| community.is_none_or(|only| only == c);
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    let emails: Vec<EmailRecord> = state.ledger("emails").read()?;
+    for r in emails.into_iter().filter(|r| keep(&r.community)) {
+        rows.push([
+            r.at,
+            format!("email:{}", r.recipient),
+            r.community,
+            r.as_of.to_string(),
+            r.message_id,
+            format!("{:?}", r.status).to_lowercase(),
+            r.attempts.to_string(),
+            r.error.unwrap_or_default(),
+        ]);
+    }
+    for r in sinks::ledger(state)
+        .read()?
+        .into_iter()
+        .filter(|r| keep(&r.community))
+    {
+        let page = if r.pages > 1 {
+            format!(" ({}/{})", r.page, r.pages)
+        } else {
+            String::new()
+        };
+        rows.push([
+            r.at,
+            r.sink,
+            r.community,
+            r.as_of.to_string(),
+            format!("{}{page}", r.id),
+            format!("{:?}", r.status).to_lowercase(),
+            r.attempts.to_string(),
+            r.error.unwrap_or_default(),
+        ]);
+    }
+    if rows.is_empty() {
+        println!(
+            "nothing emailed or delivered yet ({})",
+            state.root().display()
+        );
+        return Ok(());
+    }
+    rows.sort();
+    let header = [
+        "at",
+        "sink",
+        "community",
+        "as_of",
+        "id",
+        "status",
+        "attempts",
+        "last error",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count()).min(60);
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{:<w$}", c.chars().take(w).collect::<String>()))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for row in &rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
+    Ok(())
+}
+
+/// Tell the user where each report went and what email did.
+fn print_delivery(summary: &crate::deliver::DeliverySummary, config: &Config) {
+    for r in &summary.reports {
+        let mut line = format!(
+            "{} as_of {}: report {}",
+            r.community,
+            r.as_of,
+            r.dir.join("report.html").display()
+        );
+        if r.queued > 0 {
+            line.push_str(&format!(" · emailed to {} recipient(s)", r.queued));
+        }
+        if r.already_sent > 0 {
+            line.push_str(&format!(
+                " · {} recipient(s) already had it (--resend to send again)",
+                r.already_sent
+            ));
+        }
+        println!("{line}");
+    }
+    let email = &summary.email;
+    if email.sent > 0 && config.email.transport == crate::config::EmailTransport::File {
+        println!(
+            "{} email(s) written to {}",
+            email.sent,
+            config.state_dir.join("outbox").display()
+        );
+    }
+    for s in &summary.sinks {
+        let line = format!(
+            "{} as_of {} → {}: {}",
+            s.community, s.as_of, s.sink, s.detail
+        );
+        if s.ok {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    for f in &email.failed {
+        eprintln!("email not sent, still queued for the next run: {f}");
+    }
+    for r in &email.rejected {
+        eprintln!(
+            "email rejected by the server (moved to {}): {r}",
+            config.state_dir.join("mail/rejected").display()
+        );
+    }
+}
+
+fn open_in_browser(path: &std::path::Path) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener).arg(path).spawn() {
+        eprintln!(
+            "could not run {opener} ({e}); open {} yourself",
+            path.display()
+        );
     }
 }
 

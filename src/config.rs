@@ -273,6 +273,10 @@ pub struct ReportConfig {
     pub schedule: String,
     #[serde(default = "default_from")]
     pub from: String,
+    /// A directory with edited report templates (`report.html.j2`, `report.txt.j2`,
+    /// `i18n/<locale>.toml`); files missing there are the built-in ones.
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
 }
 
 impl Default for ReportConfig {
@@ -280,6 +284,7 @@ impl Default for ReportConfig {
         Self {
             schedule: default_report_schedule(),
             from: default_from(),
+            templates: None,
         }
     }
 }
@@ -310,6 +315,14 @@ pub struct EmailConfig {
     /// Seconds before an SMTP connection or command gives up.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
+    /// Attempts per message within one run for transient failures (connection refused,
+    /// timeouts, 4xx answers), with exponential backoff; a message still unsent stays queued
+    /// and the next run tries again.
+    #[serde(default = "default_email_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the second attempt, doubled before each later one.
+    #[serde(default = "default_email_retry_ms")]
+    pub retry_initial_ms: u64,
 }
 
 impl Default for EmailConfig {
@@ -322,6 +335,8 @@ impl Default for EmailConfig {
             username: None,
             password_env: None,
             timeout_secs: default_smtp_timeout(),
+            max_attempts: default_email_attempts(),
+            retry_initial_ms: default_email_retry_ms(),
         }
     }
 }
@@ -331,6 +346,12 @@ fn default_smtp_port() -> u16 {
 }
 fn default_smtp_timeout() -> u64 {
     30
+}
+fn default_email_attempts() -> u32 {
+    3
+}
+fn default_email_retry_ms() -> u64 {
+    2000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -367,6 +388,12 @@ pub enum SinkConfig {
         timeout_secs: u64,
         #[serde(default = "default_sink_attempts")]
         max_attempts: u32,
+        /// Backoff before the second attempt (doubled each time, with jitter).
+        #[serde(default = "default_sink_retry_ms")]
+        retry_initial_ms: u64,
+        /// Longest wait between attempts; a Retry-After beyond it ends this run's attempts.
+        #[serde(default = "default_sink_retry_max")]
+        retry_max_secs: u64,
     },
 }
 
@@ -381,6 +408,12 @@ fn default_sink_timeout() -> u64 {
 }
 fn default_sink_attempts() -> u32 {
     5
+}
+fn default_sink_retry_ms() -> u64 {
+    1000
+}
+fn default_sink_retry_max() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -652,11 +685,42 @@ impl Config {
             "email.password_env",
             &err,
         )?;
+        if self.email.max_attempts == 0 {
+            return Err(err(
+                "email.max_attempts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if let Err(e) = self.report.from.parse::<lettre::message::Mailbox>() {
+            return Err(err(
+                "report.from".into(),
+                format!(
+                    "`{}` is not an address such as \"Pulse <pulse@example.com>\": {e}",
+                    self.report.from
+                ),
+            ));
+        }
         for (i, sink) in self.sinks.iter().enumerate() {
             if let SinkConfig::Webhook {
-                url, secret_env, ..
+                url,
+                secret_env,
+                max_attempts,
+                max_body_bytes,
+                ..
             } = sink
             {
+                if *max_attempts == 0 {
+                    return Err(err(
+                        format!("sinks[{i}].max_attempts"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if max_body_bytes.0 < 4096 {
+                    return Err(err(
+                        format!("sinks[{i}].max_body_bytes"),
+                        "must be at least 4KiB (one page holds the envelope and one member at least)".into(),
+                    ));
+                }
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(err(
                         format!("sinks[{i}].url"),
@@ -972,13 +1036,9 @@ fn check_env_name(
 }
 
 /// `name@domain` or `Display Name <name@domain>`.
+/// An address the mailer will accept: `a@b.c` or `Name <a@b.c>` (RFC 5322, as lettre parses it).
 fn looks_like_mailbox(s: &str) -> bool {
-    let addr = match (s.find('<'), s.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &s[a + 1..b],
-        _ => s,
-    };
-    let mut parts = addr.trim().splitn(2, '@');
-    matches!((parts.next(), parts.next()), (Some(l), Some(d)) if !l.is_empty() && !d.is_empty() && !d.contains(' ') && !l.contains(' '))
+    s.parse::<lettre::message::Mailbox>().is_ok()
 }
 
 #[cfg(test)]

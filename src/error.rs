@@ -24,6 +24,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A report that cannot be gathered, rendered or emailed.
+    #[error("{0}")]
+    Report(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -2,11 +2,13 @@
 //! DataFusion SQL, reports and ranked member lists delivered.
 //!
 //! The modules follow the data: [`ingest`] (files, later webhooks) → [`lake`] (Parquet) →
-//! [`models`] (DataFusion over `queries/*.sql`); [`engine`] builds the DataFusion sessions,
-//! [`config`] is the typed configuration and [`cli`] drives it all.
+//! [`models`] (DataFusion over `queries/*.sql`) → [`deliver`] (the emailed report); [`engine`]
+//! builds the DataFusion sessions, [`state`] remembers what was sent, [`config`] is the typed
+//! configuration and [`cli`] drives it all.
 
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -14,5 +16,6 @@ pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod models;
+pub mod state;
 
 pub use error::{Error, Result};

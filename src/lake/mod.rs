@@ -73,22 +73,17 @@ impl Lake {
 
     /// Wait for and take the writer lock.
     pub fn lock(&self) -> Result<LakeLock> {
-        let path = self.root.join(".pulse.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .io_context(|| format!("opening {}", path.display()))?;
-        if file.try_lock().is_err() {
-            tracing::info!(
-                "another pulse process is writing to {}; waiting for it",
-                self.root.display()
-            );
-            file.lock()
-                .io_context(|| format!("locking {}", path.display()))?;
-        }
-        Ok(LakeLock { _file: file })
+        Ok(LakeLock {
+            _file: lock_file(&self.root.join(".pulse.lock"))?,
+        })
+    }
+
+    /// Generated reports: `<lake>/reports/<community>/<as_of>/` (SPEC §5).
+    pub fn report_dir(&self, community: &str, as_of: chrono::NaiveDate) -> PathBuf {
+        self.root
+            .join("reports")
+            .join(community)
+            .join(as_of.to_string())
     }
 
     /// Remove what an interrupted writer left in staging. Call with the lock held.
@@ -195,6 +190,26 @@ fn swap_dir(staged: &Path, target: &Path) -> Result<()> {
     std::fs::rename(target, &aside).io_context(context)?;
     std::fs::rename(staged, target).io_context(context)?;
     std::fs::remove_dir_all(&aside).io_context(|| format!("removing {}", aside.display()))
+}
+
+/// Open `path` and wait for an exclusive OS lock on it. The kernel releases the lock when the
+/// holder exits, however it exits, so a crashed process never leaves it stuck.
+pub fn lock_file(path: &Path) -> Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .io_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        tracing::info!(
+            "another pulse process holds {}; waiting for it",
+            path.display()
+        );
+        file.lock()
+            .io_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 /// A string unique to this process and moment, for staging names.

@@ -29,7 +29,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-pub use functions::local_day_number;
+pub use functions::{date_scalar, local_day_number};
 pub use schema::metric_tables;
 
 use crate::config::{CohortGrain, CommunitySettings, Config, Normalization};
@@ -276,8 +276,8 @@ fn timestamp(micros: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
 }
 
-/// The bound parameters of the metric models.
-fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, ScalarValue)> {
+/// The bound parameters of the metric models (and of the report queries).
+pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, ScalarValue)> {
     let date = functions::date_scalar;
     let utf8 = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
     let int = |v: u32| ScalarValue::Int64(Some(v as i64));
@@ -355,7 +355,7 @@ fn register_rows(
 }
 
 /// The parameter tables: lists from the config, as tables the SQL joins with.
-fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) -> Result<()> {
+pub fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) -> Result<()> {
     let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
     register_rows(
         ctx,

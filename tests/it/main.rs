@@ -6,3 +6,4 @@ mod generate;
 mod import;
 mod models;
 mod query;
+mod report;

@@ -1,0 +1,559 @@
+//! The report's numbers: read back from the metric tables of one community and as_of (and the
+//! previous report's as_of, for deltas) by the SQL in `queries/report/`. Nothing here
+//! recomputes a metric: the report shows what the lake holds, so the two always agree.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::prelude::SessionContext;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CommunitySettings, Config};
+use crate::error::{Error, IoContext, Result};
+use crate::lake::Lake;
+use crate::models::RunWindow;
+
+/// The report queries, compiled into the binary.
+const QUERIES: [(&str, &str); 11] = [
+    ("kpis", include_str!("../../queries/report/kpis.sql")),
+    ("tiers", include_str!("../../queries/report/tiers.sql")),
+    (
+        "top_members",
+        include_str!("../../queries/report/top_members.sql"),
+    ),
+    (
+        "new_contributors",
+        include_str!("../../queries/report/new_contributors.sql"),
+    ),
+    (
+        "community_influence",
+        include_str!("../../queries/report/community_influence.sql"),
+    ),
+    (
+        "top_influencers",
+        include_str!("../../queries/report/top_influencers.sql"),
+    ),
+    (
+        "retention",
+        include_str!("../../queries/report/retention.sql"),
+    ),
+    ("demand", include_str!("../../queries/report/demand.sql")),
+    (
+        "unanswered_posts",
+        include_str!("../../queries/report/unanswered_posts.sql"),
+    ),
+    ("at_risk", include_str!("../../queries/report/at_risk.sql")),
+    (
+        "daily_active",
+        include_str!("../../queries/report/daily_active.sql"),
+    ),
+];
+
+/// Tiers in the order the report lists them (SPEC §4.3).
+pub const TIERS: [&str; 8] = [
+    "contributor",
+    "active",
+    "new",
+    "regular",
+    "at_risk",
+    "dormant",
+    "left",
+    "banned",
+];
+
+/// Everything one report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportData {
+    pub community_id: String,
+    pub community_name: String,
+    pub timezone: String,
+    #[serde(with = "crate::state::iso_date")]
+    pub as_of: NaiveDate,
+    /// First and last local day of W, and of W′.
+    #[serde(with = "crate::state::iso_date")]
+    pub w_start: NaiveDate,
+    #[serde(with = "crate::state::iso_date")]
+    pub w_end: NaiveDate,
+    #[serde(with = "crate::state::iso_date")]
+    pub wp_start: NaiveDate,
+    #[serde(with = "crate::state::iso_date")]
+    pub wp_end: NaiveDate,
+    pub window_days: u32,
+    /// The as_of of the previous report's metrics (tier and influence deltas), if any.
+    #[serde(with = "crate::state::iso_date::option")]
+    pub prev_as_of: Option<NaiveDate>,
+    /// Headline KPIs (not per currency), in the order the report shows them.
+    pub kpis: Vec<Kpi>,
+    pub revenue: Vec<Revenue>,
+    pub tiers: Vec<TierCount>,
+    pub members_total: i64,
+    pub top_members: Vec<TopMember>,
+    pub new_contributors: Vec<NewContributor>,
+    pub influence: Option<Influence>,
+    pub prev_influence: Option<Influence>,
+    pub top_influencers: Vec<Influencer>,
+    pub cohorts: Vec<Cohort>,
+    pub cohort_offsets: Vec<i64>,
+    pub demand: Vec<Taxonomy>,
+    pub unanswered_posts: Vec<UnansweredPost>,
+    pub at_risk: Vec<AtRisk>,
+    pub at_risk_total: i64,
+    /// Members active per local day, W′ then W (zeros filled in).
+    pub daily_active: Vec<DayCount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kpi {
+    pub metric: String,
+    pub value: Option<f64>,
+    pub prev_value: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Revenue {
+    pub currency: String,
+    pub revenue_minor: Option<f64>,
+    pub prev_revenue_minor: Option<f64>,
+    pub paying_members: Option<f64>,
+    pub prev_paying_members: Option<f64>,
+    pub arppu_minor: Option<f64>,
+    pub prev_arppu_minor: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TierCount {
+    pub tier: String,
+    pub members: i64,
+    /// None when there is no previous report to compare with.
+    pub prev_members: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopMember {
+    pub rank: i64,
+    pub member_id: String,
+    pub activity_score: f64,
+    pub points: f64,
+    pub tier: String,
+    pub participation: i64,
+    pub interaction: i64,
+    pub contribution: i64,
+    pub retention: f64,
+    pub active_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewContributor {
+    pub member_id: String,
+    pub contribution: i64,
+    pub participation: i64,
+    pub activity_score: f64,
+    pub prev_tier: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Influence {
+    #[serde(skip_serializing)]
+    pub is_current: bool,
+    pub size_total: i64,
+    pub members: i64,
+    pub activity_rate: f64,
+    pub participation_rate: f64,
+    pub influence: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Influencer {
+    pub member_id: String,
+    pub reach: i64,
+    pub interactions_received: i64,
+    pub pagerank: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CohortCell {
+    cohort_start: String,
+    period_offset: i64,
+    cohort_size: i64,
+    retained: i64,
+    retention_rate: f64,
+    is_partial: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cohort {
+    pub cohort_start: String,
+    pub cohort_size: i64,
+    /// One per offset 0…max (None where the period has not started yet).
+    pub cells: Vec<Option<RetentionCell>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionCell {
+    pub retained: i64,
+    pub rate: f64,
+    pub is_partial: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemandRow {
+    #[serde(skip_serializing)]
+    pub taxonomy: String,
+    pub category: String,
+    pub posts: i64,
+    pub members: i64,
+    pub share: f64,
+    pub prev_posts: i64,
+    pub growth: f64,
+    pub unanswered: i64,
+    pub unanswered_rate: f64,
+    pub priority: f64,
+    pub priority_rank: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Taxonomy {
+    pub name: String,
+    pub categories: Vec<DemandRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnansweredPost {
+    pub member_id: String,
+    pub content_id: Option<String>,
+    pub title: Option<String>,
+    pub occurred_at_us: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AtRisk {
+    pub member_id: String,
+    pub active_days: i64,
+    pub points: f64,
+    pub activity_score: f64,
+    pub last_active_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DayCount {
+    #[serde(with = "crate::state::iso_date")]
+    pub day: NaiveDate,
+    pub members: i64,
+}
+
+/// How many rows the member lists of the report show.
+pub const LIST_LIMIT: i64 = 10;
+/// How many at-risk members the report lists (all of them are counted).
+const AT_RISK_LIMIT: i64 = 25;
+
+/// The as_of dates with metrics for `community`, ascending.
+pub fn metric_dates(lake: &Lake, community: &str) -> Result<Vec<NaiveDate>> {
+    let dir = lake
+        .metrics_dir("member_activity")
+        .join(format!("community_id={community}"));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
+    };
+    let mut dates: Vec<NaiveDate> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("as_of="))
+                .and_then(|d| d.parse().ok())
+        })
+        .collect();
+    dates.sort();
+    Ok(dates)
+}
+
+/// The report queries of one community and as_of, with their session and bound parameters.
+/// The report and the ranked-list sinks share one.
+pub struct Queries {
+    ctx: SessionContext,
+    params: Vec<(&'static str, ScalarValue)>,
+    pub window: RunWindow,
+    /// The as_of of the previous metrics of this community, if any.
+    pub prev_as_of: Option<NaiveDate>,
+}
+
+impl Queries {
+    /// A session over `lake` for the metrics of `settings` at `as_of`, which must exist.
+    pub async fn open(
+        config: &Config,
+        lake: &Lake,
+        settings: &CommunitySettings,
+        as_of: NaiveDate,
+    ) -> Result<Queries> {
+        let dates = metric_dates(lake, &settings.id)?;
+        if !dates.contains(&as_of) {
+            return Err(Error::Usage(format!(
+                "no metrics for community `{}` as_of {as_of}: run `pulse run --as-of {as_of} --community {}` first",
+                settings.id, settings.id
+            )));
+        }
+        let prev_as_of = dates.iter().rev().find(|d| **d < as_of).copied();
+        let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
+        let ctx = crate::engine::session(&config.engine, lake).await?;
+        crate::models::prepare_session(&ctx, lake).await?;
+        crate::models::register_parameter_tables(&ctx, settings)?;
+        let mut params = crate::models::parameters(settings, &window);
+        params.push((
+            "prev_as_of",
+            match prev_as_of {
+                Some(d) => crate::models::date_scalar(d),
+                None => ScalarValue::Date32(None),
+            },
+        ));
+        Ok(Queries {
+            ctx,
+            params,
+            window,
+            prev_as_of,
+        })
+    }
+
+    /// Run the report query `name` (at most `limit` rows where it has a LIMIT).
+    pub async fn batches(&self, name: &str, limit: i64) -> Result<Vec<RecordBatch>> {
+        let sql = QUERIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, sql)| *sql)
+            .expect("known report query");
+        let mut params = self.params.clone();
+        params.push(("limit", ScalarValue::Int64(Some(limit))));
+        self.ctx
+            .sql_with_options(sql, crate::engine::read_only())
+            .await?
+            .with_param_values(params)?
+            .collect()
+            .await
+            .map_err(|e| Error::Report(format!("report query `{name}`: {e}")))
+    }
+
+    /// Run the report query `name` and read its rows into `T` (through Arrow's JSON writer, so
+    /// the struct's field names are the query's column names; extra columns are ignored).
+    pub async fn rows<T: DeserializeOwned>(&self, name: &str, limit: i64) -> Result<Vec<T>> {
+        let batches = self.batches(name, limit).await?;
+        let mut json = Vec::new();
+        {
+            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut json);
+            for b in &batches {
+                writer.write(b)?;
+            }
+            writer.finish()?;
+        }
+        if json.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&json).map_err(|e| {
+            Error::Report(format!(
+                "report query `{name}` returned unexpected rows: {e}"
+            ))
+        })
+    }
+}
+
+/// Gather the report of `settings` from its metric tables.
+pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportData> {
+    let window = q.window;
+    let as_of = window.as_of;
+    let prev_as_of = q.prev_as_of;
+    let all_kpis: Vec<Kpi> = q.rows("kpis", LIST_LIMIT).await?;
+    let (kpis, revenue) = split_kpis(all_kpis);
+    let by_tier: BTreeMap<String, TierCount> = q
+        .rows::<TierCount>("tiers", LIST_LIMIT)
+        .await?
+        .into_iter()
+        .map(|t| (t.tier.clone(), t))
+        .collect();
+    let tiers: Vec<TierCount> = TIERS
+        .iter()
+        .map(|tier| TierCount {
+            tier: tier.to_string(),
+            members: by_tier.get(*tier).map_or(0, |t| t.members),
+            prev_members: prev_as_of
+                .map(|_| by_tier.get(*tier).and_then(|t| t.prev_members).unwrap_or(0)),
+        })
+        .collect();
+    let members_total = tiers.iter().map(|t| t.members).sum();
+    let at_risk_total = by_tier.get("at_risk").map_or(0, |t| t.members);
+    let influences: Vec<Influence> = q.rows("community_influence", LIST_LIMIT).await?;
+    let influence = influences.iter().find(|i| i.is_current).cloned();
+    let prev_influence = influences.into_iter().find(|i| !i.is_current);
+    let (cohorts, cohort_offsets) = cohort_table(q.rows("retention", LIST_LIMIT).await?);
+    let mut demand: Vec<Taxonomy> = Vec::new();
+    for row in q.rows::<DemandRow>("demand", LIST_LIMIT).await? {
+        match demand.last_mut() {
+            Some(t) if t.name == row.taxonomy => t.categories.push(row),
+            _ => demand.push(Taxonomy {
+                name: row.taxonomy.clone(),
+                categories: vec![row],
+            }),
+        }
+    }
+    let counts: BTreeMap<NaiveDate, i64> = q
+        .rows::<DayCount>("daily_active", LIST_LIMIT)
+        .await?
+        .into_iter()
+        .map(|d| (d.day, d.members))
+        .collect();
+    let daily_active = (0..2 * settings.window_days as i64)
+        .map(|i| window.wp_start + Duration::days(i))
+        .map(|day| DayCount {
+            day,
+            members: counts.get(&day).copied().unwrap_or(0),
+        })
+        .collect();
+
+    Ok(ReportData {
+        community_id: settings.id.clone(),
+        community_name: settings.name.clone(),
+        timezone: settings.timezone.name().to_string(),
+        as_of,
+        w_start: window.w_start,
+        w_end: as_of - Duration::days(1),
+        wp_start: window.wp_start,
+        wp_end: window.w_start - Duration::days(1),
+        window_days: settings.window_days,
+        prev_as_of,
+        kpis,
+        revenue,
+        tiers,
+        members_total,
+        top_members: q.rows("top_members", LIST_LIMIT).await?,
+        new_contributors: q.rows("new_contributors", LIST_LIMIT).await?,
+        influence,
+        prev_influence,
+        top_influencers: q.rows("top_influencers", LIST_LIMIT).await?,
+        cohorts,
+        cohort_offsets,
+        demand,
+        unanswered_posts: q.rows("unanswered_posts", LIST_LIMIT).await?,
+        at_risk: q.rows("at_risk", AT_RISK_LIMIT).await?,
+        at_risk_total,
+        daily_active,
+    })
+}
+
+/// Headline KPIs in report order, and the per-currency revenue rows.
+fn split_kpis(all: Vec<Kpi>) -> (Vec<Kpi>, Vec<Revenue>) {
+    const HEADLINE: [&str; 10] = [
+        "members",
+        "new_members",
+        "members_left",
+        "active_members",
+        "avg_daily_active_members",
+        "stickiness",
+        "posts",
+        "comments",
+        "solutions",
+        "paying_members",
+    ];
+    let find = |m: &str| all.iter().find(|k| k.metric == m);
+    let kpis = HEADLINE.iter().filter_map(|m| find(m).cloned()).collect();
+    let currencies: Vec<&str> = all
+        .iter()
+        .filter_map(|k| k.metric.strip_prefix("revenue_minor:"))
+        .collect();
+    let revenue = currencies
+        .iter()
+        .map(|cur| {
+            let get = |kind: &str| find(&format!("{kind}:{cur}"));
+            let value = |kind: &str| get(kind).and_then(|k| k.value);
+            let prev = |kind: &str| get(kind).and_then(|k| k.prev_value);
+            Revenue {
+                currency: cur.to_string(),
+                revenue_minor: value("revenue_minor"),
+                prev_revenue_minor: prev("revenue_minor"),
+                paying_members: value("paying_members"),
+                prev_paying_members: prev("paying_members"),
+                arppu_minor: value("arppu_minor"),
+                prev_arppu_minor: prev("arppu_minor"),
+            }
+        })
+        .collect();
+    (kpis, revenue)
+}
+
+/// Pivot cohort rows (latest cohort first) into a table with one column per offset.
+fn cohort_table(rows: Vec<CohortCell>) -> (Vec<Cohort>, Vec<i64>) {
+    let max_offset = rows.iter().map(|r| r.period_offset).max().unwrap_or(-1);
+    let mut cohorts: Vec<Cohort> = Vec::new();
+    for r in rows {
+        if cohorts.last().map(|c| &c.cohort_start) != Some(&r.cohort_start) {
+            cohorts.push(Cohort {
+                cohort_start: r.cohort_start.clone(),
+                cohort_size: r.cohort_size,
+                cells: vec![None; (max_offset + 1) as usize],
+            });
+        }
+        let cohort = cohorts.last_mut().expect("pushed above");
+        cohort.cells[r.period_offset as usize] = Some(RetentionCell {
+            retained: r.retained,
+            rate: r.retention_rate,
+            is_partial: r.is_partial,
+        });
+    }
+    (cohorts, (0..=max_offset).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_report_query_has_a_header() {
+        for (name, sql) in QUERIES {
+            let header = sql.lines().next().unwrap_or("");
+            assert!(
+                header.starts_with(&format!("-- report {name}:")),
+                "{name}: {header}"
+            );
+        }
+    }
+
+    #[test]
+    fn cohorts_pivot_with_gaps_for_periods_not_started() {
+        let cell = |start: &str, k: i64, rate: f64| CohortCell {
+            cohort_start: start.into(),
+            period_offset: k,
+            cohort_size: 10,
+            retained: (rate * 10.0) as i64,
+            retention_rate: rate,
+            is_partial: false,
+        };
+        let (cohorts, offsets) = cohort_table(vec![
+            cell("2026-11-01", 0, 1.0),
+            cell("2026-10-01", 0, 1.0),
+            cell("2026-10-01", 1, 0.5),
+        ]);
+        assert_eq!(offsets, [0, 1]);
+        assert_eq!(cohorts.len(), 2);
+        assert!(cohorts[0].cells[1].is_none());
+        assert_eq!(cohorts[1].cells[1].as_ref().unwrap().retained, 5);
+    }
+
+    #[test]
+    fn revenue_rows_per_currency() {
+        let k = |m: &str, v: f64| Kpi {
+            metric: m.into(),
+            value: Some(v),
+            prev_value: None,
+        };
+        let (kpis, revenue) = split_kpis(vec![
+            k("members", 10.0),
+            k("revenue_minor:CNY", 9900.0),
+            k("paying_members:CNY", 2.0),
+            k("arppu_minor:CNY", 4950.0),
+        ]);
+        assert_eq!(kpis.len(), 1);
+        assert_eq!(revenue.len(), 1);
+        assert_eq!(revenue[0].arppu_minor, Some(4950.0));
+    }
+}
