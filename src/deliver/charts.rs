@@ -51,7 +51,7 @@ pub fn bars(path: &Path, title: &str, rows: &[(String, i64)]) -> Result<()> {
         .caption(title, (FAMILY, 40).into_font().color(&INK))
         .x_label_area_size(0)
         .y_label_area_size(260)
-        .build_cartesian_2d(0..x_max, (0..n).into_segmented())
+        .build_cartesian_2d(0..x_max, (0..n - 1).into_segmented())
         .map_err(chart_error)?;
     let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     chart
@@ -122,7 +122,8 @@ pub fn daily_line(
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .light_line_style(RGBColor(229, 231, 235))
+        .bold_line_style(RGBColor(229, 231, 235))
+        .light_line_style(TRANSPARENT)
         .x_labels(7)
         .x_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
         .label_style((FAMILY, 26).into_font().color(&INK))

@@ -312,6 +312,7 @@ fn number(v: &Value) -> Option<f64> {
 fn environment(templates: &Templates, format: Format) -> Result<Environment<'static>> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
     for (name, source) in [
         ("report.html.j2", templates.html.clone()),
         ("report.txt.j2", templates.text.clone()),

@@ -148,6 +148,7 @@ fn report_previews_without_sending_and_edited_templates_are_used() {
         "{err}"
     );
 
+    std::fs::remove_file(s.path("tpl/report.txt.j2")).unwrap();
     let none = s.pulse(&["report", "--as-of", "2026-11-01"]);
     let err = String::from_utf8_lossy(&none.stderr);
     assert!(
