@@ -185,6 +185,39 @@ pub enum Command {
     },
     /// Validate a config file; errors name the file, the key and the problem.
     CheckConfig,
+    /// The whole pipeline on a generated community, in one command, with no network.
+    ///
+    /// Generates two communities (python-camp: zh-CN, Asia/Shanghai; data-circle: en,
+    /// America/New_York), imports them, computes every metric table for the latest day, writes
+    /// the reports, emails them to the file outbox and writes the ranked lists, then says where
+    /// everything is. Uses its own config (DIR/pulse.toml), not yours.
+    #[command(
+        after_help = "Examples:\n  pulse demo\n  pulse demo --dir /tmp/pulse-demo --members 5000 --days 180"
+    )]
+    Demo {
+        /// Where to put it (replaced if it holds an earlier demo)
+        #[arg(long, default_value = "pulse-demo")]
+        dir: PathBuf,
+        /// Members per community
+        #[arg(long, default_value_t = 2000)]
+        members: u32,
+        /// Days of history
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        /// Random seed
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The as_of date of the run [default: today, UTC]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+    },
+    /// Write a commented starter config to DIR/config/pulse.toml (every key and its default).
+    #[command(after_help = "Examples:\n  pulse init\n  pulse init /srv/pulse")]
+    Init {
+        /// The directory pulse will run in
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,6 +246,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     crate::config::DEFAULT_CONFIG_PATH
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            dir,
+            members,
+            days,
+            seed,
+            as_of,
+        } => {
+            crate::demo::demo(&crate::demo::DemoOptions {
+                dir,
+                members,
+                days,
+                seed,
+                as_of: as_of.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { dir } => {
+            let path = crate::demo::init(&dir)?;
+            println!("wrote {}", path.display());
+            println!("next:");
+            println!("  1. edit it: your communities ([[communities]] id, timezone, locale, report_to), [email], [[sinks]]");
+            println!("  2. pulse check-config");
+            println!(
+                "  3. pulse import your-export.ndjson   (or set up [ingest] and `pulse serve`)"
+            );
+            println!(
+                "  4. pulse run                         (metrics, report, email, ranked lists)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate {

@@ -21,6 +21,9 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::event::EventType;
 
+/// The reference config: every key with its default and a comment (`pulse init` writes it).
+pub const EXAMPLE_CONFIG: &str = include_str!("../config/pulse.example.toml");
+
 /// Where `pulse` looks for its config when neither `--config` nor `PULSE_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/pulse.toml";
 
@@ -549,8 +552,7 @@ pub fn default_taxonomies() -> Vec<Taxonomy> {
     struct Shipped {
         taxonomies: Vec<Taxonomy>,
     }
-    let shipped: Shipped = toml::from_str(include_str!("../config/pulse.example.toml"))
-        .expect("the example config parses");
+    let shipped: Shipped = toml::from_str(EXAMPLE_CONFIG).expect("the example config parses");
     shipped.taxonomies
 }
 
@@ -1194,7 +1196,7 @@ mod tests {
 
     #[test]
     fn example_config_is_valid_and_matches_builtin_defaults() {
-        let text = include_str!("../config/pulse.example.toml");
+        let text = EXAMPLE_CONFIG;
         let c = parse(text).unwrap();
         assert!(default_taxonomies().iter().all(|t| t.categories.len() == 3));
         let builtin = Config::default_config().community("python-camp");

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod deliver;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod event;

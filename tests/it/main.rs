@@ -2,6 +2,7 @@
 
 mod common;
 mod config_check;
+mod demo;
 mod generate;
 mod import;
 mod models;
