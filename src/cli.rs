@@ -24,6 +24,9 @@ pub const EXIT_QUARANTINED: u8 = 3;
 /// what is still queued.
 pub const EXIT_DELIVERY_FAILED: u8 = 4;
 
+/// Exit status of `pulse run` and `pulse backfill` when another run holds the run lock.
+pub const EXIT_RUN_IN_PROGRESS: u8 = 5;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pulse",
@@ -109,6 +112,56 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the schedule: the full pipeline (models, report, email, ranked lists) for each
+    /// community at `report.schedule`, evaluated in the community's timezone, until SIGTERM or
+    /// Ctrl-C.
+    ///
+    /// Missed dates after downtime are run once each, oldest first (at most `report.catch_up`,
+    /// marked late). Runs never overlap, also with `pulse run` in another process. On SIGTERM
+    /// the current run finishes first (a second signal abandons it; nothing partial is
+    /// published), then pulse exits 0.
+    #[command(
+        after_help = "Examples:\n  pulse serve\n  pulse --log-format json serve      # for log shippers\n  PULSE_LOG=debug pulse serve"
+    )]
+    Serve,
+    /// Compute every as_of from --from to --to (models only, unless --send), resumably.
+    ///
+    /// Each finished (community, as_of) is recorded; running the same command again after an
+    /// interruption skips what is done (--restart recomputes everything).
+    #[command(
+        after_help = "Examples:\n  pulse backfill --from 2026-01-01 --to 2026-06-30\n  pulse backfill --from 2026-11-02 --to 2026-11-23 --community python-camp --send"
+    )]
+    Backfill {
+        /// First as_of (YYYY-MM-DD)
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last as_of, inclusive
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Only this community
+        #[arg(long)]
+        community: Option<String>,
+        /// Also write the reports, email them and deliver the ranked lists
+        #[arg(long)]
+        send: bool,
+        /// Recompute as_of dates this backfill already finished
+        #[arg(long)]
+        restart: bool,
+    },
+    /// The run history (from <state_dir>/runs.jsonl), newest last.
+    #[command(
+        after_help = "Examples:\n  pulse runs\n  pulse runs --community python-camp --limit 50"
+    )]
+    Runs {
+        /// Only this community
+        #[arg(long)]
+        community: Option<String>,
+        /// Show at most this many (the newest)
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The next scheduled runs of each community and the outcome of its last run.
+    Status,
     /// List what was emailed and delivered (from <state_dir>), newest last.
     ///
     /// Every email (queued, sent, failed, rejected) and every ranked-list delivery (sink,
@@ -347,49 +400,147 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (config, _) = Config::load(config_path)?;
             let lake = lake_from(&config, &cli.global)?;
             let runtime = tokio_runtime()?;
-            let runs = runtime.block_on(crate::models::run(
+            let runs = runtime.block_on(crate::schedule::run_now(
                 &config,
                 &lake,
                 as_of,
                 community.as_deref(),
-            ))?;
-            if runs.is_empty() {
-                println!("no communities: the lake has no events and none are configured (import events first)");
-                return Ok(ExitCode::SUCCESS);
-            }
-            for run in &runs {
-                let rows: Vec<String> =
-                    run.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
-                println!(
-                    "{} as_of {}: {} ({} of {} rollup partitions refreshed, {:.1}s)",
-                    run.community,
-                    run.window.as_of,
-                    rows.join(" · "),
-                    run.rollups.refreshed,
-                    run.rollups.partitions,
-                    run.seconds
-                );
-            }
-            let targets: Vec<_> = runs
-                .iter()
-                .map(|r| (config.community(&r.community), r.window.as_of))
-                .collect();
-            let summary = runtime.block_on(crate::deliver::deliver(
-                &config,
-                &lake,
-                &targets,
                 crate::deliver::DeliverOptions {
                     resend,
                     redeliver,
                     dry_run,
+                    late: false,
                 },
             ))?;
-            print_delivery(&summary, &config);
-            Ok(if summary.ok() {
+            let runs = match runs {
+                Ok(runs) => runs,
+                Err(holder) => {
+                    eprintln!("another pulse run is in progress ({holder}); not starting a second one. Try again when it has finished (`pulse runs` shows it).");
+                    return Ok(ExitCode::from(EXIT_RUN_IN_PROGRESS));
+                }
+            };
+            if runs.is_empty() {
+                println!("no communities: the lake has no events and none are configured (import events first)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut ok = true;
+            for run in &runs {
+                ok &= run.ok();
+                if let Some(m) = &run.models {
+                    let rows: Vec<String> =
+                        m.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                    println!(
+                        "{} as_of {}: {} ({} of {} rollup partitions refreshed, {:.1}s)",
+                        m.community,
+                        m.window.as_of,
+                        rows.join(" · "),
+                        m.rollups.refreshed,
+                        m.rollups.partitions,
+                        m.seconds
+                    );
+                }
+                if let Some(summary) = &run.delivery {
+                    print_delivery(summary, &config);
+                }
+                if run.record.status == crate::schedule::RunStatus::Failed {
+                    eprintln!(
+                        "{} as_of {}: run failed: {}",
+                        run.record.community,
+                        run.record.as_of,
+                        run.record.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            // A run that failed outright is an error (status 1), as before the history existed.
+            if let Some(failed) = runs
+                .iter()
+                .find(|r| r.record.status == crate::schedule::RunStatus::Failed)
+            {
+                return Err(Error::Usage(format!(
+                    "{} as_of {}: {}",
+                    failed.record.community,
+                    failed.record.as_of,
+                    failed.record.error.as_deref().unwrap_or("failed")
+                )));
+            }
+            Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_DELIVERY_FAILED)
             })
+        }
+        Command::Serve => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            let runtime = tokio_runtime()?;
+            runtime.block_on(async {
+                let shutdown = crate::schedule::serve::shutdown_signals()?;
+                crate::schedule::serve::scheduler(&config, &lake, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill {
+            from,
+            to,
+            community,
+            send,
+            restart,
+        } => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            if to < from {
+                return Err(Error::Usage(format!("--to {to} is before --from {from}")));
+            }
+            let runtime = tokio_runtime()?;
+            let outcome = runtime.block_on(crate::schedule::backfill(
+                &config,
+                &lake,
+                &crate::schedule::BackfillOptions {
+                    from,
+                    to,
+                    community,
+                    send,
+                    restart,
+                    progress: !cli.global.quiet && std::io::stderr().is_terminal(),
+                },
+            ))?;
+            match outcome {
+                Err(holder) => {
+                    eprintln!(
+                        "another pulse run is in progress ({holder}); not starting the backfill"
+                    );
+                    Ok(ExitCode::from(EXIT_RUN_IN_PROGRESS))
+                }
+                Ok(b) => {
+                    println!(
+                        "backfill {from} … {to}: {} computed, {} already done, {} failed ({:.1}s)",
+                        b.computed,
+                        b.skipped,
+                        b.failed.len(),
+                        b.seconds
+                    );
+                    for f in &b.failed {
+                        eprintln!("failed: {f}");
+                    }
+                    Ok(if b.failed.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+            }
+        }
+        Command::Runs { community, limit } => {
+            let (config, _) = Config::load(config_path)?;
+            let state = crate::state::StateDir::new(&config.state_dir);
+            print_runs(&state, community.as_deref(), limit)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            print_status(&config, &lake, chrono::Utc::now())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Deliveries { community, enable } => {
             let (config, _) = Config::load(config_path)?;
@@ -480,6 +631,145 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Print rows as aligned columns under `header` (cells cut at 60 characters).
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count()).min(60);
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| {
+                let cut: String = c.chars().take(w).collect();
+                let pad = w - cut.chars().count();
+                format!("{cut}{}", " ".repeat(pad))
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for row in rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
+}
+
+/// The run history as a table.
+fn print_runs(state: &crate::state::StateDir, community: Option<&str>, limit: usize) -> Result<()> {
+    use crate::schedule::{latest_runs, RunKind};
+    let runs: Vec<_> = latest_runs(crate::schedule::history(state).read()?)
+        .into_iter()
+        .filter(|r| r.kind != RunKind::Registered)
+        .filter(|r| community.is_none_or(|c| c == r.community))
+        .collect();
+    if runs.is_empty() {
+        println!("no runs yet ({})", state.root().display());
+        return Ok(());
+    }
+    let shown = &runs[runs.len().saturating_sub(limit)..];
+    let rows: Vec<[String; 8]> = shown
+        .iter()
+        .map(|r| {
+            let secs = r
+                .finished_at
+                .map(|f| {
+                    format!(
+                        "{:.1}",
+                        (f - r.started_at).num_milliseconds() as f64 / 1000.0
+                    )
+                })
+                .unwrap_or_default();
+            [
+                r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                format!("{:?}", r.kind).to_lowercase(),
+                r.community.clone(),
+                format!("{}{}", r.as_of, if r.late { " (late)" } else { "" }),
+                format!("{:?}", r.status).to_lowercase(),
+                secs,
+                r.stages
+                    .iter()
+                    .map(|s| format!("{} {:.1}s", s.name, s.seconds))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "started (UTC)",
+            "kind",
+            "community",
+            "as_of",
+            "outcome",
+            "seconds",
+            "stages",
+            "error",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Next scheduled runs per community, and each one's last run.
+fn print_status(config: &Config, lake: &Lake, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    use crate::schedule::{latest_runs, next_fire, parse_cron, RunKind};
+    let cron = parse_cron(&config.report.schedule)?;
+    let state = crate::state::StateDir::new(&config.state_dir);
+    let runs = latest_runs(crate::schedule::history(&state).read()?);
+    let communities = crate::models::select_communities(config, lake, None)?;
+    println!(
+        "schedule `{}` (report.schedule), in each community's timezone",
+        config.report.schedule
+    );
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    for c in &communities {
+        let mut next = Vec::new();
+        let mut after = now;
+        for _ in 0..3 {
+            match next_fire(&cron, c.timezone, after) {
+                Some(t) => {
+                    next.push(
+                        t.with_timezone(&c.timezone)
+                            .format("%a %Y-%m-%d %H:%M %Z")
+                            .to_string(),
+                    );
+                    after = t;
+                }
+                None => break,
+            }
+        }
+        let last = runs
+            .iter()
+            .rev()
+            .find(|r| r.community == c.id && r.kind != RunKind::Registered);
+        rows.push([
+            c.id.clone(),
+            c.timezone.name().to_string(),
+            next.join(" · "),
+            last.map(|r| format!("{:?} as_of {} ({:?})", r.status, r.as_of, r.kind).to_lowercase())
+                .unwrap_or_else(|| "no run yet".into()),
+            last.and_then(|r| r.error.clone()).unwrap_or_default(),
+        ]);
+    }
+    print_table(
+        [
+            "community",
+            "timezone",
+            "next runs",
+            "last run",
+            "last error",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
 /// The delivery history as a table: emails, then ranked-list deliveries.
 fn print_deliveries(state: &crate::state::StateDir, community: Option<&str>) -> Result<()> {
     use crate::deliver::{email::EmailRecord, sinks};
@@ -527,36 +817,19 @@ fn print_deliveries(state: &crate::state::StateDir, community: Option<&str>) -> 
         return Ok(());
     }
     rows.sort();
-    let header = [
-        "at",
-        "sink",
-        "community",
-        "as_of",
-        "id",
-        "status",
-        "attempts",
-        "last error",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count()).min(60);
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{:<w$}", c.chars().take(w).collect::<String>()))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    println!("{}", line(header.to_vec()));
-    for row in &rows {
-        println!("{}", line(row.iter().map(String::as_str).collect()));
-    }
+    print_table(
+        [
+            "at",
+            "sink",
+            "community",
+            "as_of",
+            "id",
+            "status",
+            "attempts",
+            "last error",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

@@ -276,6 +276,16 @@ pub struct ReportConfig {
     pub schedule: String,
     #[serde(default = "default_from")]
     pub from: String,
+    /// After downtime, at most this many missed report dates are run (the most recent ones),
+    /// each marked late.
+    #[serde(default = "default_catch_up")]
+    pub catch_up: u32,
+    /// A scheduled run that failed this many times is given up (later ones still run).
+    #[serde(default = "default_run_attempts")]
+    pub max_attempts: u32,
+    /// Seconds before a failed scheduled run is tried again.
+    #[serde(default = "default_retry_secs")]
+    pub retry_secs: u64,
     /// A directory with edited report templates (`report.html.j2`, `report.txt.j2`,
     /// `i18n/<locale>.toml`); files missing there are the built-in ones.
     #[serde(default)]
@@ -287,6 +297,9 @@ impl Default for ReportConfig {
         Self {
             schedule: default_report_schedule(),
             from: default_from(),
+            catch_up: default_catch_up(),
+            max_attempts: default_run_attempts(),
+            retry_secs: default_retry_secs(),
             templates: None,
         }
     }
@@ -294,6 +307,15 @@ impl Default for ReportConfig {
 
 fn default_report_schedule() -> String {
     "0 0 9 * * Mon".into()
+}
+fn default_catch_up() -> u32 {
+    4
+}
+fn default_run_attempts() -> u32 {
+    3
+}
+fn default_retry_secs() -> u64 {
+    300
 }
 fn default_from() -> String {
     "Community Pulse <pulse@localhost>".into()
@@ -687,19 +709,18 @@ impl Config {
             "email.password_env",
             &err,
         )?;
+        for (key, value) in [
+            ("report.catch_up", self.report.catch_up),
+            ("report.max_attempts", self.report.max_attempts),
+        ] {
+            if value == 0 {
+                return Err(err(key.into(), "must be at least 1".into()));
+            }
+        }
         if self.email.max_attempts == 0 {
             return Err(err(
                 "email.max_attempts".into(),
                 "must be at least 1".into(),
-            ));
-        }
-        if let Err(e) = self.report.from.parse::<lettre::message::Mailbox>() {
-            return Err(err(
-                "report.from".into(),
-                format!(
-                    "`{}` is not an address such as \"Pulse <pulse@example.com>\": {e}",
-                    self.report.from
-                ),
             ));
         }
         for (i, sink) in self.sinks.iter().enumerate() {

@@ -107,41 +107,37 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     );
 
     let runtime = crate::cli::tokio_runtime()?;
-    let runs = runtime.block_on(crate::models::run(
-        &config,
-        &lake,
-        Some(options.as_of),
-        None,
-    ))?;
+    let runs = runtime
+        .block_on(crate::schedule::run_now(
+            &config,
+            &lake,
+            Some(options.as_of),
+            None,
+            crate::deliver::DeliverOptions::default(),
+        ))?
+        .map_err(|holder| Error::Usage(format!("another run holds the demo's lock: {holder}")))?;
+    let models: Vec<_> = runs.iter().filter_map(|r| r.models.as_ref()).collect();
     println!(
         "3/4 computed 7 metric tables for as_of {} ({})",
         options.as_of,
-        runs.iter()
+        models
+            .iter()
             .map(|r| format!("{} in {:.1}s", r.community, r.seconds))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let targets: Vec<_> = runs
-        .iter()
-        .map(|r| (config.community(&r.community), r.window.as_of))
-        .collect();
-    let summary = runtime.block_on(crate::deliver::deliver(
-        &config,
-        &lake,
-        &targets,
-        crate::deliver::DeliverOptions::default(),
-    ))?;
-    if !summary.ok() {
+    let deliveries: Vec<_> = runs.iter().filter_map(|r| r.delivery.as_ref()).collect();
+    if runs.iter().any(|r| !r.ok()) || deliveries.len() != 2 {
         return Err(Error::Report(format!(
-            "the demo could not deliver everything: {:?} {:?}",
-            summary.email, summary.sinks
+            "the demo did not complete: {:?}",
+            runs.iter().map(|r| &r.record).collect::<Vec<_>>()
         )));
     }
     println!(
         "4/4 wrote {} reports, emailed {} (to the file outbox), delivered {} ranked lists",
-        summary.reports.len(),
-        summary.email.sent,
-        summary.sinks.len()
+        deliveries.iter().map(|d| d.reports.len()).sum::<usize>(),
+        deliveries.iter().map(|d| d.email.sent).sum::<usize>(),
+        deliveries.iter().map(|d| d.sinks.len()).sum::<usize>()
     );
 
     let headline = runtime.block_on(headline(&config, &lake, options.as_of))?;
@@ -153,7 +149,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         rel(dir)
     );
     println!("  lake (Parquet)    {}", rel(&dir.join("lake")));
-    for r in &summary.reports {
+    for r in deliveries.iter().flat_map(|d| &d.reports) {
         println!("  report            {}", rel(&r.dir.join("report.html")));
     }
     println!("  emails (.eml)     {}", rel(&dir.join("state/outbox")));
@@ -167,7 +163,10 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     println!("Try next (cd {}):", rel(dir));
     println!("  export PULSE_CONFIG=pulse.toml");
     if let Ok(exe) = std::env::current_exe() {
-        println!("  alias pulse={}   # unless pulse is on your PATH", exe.display());
+        println!(
+            "  alias pulse={}   # unless pulse is on your PATH",
+            exe.display()
+        );
     }
     println!("  pulse query \"SELECT community_id, tier, count(*) AS members FROM member_activity GROUP BY 1, 2 ORDER BY 1, 3 DESC\"");
     println!("  pulse query \"SELECT rank, member_id, round(activity_score, 2) AS score, points FROM ranked_members WHERE community_id = 'data-circle' ORDER BY rank LIMIT 10\"");

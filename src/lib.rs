@@ -17,6 +17,7 @@ pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod models;
+pub mod schedule;
 pub mod state;
 
 pub use error::{Error, Result};

@@ -48,7 +48,7 @@ pub async fn write_report(
     out: Option<PathBuf>,
 ) -> Result<WrittenReport> {
     let queries = report::Queries::open(config, lake, settings, as_of).await?;
-    write_report_from(&queries, lake, templates, settings, out).await
+    write_report_from(&queries, lake, templates, settings, out, false).await
 }
 
 /// [`write_report`] with the queries already open.
@@ -58,9 +58,11 @@ async fn write_report_from(
     templates: &Templates,
     settings: &CommunitySettings,
     out: Option<PathBuf>,
+    late: bool,
 ) -> Result<WrittenReport> {
     let as_of = queries.window.as_of;
-    let data = report::gather(queries, settings).await?;
+    let mut data = report::gather(queries, settings).await?;
+    data.late = late;
     let target = out.unwrap_or_else(|| lake.report_dir(&settings.id, as_of));
     let staging = lake
         .staging_dir()
@@ -118,6 +120,8 @@ pub struct DeliverOptions {
     pub redeliver: bool,
     /// Say what would be emailed and delivered; send and write nothing but the report.
     pub dry_run: bool,
+    /// The report is a catch-up after downtime: it says so.
+    pub late: bool,
 }
 
 /// After the models of `runs` (community, as_of): write each report to the lake, queue it for
@@ -138,7 +142,8 @@ pub async fn deliver(
     };
     for (settings, as_of) in runs {
         let queries = report::Queries::open(config, lake, settings, *as_of).await?;
-        let written = write_report_from(&queries, lake, &templates, settings, None).await?;
+        let written =
+            write_report_from(&queries, lake, &templates, settings, None, options.late).await?;
         let (queued, already_sent) = if options.dry_run {
             for to in &settings.report_to {
                 println!("would email \"{}\" to {to}", written.rendered.subject);

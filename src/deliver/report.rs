@@ -103,6 +103,8 @@ pub struct ReportData {
     pub at_risk_total: i64,
     /// Members active per local day, W′ then W (zeros filled in).
     pub daily_active: Vec<DayCount>,
+    /// Sent after its scheduled time (a catch-up after downtime).
+    pub late: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -438,6 +440,7 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
         at_risk: q.rows("at_risk", AT_RISK_LIMIT).await?,
         at_risk_total,
         daily_active,
+        late: false,
     })
 }
 

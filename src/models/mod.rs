@@ -681,14 +681,13 @@ pub fn communities_in_lake(lake: &Lake) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// `pulse run`: every configured community (or every community in the lake when none is
-/// configured), or only `only`, for `as_of` (default: today in each community's timezone).
-pub async fn run(
+/// The communities a run covers: every configured community (or every community in the lake
+/// when none is configured), or only `only`.
+pub fn select_communities(
     config: &Config,
     lake: &Lake,
-    as_of: Option<NaiveDate>,
     only: Option<&str>,
-) -> Result<Vec<CommunityRun>> {
+) -> Result<Vec<CommunitySettings>> {
     let mut communities = config.communities();
     if communities.is_empty() {
         communities = communities_in_lake(lake)?
@@ -707,25 +706,7 @@ pub async fn run(
             communities.push(config.community(id));
         }
     }
-    let _lock = lake.lock()?;
-    let mut runs = Vec::new();
-    for settings in &communities {
-        let day = as_of.unwrap_or_else(|| {
-            chrono::Utc::now()
-                .with_timezone(&settings.timezone)
-                .date_naive()
-        });
-        let run = run_community(config, lake, settings, day).await?;
-        tracing::info!(
-            community = %run.community,
-            as_of = %run.window.as_of,
-            rollup_partitions_refreshed = run.rollups.refreshed,
-            seconds = format!("{:.2}", run.seconds),
-            "metrics computed"
-        );
-        runs.push(run);
-    }
-    Ok(runs)
+    Ok(communities)
 }
 
 #[cfg(test)]

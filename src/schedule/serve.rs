@@ -1,0 +1,164 @@
+//! The scheduler of `pulse serve`: wake at the next fire of any community, run what is due
+//! (oldest first, one run at a time, never overlapping another process's run), sleep again;
+//! stop cleanly on a shutdown signal.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::{
+    history, latest_runs, next_fire, parse_cron, plan, record_abandoned, register, run_pipeline,
+    Limits, PipelineOptions, RunKind, RunLock, RunStatus,
+};
+use crate::config::Config;
+use crate::error::Result;
+use crate::lake::Lake;
+use crate::state::StateDir;
+
+/// Shutdown signals received so far: 1 = finish the current run and stop, 2 = abandon it.
+pub type Shutdown = watch::Receiver<u32>;
+
+/// Run the schedule until a shutdown signal.
+pub async fn scheduler(config: &Config, lake: &Lake, mut shutdown: Shutdown) -> Result<()> {
+    let state = StateDir::new(&config.state_dir);
+    let cron = parse_cron(&config.report.schedule)?;
+    let communities = if config.communities.is_empty() {
+        crate::models::communities_in_lake(lake)?
+            .iter()
+            .map(|id| config.community(id))
+            .collect()
+    } else {
+        config.communities()
+    };
+    register(&state, &communities, Utc::now())?;
+    let limits = Limits {
+        catch_up: config.report.catch_up as usize,
+        max_attempts: config.report.max_attempts as usize,
+    };
+    for c in &communities {
+        if let Some(next) = next_fire(&cron, c.timezone, Utc::now()) {
+            tracing::info!(community = %c.id, next = %next.with_timezone(&c.timezone), "scheduled `{}`", config.report.schedule);
+        }
+    }
+    loop {
+        if *shutdown.borrow() > 0 {
+            break;
+        }
+        let now = Utc::now();
+        let runs = latest_runs(history(&state).read()?);
+        let mut due: Vec<_> = communities
+            .iter()
+            .flat_map(|c| {
+                plan(&cron, c, &runs, now, limits)
+                    .into_iter()
+                    .map(move |d| (c, d))
+            })
+            .collect();
+        due.sort_by_key(|(_, d)| d.due_at);
+        let mut retry_soon = false;
+        for (settings, d) in due {
+            if *shutdown.borrow() > 0 {
+                break;
+            }
+            let lock = match RunLock::try_acquire(&state)? {
+                Ok(lock) => lock,
+                Err(holder) => {
+                    tracing::info!(holder = %holder, "another run is in progress; trying again on the next tick");
+                    retry_soon = true;
+                    break;
+                }
+            };
+            tracing::info!(community = %settings.id, as_of = %d.as_of, late = d.late, "run started");
+            let options = PipelineOptions {
+                kind: Some(RunKind::Scheduled),
+                due_at: Some(d.due_at),
+                late: d.late,
+                ..PipelineOptions::default()
+            };
+            let run = run_pipeline(config, lake, settings, d.as_of, &options);
+            tokio::pin!(run);
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut run => break Some(r),
+                    changed = shutdown.changed() => {
+                        let signals = *shutdown.borrow();
+                        if changed.is_err() || signals >= 2 {
+                            break None;
+                        }
+                        tracing::info!("finishing the current run before stopping (signal again to abandon it)");
+                    }
+                }
+            };
+            drop(lock);
+            match outcome {
+                Some(Ok(run)) => {
+                    let r = &run.record;
+                    if r.status == RunStatus::Succeeded {
+                        tracing::info!(community = %r.community, as_of = %r.as_of, stages = ?r.stages.iter().map(|s| format!("{} {:.1}s", s.name, s.seconds)).collect::<Vec<_>>(), "run succeeded");
+                    } else {
+                        retry_soon = true;
+                        tracing::error!(community = %r.community, as_of = %r.as_of, error = r.error.as_deref().unwrap_or(""), "run failed; it is retried on the next tick");
+                    }
+                }
+                Some(Err(e)) => {
+                    retry_soon = true;
+                    tracing::error!("run could not be recorded: {e}");
+                }
+                None => {
+                    let latest = latest_runs(history(&state).read()?)
+                        .into_iter()
+                        .rev()
+                        .find(|r| r.community == settings.id && r.status == RunStatus::Running);
+                    if let Some(record) = latest {
+                        record_abandoned(&state, record)?;
+                    }
+                    tracing::warn!(community = %settings.id, as_of = %d.as_of, "run abandoned by a second shutdown signal");
+                    break;
+                }
+            }
+        }
+        if *shutdown.borrow() > 0 {
+            break;
+        }
+        // Sleep until the next fire of any community (or a retry), or a shutdown signal.
+        let now = Utc::now();
+        let mut wake = communities
+            .iter()
+            .filter_map(|c| next_fire(&cron, c.timezone, now))
+            .min()
+            .unwrap_or(now + chrono::Duration::days(1));
+        if retry_soon {
+            wake = wake.min(now + chrono::Duration::seconds(config.report.retry_secs as i64));
+        }
+        let wait = (wake - now).to_std().unwrap_or(Duration::ZERO);
+        tracing::debug!(until = %wake, "sleeping");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+/// A shutdown channel fed by SIGTERM and SIGINT (each signal increments the count).
+pub fn shutdown_signals() -> Result<Shutdown> {
+    let (tx, rx) = watch::channel(0u32);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| crate::Error::Io {
+            context: "listening for SIGTERM".into(),
+            source: e,
+        })?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                r = tokio::signal::ctrl_c() => { if r.is_err() { break; } }
+            }
+            tracing::info!("shutdown signal received");
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(rx)
+}
