@@ -8,3 +8,4 @@ mod import;
 mod models;
 mod query;
 mod report;
+mod schedule;
