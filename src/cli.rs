@@ -112,9 +112,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run the schedule: the full pipeline (models, report, email, ranked lists) for each
-    /// community at `report.schedule`, evaluated in the community's timezone, until SIGTERM or
-    /// Ctrl-C.
+    /// Run the webhook receiver (on `ingest.listen`) and the schedule: the full pipeline
+    /// (spool → lake, models, report, email, ranked lists) for each community at
+    /// `report.schedule`, evaluated in the community's timezone, until SIGTERM or Ctrl-C.
+    ///
+    /// Endpoints: POST /v1/events (canonical events, bearer token from `ingest.token_env`),
+    /// POST /v1/webhooks/<source> (`[[ingest.sources]]`: discourse, stripe,
+    /// standard_webhooks, generic), GET /healthz, GET /metrics (Prometheus). A 2xx means the
+    /// events are fsynced in <state_dir>/spool; the spool moves into the lake on
+    /// `ingest.schedule` and before every run.
     ///
     /// Missed dates after downtime are run once each, oldest first (at most `report.catch_up`,
     /// marked late). Runs never overlap, also with `pulse run` in another process. On SIGTERM
@@ -473,10 +479,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (config, _) = Config::load(config_path)?;
             let lake = lake_from(&config, &cli.global)?;
             let runtime = tokio_runtime()?;
-            runtime.block_on(async {
-                let shutdown = crate::schedule::serve::shutdown_signals()?;
-                crate::schedule::serve::scheduler(&config, &lake, shutdown).await
-            })?;
+            runtime.block_on(crate::schedule::serve::serve(&config, &lake))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backfill {

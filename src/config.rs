@@ -461,6 +461,30 @@ pub struct IngestConfig {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub exports: Vec<ExportConfig>,
+    /// The variable holding the bearer token for `POST /v1/events` (unset: that endpoint
+    /// answers 401 to everyone).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Largest request body accepted (413 beyond).
+    #[serde(default = "default_ingest_body")]
+    pub max_body_bytes: ByteSize,
+    /// Spool size beyond which requests get 503 with Retry-After until compaction catches up.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: ByteSize,
+    /// A CSV file of `alias,member_id` (e.g. `stripe:cus_123,u42`) unifying one person across
+    /// platforms.
+    #[serde(default)]
+    pub identities: Option<PathBuf>,
+    /// The same, inline: `"stripe:cus_123" = "u42"`.
+    #[serde(default)]
+    pub identity: BTreeMap<String, String>,
+}
+
+fn default_ingest_body() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_spool_max() -> ByteSize {
+    ByteSize(1 << 30)
 }
 
 impl Default for IngestConfig {
@@ -470,6 +494,11 @@ impl Default for IngestConfig {
             schedule: default_ingest_schedule(),
             sources: Vec::new(),
             exports: Vec::new(),
+            token_env: None,
+            max_body_bytes: default_ingest_body(),
+            spool_max_bytes: default_spool_max(),
+            identities: None,
+            identity: BTreeMap::new(),
         }
     }
 }
@@ -770,8 +799,15 @@ impl Config {
                 ),
             ));
         }
+        check_env_name(self.ingest.token_env.as_deref(), "ingest.token_env", &err)?;
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.ingest.sources.iter().enumerate() {
+            if s.secret_env.is_none() {
+                return Err(err(
+                    format!("ingest.sources[{i}].secret_env"),
+                    "is required: every webhook source is verified with its secret".into(),
+                ));
+            }
             if s.name.is_empty()
                 || !s
                     .name

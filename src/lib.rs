@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod lake;
 pub mod models;
 pub mod schedule;
+pub mod spool;
 pub mod state;
 
 pub use error::{Error, Result};

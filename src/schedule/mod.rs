@@ -382,6 +382,24 @@ pub async fn run_pipeline(
     let mut models = None;
     let mut delivery = None;
     let outcome: Result<()> = async {
+        if !options.models_only {
+            // Webhook events waiting in sealed spool segments go to the lake first.
+            let clock = std::time::Instant::now();
+            let spool_dir = state.root().join("spool");
+            let moved = tokio::task::block_in_place(|| {
+                crate::spool::compact_from_outside(&spool_dir, lake)
+            })?;
+            if moved.read > 0 {
+                record.stages.push(Stage {
+                    name: "spool".into(),
+                    seconds: clock.elapsed().as_secs_f64(),
+                    detail: format!(
+                        "{} imported, {} duplicate, {} quarantined",
+                        moved.imported, moved.duplicate, moved.quarantined
+                    ),
+                });
+            }
+        }
         let clock = std::time::Instant::now();
         let run = {
             let _lock = lake.lock()?;

@@ -14,13 +14,59 @@ use super::{
 use crate::config::Config;
 use crate::error::Result;
 use crate::lake::Lake;
+use crate::spool::Spool;
 use crate::state::StateDir;
 
 /// Shutdown signals received so far: 1 = finish the current run and stop, 2 = abandon it.
 pub type Shutdown = watch::Receiver<u32>;
 
-/// Run the schedule until a shutdown signal.
-pub async fn scheduler(config: &Config, lake: &Lake, mut shutdown: Shutdown) -> Result<()> {
+/// Move the spool into the lake on `ingest.schedule` (UTC), until a shutdown signal; a tick
+/// that finds a run in progress is skipped (the run compacts the spool itself).
+pub async fn compactor(
+    config: &Config,
+    lake: &Lake,
+    spool: Spool,
+    mut shutdown: Shutdown,
+) -> Result<()> {
+    let cron = parse_cron(&config.ingest.schedule)?;
+    let state = StateDir::new(&config.state_dir);
+    loop {
+        let now = Utc::now();
+        let next =
+            next_fire(&cron, chrono_tz::UTC, now).unwrap_or(now + chrono::Duration::hours(1));
+        tokio::select! {
+            _ = tokio::time::sleep((next - now).to_std().unwrap_or(Duration::ZERO)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() > 0 {
+            return Ok(());
+        }
+        let Ok(_lock) = RunLock::try_acquire(&state)? else {
+            continue;
+        };
+        match spool.compact(lake).await {
+            Ok(s) if s.read > 0 => tracing::info!(
+                imported = s.imported,
+                duplicate = s.duplicate,
+                quarantined = s.quarantined,
+                "spool moved into the lake"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("spool compaction failed (the segments stay and are retried): {e}")
+            }
+        }
+    }
+}
+
+/// Run the schedule until a shutdown signal. With the receiver's `spool`, each run first seals
+/// and moves it into the lake, so a run sees every event acknowledged before it.
+pub async fn scheduler(
+    config: &Config,
+    lake: &Lake,
+    spool: Option<Spool>,
+    mut shutdown: Shutdown,
+) -> Result<()> {
     let state = StateDir::new(&config.state_dir);
     let cron = parse_cron(&config.report.schedule)?;
     let communities = if config.communities.is_empty() {
@@ -69,6 +115,13 @@ pub async fn scheduler(config: &Config, lake: &Lake, mut shutdown: Shutdown) -> 
                     break;
                 }
             };
+            if let Some(spool) = &spool {
+                if let Err(e) = spool.compact(lake).await {
+                    tracing::error!(
+                        "spool compaction failed (the segments stay and are retried): {e}"
+                    );
+                }
+            }
             tracing::info!(community = %settings.id, as_of = %d.as_of, late = d.late, "run started");
             let options = PipelineOptions {
                 kind: Some(RunKind::Scheduled),
@@ -161,4 +214,20 @@ pub fn shutdown_signals() -> Result<Shutdown> {
         }
     });
     Ok(rx)
+}
+
+/// `pulse serve`: the webhook receiver, the spool compactor and the scheduler, until SIGTERM
+/// or Ctrl-C: then the receiver stops accepting, the current run finishes, and the spool
+/// (every acknowledged event already fsynced) is left for the next start or run to compact.
+pub async fn serve(config: &Config, lake: &Lake) -> Result<()> {
+    let shutdown = shutdown_signals()?;
+    let spool = Spool::open(&config.state_dir.join("spool"))?;
+    let mut stop_http = shutdown.clone();
+    let http = crate::ingest::server::serve(config, spool.clone(), async move {
+        let _ = stop_http.changed().await;
+    });
+    let compactor = compactor(config, lake, spool.clone(), shutdown.clone());
+    let scheduler = scheduler(config, lake, Some(spool), shutdown);
+    let (http, compactor, scheduler) = tokio::join!(http, compactor, scheduler);
+    http.and(compactor).and(scheduler)
 }

@@ -1,0 +1,369 @@
+//! The webhook receiver of `pulse serve` (axum): canonical events and platform webhooks in,
+//! durable in the spool before the answer.
+//!
+//! | request | answer |
+//! |---|---|
+//! | events durable in the spool | 200 `{"accepted": n}` (or `{"ignored": reason}`) |
+//! | missing or bad token / signature | 401, nothing stored |
+//! | body is not JSON | 400 |
+//! | body over `ingest.max_body_bytes` | 413 |
+//! | well-formed events that fail validation | 422 with each reason; none stored |
+//! | spool over `ingest.spool_max_bytes`, or it cannot be written | 503 with Retry-After |
+//!
+//! Replays of an event are accepted again and deduplicated when the spool moves to the lake.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq;
+
+use super::adapters::{self, Identities, Mapped};
+use super::signature;
+use crate::config::{Config, SourceKind};
+use crate::error::{Error, Result};
+use crate::spool::Spool;
+
+/// Counters for /metrics.
+#[derive(Default)]
+struct Counters {
+    /// (source, outcome) → events or requests.
+    events: BTreeMap<(String, String), u64>,
+    /// route → (requests, total seconds).
+    latency: BTreeMap<String, (u64, f64)>,
+}
+
+struct AppState {
+    config: Config,
+    spool: Spool,
+    identities: Identities,
+    counters: Mutex<Counters>,
+    state_dir: crate::state::StateDir,
+}
+
+type Shared = Arc<AppState>;
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+impl AppState {
+    fn count(&self, source: &str, outcome: &str, n: u64) {
+        let mut c = self.counters.lock().expect("counters");
+        *c.events
+            .entry((source.to_string(), outcome.to_string()))
+            .or_default() += n;
+    }
+
+    fn observe(&self, route: &str, started: std::time::Instant) {
+        let mut c = self.counters.lock().expect("counters");
+        let entry = c.latency.entry(route.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += started.elapsed().as_secs_f64();
+    }
+
+    fn reject(&self, source: &str, status: StatusCode, reason: &str) -> Response {
+        let outcome = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::BAD_REQUEST => "malformed",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+            _ => "unavailable",
+        };
+        self.count(source, outcome, 1);
+        answer(status, json!({ "error": reason }))
+    }
+
+    /// Validate, stamp received_at, spool, answer.
+    async fn accept(&self, source: &str, events: Vec<Map<String, Value>>) -> Response {
+        if self.spool.bytes() > self.config.ingest.spool_max_bytes.0 {
+            self.count(source, "spool_full", 1);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "60"), ("content-type", "application/json")],
+                json!({ "error": "the spool is full; compaction is catching up, retry later" })
+                    .to_string(),
+            )
+                .into_response();
+        }
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut lines = Vec::with_capacity(events.len());
+        let mut rejected = Vec::new();
+        for (i, mut e) in events.into_iter().enumerate() {
+            e.entry("received_at").or_insert_with(|| now.clone().into());
+            let line = Value::Object(e).to_string();
+            match crate::event::parse_json_line(&line) {
+                Ok(_) => lines.push(line.into_bytes()),
+                Err(reason) => rejected.push(json!({ "index": i, "reason": reason })),
+            }
+        }
+        if !rejected.is_empty() {
+            self.count(source, "invalid", rejected.len() as u64);
+            return answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": "events failed validation; none were stored", "rejected": rejected }),
+            );
+        }
+        let n = lines.len() as u64;
+        if n == 0 {
+            return answer(StatusCode::OK, json!({ "accepted": 0 }));
+        }
+        match self.spool.append(lines).await {
+            Ok(()) => {
+                self.count(source, "accepted", n);
+                answer(StatusCode::OK, json!({ "accepted": n }))
+            }
+            Err(e) => {
+                tracing::error!("spool write failed: {e}");
+                self.count(source, "unavailable", 1);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "10"), ("content-type", "application/json")],
+                    json!({ "error": "events could not be stored; retry" }).to_string(),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn secret(env: Option<&str>) -> Option<String> {
+    env.and_then(|v| std::env::var(v).ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// `POST /v1/events`: canonical events with a bearer token.
+async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let token = secret(app.config.ingest.token_env.as_deref());
+    let given = header(&headers, "authorization").and_then(|h| h.strip_prefix("Bearer "));
+    let response = match (token, given) {
+        (Some(t), Some(g)) if bool::from(t.as_bytes().ct_eq(g.as_bytes())) => {
+            match adapters::canonical(&body) {
+                Ok(events) => app.accept("events", events).await,
+                Err(e) => app.reject("events", StatusCode::BAD_REQUEST, &e),
+            }
+        }
+        (None, _) => app.reject(
+            "events",
+            StatusCode::UNAUTHORIZED,
+            "POST /v1/events is closed: set ingest.token_env and that variable",
+        ),
+        _ => app.reject(
+            "events",
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ),
+    };
+    app.observe("/v1/events", started);
+    response
+}
+
+/// `POST /v1/webhooks/<source>`: a configured platform source.
+async fn webhook(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = handle_webhook(&app, &name, &headers, &body).await;
+    app.observe("/v1/webhooks", started);
+    response
+}
+
+async fn handle_webhook(app: &AppState, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let Some(source) = app.config.ingest.sources.iter().find(|s| s.name == name) else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("no source `{name}` in [[ingest.sources]]") }),
+        );
+    };
+    let Some(key) = secret(source.secret_env.as_deref()) else {
+        return app.reject(
+            name,
+            StatusCode::UNAUTHORIZED,
+            "the source's secret_env variable is not set on the server",
+        );
+    };
+    let now = chrono::Utc::now().timestamp();
+    let verified = match source.kind {
+        SourceKind::Discourse => header(headers, "x-discourse-event-signature")
+            .ok_or("missing X-Discourse-Event-Signature")
+            .and_then(|h| signature::discourse_verify(key.as_bytes(), h, body)),
+        SourceKind::Stripe => header(headers, "stripe-signature")
+            .ok_or("missing Stripe-Signature")
+            .and_then(|h| signature::stripe_verify(key.as_bytes(), h, body, now)),
+        SourceKind::Generic | SourceKind::StandardWebhooks => {
+            match (
+                signature::decode_secret(&key),
+                header(headers, "webhook-id"),
+                header(headers, "webhook-timestamp"),
+                header(headers, "webhook-signature"),
+            ) {
+                (Ok(k), Some(id), Some(ts), Some(sig)) => {
+                    signature::standard_verify(&k, id, ts, sig, body, now)
+                }
+                (Err(_), ..) => Err("the source's secret is not a whsec_ secret"),
+                _ => Err("missing webhook-id, webhook-timestamp or webhook-signature"),
+            }
+        }
+    };
+    if let Err(reason) = verified {
+        return app.reject(name, StatusCode::UNAUTHORIZED, reason);
+    }
+    let mapped = match source.kind {
+        SourceKind::Generic | SourceKind::StandardWebhooks => match adapters::canonical(body) {
+            Err(e) => return app.reject(name, StatusCode::BAD_REQUEST, &e),
+            Ok(mut events) => {
+                for e in &mut events {
+                    e.entry("source").or_insert_with(|| name.into());
+                    let community = e
+                        .entry("community_id")
+                        .or_insert_with(|| source.community.clone().into());
+                    if community.as_str() != Some(source.community.as_str()) {
+                        return app.reject(
+                            name,
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            &format!(
+                                "source `{name}` accepts events of community `{}` only",
+                                source.community
+                            ),
+                        );
+                    }
+                }
+                Ok(Mapped::Events(events))
+            }
+        },
+        SourceKind::Discourse | SourceKind::Stripe => {
+            let payload: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return app.reject(name, StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"))
+                }
+            };
+            if source.kind == SourceKind::Discourse {
+                let event = header(headers, "x-discourse-event").unwrap_or("");
+                adapters::discourse(name, &source.community, event, &payload, &app.identities)
+            } else {
+                adapters::stripe(name, &source.community, &payload, &app.identities)
+            }
+        }
+    };
+    match mapped {
+        Err(reason) => app.reject(name, StatusCode::UNPROCESSABLE_ENTITY, &reason),
+        Ok(Mapped::Ignored(reason)) => {
+            app.count(name, "ignored", 1);
+            answer(StatusCode::OK, json!({ "ignored": reason }))
+        }
+        Ok(Mapped::Events(events)) => app.accept(name, events).await,
+    }
+}
+
+async fn metrics(State(app): State<Shared>) -> Response {
+    let mut out = String::new();
+    let c = app.counters.lock().expect("counters");
+    out.push_str("# HELP pulse_ingest_events_total Events and requests by source and outcome.\n# TYPE pulse_ingest_events_total counter\n");
+    for ((source, outcome), n) in &c.events {
+        out.push_str(&format!(
+            "pulse_ingest_events_total{{source=\"{source}\",outcome=\"{outcome}\"}} {n}\n"
+        ));
+    }
+    out.push_str("# HELP pulse_http_request_seconds Request latency.\n# TYPE pulse_http_request_seconds summary\n");
+    for (route, (n, secs)) in &c.latency {
+        out.push_str(&format!("pulse_http_request_seconds_count{{route=\"{route}\"}} {n}\npulse_http_request_seconds_sum{{route=\"{route}\"}} {secs:.6}\n"));
+    }
+    drop(c);
+    let s = &app.spool.stats;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    out.push_str(&format!(
+        "# TYPE pulse_spool_bytes gauge\npulse_spool_bytes {}\n# TYPE pulse_spool_fsync_seconds summary\npulse_spool_fsync_seconds_count {}\npulse_spool_fsync_seconds_sum {:.6}\n",
+        load(&s.bytes),
+        load(&s.fsyncs),
+        load(&s.fsync_micros) as f64 / 1e6
+    ));
+    // Run outcomes, from the run history.
+    let runs = crate::schedule::history(&app.state_dir)
+        .read()
+        .map(crate::schedule::latest_runs)
+        .unwrap_or_default();
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.kind != crate::schedule::RunKind::Registered)
+    {
+        *by_status
+            .entry(format!("{:?}", r.status).to_lowercase())
+            .or_default() += 1;
+    }
+    out.push_str("# TYPE pulse_runs_total counter\n");
+    for (status, n) in by_status {
+        out.push_str(&format!("pulse_runs_total{{outcome=\"{status}\"}} {n}\n"));
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}
+
+/// Serve the receiver on `ingest.listen` until `shutdown` resolves.
+pub async fn serve(
+    config: &Config,
+    spool: Spool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let identities = adapters::read_identities(&config.ingest)?;
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        spool,
+        identities,
+        counters: Mutex::new(Counters::default()),
+        state_dir: crate::state::StateDir::new(&config.state_dir),
+    });
+    let app = Router::new()
+        .route("/v1/events", post(events))
+        .route("/v1/webhooks/{name}", post(webhook))
+        .route(
+            "/healthz",
+            get(|| async { answer(StatusCode::OK, json!({ "ok": true })) }),
+        )
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(
+            config.ingest.max_body_bytes.0 as usize,
+        ))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(&config.ingest.listen)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("listening on {} (ingest.listen)", config.ingest.listen),
+            source: e,
+        })?;
+    let local = listener.local_addr().map_err(|e| Error::Io {
+        context: "reading the listen address".into(),
+        source: e,
+    })?;
+    tracing::info!(listen = %local, "webhook receiver listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Io {
+            context: "serving HTTP".into(),
+            source: e,
+        })
+}

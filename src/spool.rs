@@ -1,0 +1,403 @@
+//! The spool: where webhook events wait, durable, between the 2xx and the lake.
+//!
+//! `<state_dir>/spool/segment-<n>.log` files of records `[len: u32 LE][xxh3-64 of payload: u64
+//! LE][payload]`, each payload one canonical event as a JSON line. Writers hand batches to one
+//! appender task, which writes every batch waiting, calls `fsync` once for all of them (group
+//! commit) and only then acknowledges: a 2xx means the events are on disk. At 8 MiB a segment
+//! is sealed and a new one begun. Opening the spool scans the open segment and truncates a torn
+//! tail (a record cut short or with a bad checksum: it was never acknowledged).
+//!
+//! Compaction ([`Spool::compact`]) seals the open segment, imports the sealed ones into the lake
+//! through the same path as `pulse import` (validation, quarantine, dedupe on (source,
+//! event_id)), and deletes a segment only after the import published its Parquet files. A crash
+//! between the two imports the segment again, and dedupe makes that harmless.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, IoContext, Result};
+
+const SEGMENT_BYTES: u64 = 8 << 20;
+const HEADER: usize = 12;
+
+/// Counters the HTTP server shows on /metrics.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    pub bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+    /// Total fsync time in microseconds.
+    pub fsync_micros: AtomicU64,
+}
+
+type Batch = (
+    Vec<Vec<u8>>,
+    oneshot::Sender<std::result::Result<(), String>>,
+);
+
+/// A handle to the spool's appender task.
+#[derive(Clone)]
+pub struct Spool {
+    dir: PathBuf,
+    tx: mpsc::Sender<Batch>,
+    pub stats: Arc<SpoolStats>,
+}
+
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).io_context(|| format!("listing {}", dir.display()))? {
+        let path = entry
+            .io_context(|| format!("listing {}", dir.display()))?
+            .path();
+        let n = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("segment-"))
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = n {
+            found.push((n, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Read the whole records of a segment; returns them and the length of the valid prefix.
+pub fn read_segment(path: &Path) -> Result<(Vec<Vec<u8>>, u64)> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .io_context(|| format!("reading {}", path.display()))?;
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at + HEADER <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let sum = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+        let end = at + HEADER + len;
+        if end > bytes.len() || xxhash_rust::xxh3::xxh3_64(&bytes[at + HEADER..end]) != sum {
+            break;
+        }
+        records.push(bytes[at + HEADER..end].to_vec());
+        at = end;
+    }
+    Ok((records, at as u64))
+}
+
+fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .io_context(|| format!("syncing {}", dir.display()))
+}
+
+/// The open segment the appender writes to.
+struct Appender {
+    /// The OS lock on `writer.lock`: only one process appends, and others know one does.
+    _writer: File,
+    dir: PathBuf,
+    number: u64,
+    file: File,
+    len: u64,
+}
+
+impl Appender {
+    fn open(dir: &Path) -> Result<Appender> {
+        std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
+        let writer = crate::lake::lock_file(&dir.join("writer.lock"))?;
+        Appender::open_locked(dir, writer)
+    }
+
+    /// Open (recovering a torn tail) with the writer lock already held.
+    fn open_locked(dir: &Path, writer: File) -> Result<Appender> {
+        let existing = segments(dir)?;
+        let (number, path) = match existing.last() {
+            Some((n, p)) => (*n, p.clone()),
+            None => (1, dir.join("segment-1.log")),
+        };
+        let len = if path.exists() {
+            let (_, valid) = read_segment(&path)?;
+            let on_disk = std::fs::metadata(&path)
+                .io_context(|| format!("reading {}", path.display()))?
+                .len();
+            if valid < on_disk {
+                tracing::warn!(segment = %path.display(), valid, on_disk, "truncating a torn tail (never acknowledged)");
+                let f = File::options()
+                    .write(true)
+                    .open(&path)
+                    .io_context(|| format!("opening {}", path.display()))?;
+                f.set_len(valid)
+                    .and_then(|()| f.sync_all())
+                    .io_context(|| format!("truncating {}", path.display()))?;
+            }
+            valid
+        } else {
+            0
+        };
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .io_context(|| format!("opening {}", path.display()))?;
+        sync_dir(dir)?;
+        Ok(Appender {
+            _writer: writer,
+            dir: dir.to_path_buf(),
+            number,
+            file,
+            len,
+        })
+    }
+
+    /// Start a new segment; the current one is sealed (never written again).
+    fn rotate(&mut self) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.number += 1;
+        let path = self.dir.join(format!("segment-{}.log", self.number));
+        self.file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .io_context(|| format!("creating {}", path.display()))?;
+        self.len = 0;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Bytes in every segment of `dir`.
+fn spool_bytes(dir: &Path) -> u64 {
+    segments(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+impl Spool {
+    /// Open (and recover) the spool in `dir` and start its appender task.
+    pub fn open(dir: &Path) -> Result<Spool> {
+        let mut appender = Appender::open(dir)?;
+        let stats = Arc::new(SpoolStats::default());
+        stats.bytes.store(spool_bytes(dir), Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::channel::<Batch>(1024);
+        let task_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("pulse-spool".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    // Group commit: everything waiting now shares one write and one fsync.
+                    let mut batches = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batches.push(more);
+                    }
+                    let outcome = append(&mut appender, &batches, &task_stats);
+                    for (_, ack) in batches {
+                        let _ = ack.send(outcome.clone());
+                    }
+                }
+            })
+            .map_err(|e| Error::Io {
+                context: "starting the spool writer".into(),
+                source: e,
+            })?;
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            tx,
+            stats,
+        })
+    }
+
+    /// Append `records` (one JSON event each); returns once they are on disk.
+    pub async fn append(&self, records: Vec<Vec<u8>>) -> std::result::Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send((records, ack))
+            .await
+            .map_err(|_| "the spool writer stopped".to_string())?;
+        done.await
+            .map_err(|_| "the spool writer stopped".to_string())?
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.stats.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Seal the open segment (through the appender, so no write is in flight), import every
+    /// sealed segment into `lake` and delete them. Returns the import statistics.
+    pub async fn compact(
+        &self,
+        lake: &crate::lake::Lake,
+    ) -> Result<crate::lake::events::ImportStats> {
+        // An empty batch with the rotate marker: the appender seals the open segment.
+        self.append(vec![Vec::new()]).await.map_err(Error::Usage)?;
+        let dir = self.dir.clone();
+        let lake = lake.clone();
+        let stats = self.stats.clone();
+        tokio::task::spawn_blocking(move || compact_sealed(&dir, &lake, Some(&stats), false))
+            .await
+            .map_err(|e| Error::Usage(format!("spool compaction: {e}")))?
+    }
+}
+
+/// Write batches to the open segment, fsync once. An empty record means "seal the segment".
+fn append(
+    appender: &mut Appender,
+    batches: &[Batch],
+    stats: &SpoolStats,
+) -> std::result::Result<(), String> {
+    let mut buf = Vec::new();
+    let mut rotate = false;
+    for (records, _) in batches {
+        for r in records {
+            if r.is_empty() {
+                rotate = true;
+            } else {
+                frame(r, &mut buf);
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    if !buf.is_empty() {
+        appender
+            .file
+            .write_all(&buf)
+            .and_then(|()| appender.file.sync_data())
+            .map_err(|e| format!("writing the spool: {e}"))?;
+        appender.len += buf.len() as u64;
+        stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        stats
+            .fsync_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+    if rotate || appender.len >= SEGMENT_BYTES {
+        appender.rotate().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `pulse run`'s spool stage: import what no live writer will touch again — the sealed
+/// segments of a `pulse serve` running beside it, or every segment when no `pulse serve` holds
+/// the spool (a stopped or crashed one).
+pub fn compact_from_outside(
+    dir: &Path,
+    lake: &crate::lake::Lake,
+) -> Result<crate::lake::events::ImportStats> {
+    if !dir.exists() {
+        return Ok(Default::default());
+    }
+    let lock = dir.join("writer.lock");
+    let writer = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .io_context(|| format!("opening {}", lock.display()))?;
+    let no_writer = writer.try_lock().is_ok();
+    if no_writer {
+        // Recover a torn tail the dead writer may have left before reading.
+        drop(Appender::open_locked(dir, writer)?);
+    }
+    compact_sealed(dir, lake, None, no_writer)
+}
+
+/// Import the sealed segments (all but the newest, or all with `include_open`) of `dir` into
+/// `lake`, then delete them.
+fn compact_sealed(
+    dir: &Path,
+    lake: &crate::lake::Lake,
+    stats: Option<&SpoolStats>,
+    include_open: bool,
+) -> Result<crate::lake::events::ImportStats> {
+    let all = segments(dir)?;
+    let keep = if include_open { 0 } else { 1 };
+    let sealed: Vec<&(u64, PathBuf)> = all.iter().take(all.len().saturating_sub(keep)).collect();
+    if sealed.is_empty() {
+        return Ok(Default::default());
+    }
+    // The records as one NDJSON file, imported like any other input.
+    let staged = dir.join(format!("compact-{}.ndjson", crate::lake::unique_suffix()));
+    {
+        let mut out = std::io::BufWriter::new(
+            File::create(&staged).io_context(|| format!("creating {}", staged.display()))?,
+        );
+        for (_, path) in &sealed {
+            for record in read_segment(path)?.0 {
+                out.write_all(&record)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .io_context(|| format!("writing {}", staged.display()))?;
+            }
+        }
+        out.flush()
+            .io_context(|| format!("writing {}", staged.display()))?;
+    }
+    let result = crate::ingest::files::import_files(
+        lake,
+        std::slice::from_ref(&staged),
+        crate::ingest::files::InputFormat::Ndjson,
+        crate::lake::events::WriterOptions::default(),
+    );
+    let _ = std::fs::remove_file(&staged);
+    let total = result?;
+    // The import published (and synced) its Parquet files: the segments may go.
+    for (_, path) in sealed {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(path).io_context(|| format!("removing {}", path.display()))?;
+        if let Some(stats) = stats {
+            stats.bytes.fetch_sub(
+                len.min(stats.bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+    }
+    sync_dir(dir)?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_records_survive_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let writes: Vec<_> = (0..50)
+            .map(|i| {
+                let spool = spool.clone();
+                tokio::spawn(async move {
+                    spool
+                        .append(vec![format!("{{\"n\":{i}}}").into_bytes()])
+                        .await
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        // Fewer fsyncs than requests: concurrent requests shared them.
+        assert!(spool.stats.fsyncs.load(Ordering::Relaxed) <= 50);
+        drop(spool);
+        // A crash mid-write leaves half a record.
+        let path = dir.path().join("segment-1.log");
+        let mut f = File::options().append(true).open(&path).unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(f);
+        let _reopened = Spool::open(dir.path()).unwrap();
+        let (records, valid) = read_segment(&path).unwrap();
+        assert_eq!(records.len(), 50);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), valid);
+    }
+}
