@@ -66,21 +66,24 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load canonical events (NDJSON or CSV) into the lake.
+    /// Load canonical events (NDJSON or CSV), or a Slack / Discord export, into the lake.
     ///
     /// Duplicates of events already in the lake (same source and event_id) are skipped; bad
     /// lines go to <lake>/quarantine/ with file, line and reason, and the rest is imported.
     /// Exit status: 0 all lines imported or duplicate, 3 some lines quarantined, 1 error.
     #[command(
-        after_help = "Examples:\n  pulse import events.ndjson\n  pulse import --format csv export-2026-11.csv\n  pulse --lake /data/lake import day1.ndjson day2.ndjson"
+        after_help = "Examples:\n  pulse import events.ndjson\n  pulse import --format csv export-2026-11.csv\n  pulse import --format slack_export --community python-camp slack-export.zip\n  pulse import --format discord_export --community python-camp general.json\n  pulse --lake /data/lake import day1.ndjson day2.ndjson"
     )]
     Import {
         /// Files to import
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Input format
-        #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
-        format: InputFormat,
+        #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
+        format: ImportFormat,
+        /// The community of a Slack or Discord export (canonical events name their own)
+        #[arg(long)]
+        community: Option<String>,
     },
     /// Compute every metric table (SPEC §4, §5) for an as_of date, then deliver: write the
     /// report to <lake>/reports/ and email it to each community's `report_to`.
@@ -280,6 +283,20 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// `.csv` files are CSV, everything else NDJSON
+    Auto,
+    Ndjson,
+    Csv,
+    /// A Slack workspace export zip
+    #[value(name = "slack_export")]
+    SlackExport,
+    /// A DiscordChatExporter JSON file
+    #[value(name = "discord_export")]
+    DiscordExport,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueryFormat {
     Table,
     Csv,
@@ -366,15 +383,53 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("wrote {written} events to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { files, format } => {
-            let lake = open_lake(&cli.global)?;
+        Command::Import {
+            files,
+            format,
+            community,
+        } => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
             let started = std::time::Instant::now();
-            let stats = crate::ingest::files::import_files(
-                &lake,
-                &files,
-                format,
-                WriterOptions::default(),
-            )?;
+            let export = match format {
+                ImportFormat::SlackExport => Some(crate::config::ExportFormat::SlackExport),
+                ImportFormat::DiscordExport => Some(crate::config::ExportFormat::DiscordExport),
+                _ => None,
+            };
+            let stats = match export {
+                Some(export) => {
+                    let community = community.ok_or_else(|| {
+                        Error::Usage("a Slack or Discord export needs --community <id>".into())
+                    })?;
+                    crate::event::check_community_id(&community)
+                        .map_err(|e| Error::Usage(format!("--community: {e}")))?;
+                    let ids = crate::ingest::adapters::read_identities(&config.ingest)?;
+                    // Not in the lake's staging area: the importer clears that.
+                    let scratch = config.state_dir.join("tmp");
+                    let mut total = crate::lake::events::ImportStats::default();
+                    for file in &files {
+                        let s = crate::ingest::exports::import_export(
+                            &lake, file, export, &community, &ids, &scratch,
+                        )?;
+                        total.read += s.read;
+                        total.imported += s.imported;
+                        total.duplicate += s.duplicate;
+                        total.quarantined += s.quarantined;
+                        total.files += s.files;
+                    }
+                    total
+                }
+                None => crate::ingest::files::import_files(
+                    &lake,
+                    &files,
+                    match format {
+                        ImportFormat::Csv => InputFormat::Csv,
+                        ImportFormat::Ndjson => InputFormat::Ndjson,
+                        _ => InputFormat::Auto,
+                    },
+                    WriterOptions::default(),
+                )?,
+            };
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "read {} · imported {} · duplicate {} · quarantined {} · {} files · {:.1}s ({:.0} events/s)",
@@ -898,11 +953,6 @@ fn open_in_browser(path: &std::path::Path) {
             path.display()
         );
     }
-}
-
-fn open_lake(global: &GlobalArgs) -> Result<Lake> {
-    let (config, _) = Config::load(global.config.as_deref())?;
-    lake_from(&config, global)
 }
 
 fn lake_from(config: &Config, global: &GlobalArgs) -> Result<Lake> {

@@ -3,6 +3,7 @@
 //! and the spool keeps them durable until they move to the lake).
 
 pub mod adapters;
+pub mod exports;
 pub mod files;
 pub mod server;
 pub mod signature;

@@ -383,7 +383,30 @@ pub async fn run_pipeline(
     let mut delivery = None;
     let outcome: Result<()> = async {
         if !options.models_only {
-            // Webhook events waiting in sealed spool segments go to the lake first.
+            // New export files, then webhook events waiting in the spool, go to the lake first.
+            let clock = std::time::Instant::now();
+            let picked = tokio::task::block_in_place(|| {
+                crate::ingest::exports::pickup(config, lake, &state)
+            })?;
+            if picked.files > 0 || !picked.failed.is_empty() {
+                record.stages.push(Stage {
+                    name: "exports".into(),
+                    seconds: clock.elapsed().as_secs_f64(),
+                    detail: format!(
+                        "{} file(s), {} events imported{}",
+                        picked.files,
+                        picked.imported,
+                        if picked.failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; not imported (retried next run): {}",
+                                picked.failed.join("; ")
+                            )
+                        }
+                    ),
+                });
+            }
             let clock = std::time::Instant::now();
             let spool_dir = state.root().join("spool");
             let moved = tokio::task::block_in_place(|| {

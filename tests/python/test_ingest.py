@@ -242,3 +242,60 @@ def test_acknowledged_events_survive_sigkill(pulse_bin, tmp_path):
     missing = acked - set(stored)
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
     assert all(n == 1 for n in stored.values())
+
+
+def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
+    import zipfile
+    drop_slack, drop_discord = tmp_path / "drop" / "slack", tmp_path / "drop" / "discord"
+    drop_slack.mkdir(parents=True)
+    drop_discord.mkdir(parents=True)
+    (tmp_path / "pulse.toml").write_text(textwrap.dedent("""
+        lake = "lake"
+        state_dir = "state"
+
+        [[communities]]
+        id = "c1"
+
+        [[ingest.exports]]
+        path = "drop/slack"
+        format = "slack_export"
+        community = "c1"
+
+        [[ingest.exports]]
+        path = "drop/discord"
+        format = "discord_export"
+        community = "c1"
+    """))
+    with zipfile.ZipFile(drop_slack / "workspace.zip", "w") as z:
+        z.write(FIXTURES / "slack_export_channels.json", "channels.json")
+        z.write(FIXTURES / "slack_export_users.json", "users.json")
+        z.write(FIXTURES / "slack_export_message.json", "general/2025-01-11.json")
+    (drop_discord / "general.json").write_bytes((FIXTURES / "discordchatexporter.json").read_bytes())
+    (drop_discord / "partial.json.part").write_text("{")
+
+    def pulse(*args):
+        return subprocess.run([pulse_bin, "--config", "pulse.toml", *args], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    p = pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(pulse("query", "--format", "json",
+                            "SELECT source, event_type, count(*) AS n FROM events GROUP BY 1, 2 ORDER BY 1, 2").stdout)
+    got = {(r["source"], r["event_type"]): r["n"] for r in rows}
+    # Slack: a join, a thread starter (post) with two replies (comments), three reactions by
+    # others (likes); the tombstone is skipped. Discord: a join, a post, two reactions, a reply.
+    assert got == {("slack_export", "join"): 1, ("slack_export", "post"): 1, ("slack_export", "comment"): 2,
+                   ("slack_export", "like"): 3, ("discord_export", "join"): 1, ("discord_export", "post"): 1,
+                   ("discord_export", "like"): 2, ("discord_export", "comment"): 1}, got
+    everything = pulse("query", "--format", "csv", "SELECT * FROM events").stdout
+    assert "Ada" not in everything and "Lovelace" not in everything and "dudewhatzup" not in everything
+    picked = (tmp_path / "state" / "exports.jsonl").read_text().splitlines()
+    assert len(picked) == 2
+    # The next run picks up nothing again; a new file is picked up.
+    p = pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0 and len((tmp_path / "state" / "exports.jsonl").read_text().splitlines()) == 2
+    # `pulse import --format slack_export` works directly too (all duplicates here).
+    p = pulse("import", "--format", "slack_export", "--community", "c1", str(drop_slack / "workspace.zip"))
+    assert p.returncode == 0 and "imported 0 · duplicate 7" in p.stdout, p.stdout + p.stderr
+    p = pulse("import", "--format", "slack_export", str(drop_slack / "workspace.zip"))
+    assert p.returncode != 0 and "--community" in p.stderr
