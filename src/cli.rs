@@ -689,12 +689,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Print rows as aligned columns under `header` (cells cut at 60 characters).
+/// Print rows as aligned columns under `header` (cells cut at 90 characters).
 fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count()).min(60);
+            *w = (*w).max(cell.chars().count()).min(90);
         }
     }
     let line = |cells: Vec<&str>| {
