@@ -90,7 +90,7 @@ pub struct ReportData {
     pub revenue: Vec<Revenue>,
     pub tiers: Vec<TierCount>,
     pub members_total: i64,
-    pub top_members: Vec<TopMember>,
+    pub top_members: Vec<crate::deliver::sinks::RankedMember>,
     pub new_contributors: Vec<NewContributor>,
     pub influence: Option<Influence>,
     pub prev_influence: Option<Influence>,
@@ -131,20 +131,6 @@ pub struct TierCount {
     pub members: i64,
     /// None when there is no previous report to compare with.
     pub prev_members: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TopMember {
-    pub rank: i64,
-    pub member_id: String,
-    pub activity_score: f64,
-    pub points: f64,
-    pub tier: String,
-    pub participation: i64,
-    pub interaction: i64,
-    pub contribution: i64,
-    pub retention: f64,
-    pub active_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

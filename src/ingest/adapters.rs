@@ -89,7 +89,7 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// A canonical event with the fields every adapter sets.
-fn event(
+pub(crate) fn event(
     source: &str,
     community: &str,
     event_id: String,

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::adapters::Identities;
+use super::adapters::{event, Identities};
 use crate::config::{Config, ExportFormat};
 use crate::error::{Error, IoContext, Result};
 use crate::lake::Lake;
@@ -42,24 +42,6 @@ fn slack_time(ts: &str) -> Option<String> {
     let micros: u32 = format!("{frac:0<6}")[..6].parse().ok()?;
     chrono::DateTime::from_timestamp(secs.parse().ok()?, micros * 1000)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-}
-
-fn base(
-    source: &str,
-    community: &str,
-    id: String,
-    member: String,
-    kind: &str,
-    at: String,
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("event_id".into(), id.into());
-    m.insert("source".into(), source.into());
-    m.insert("community_id".into(), community.into());
-    m.insert("member_id".into(), member.into());
-    m.insert("event_type".into(), kind.into());
-    m.insert("occurred_at".into(), at.into());
-    m
 }
 
 /// The events of a Slack export zip.
@@ -130,7 +112,7 @@ pub fn slack_events(
                 .ok_or_else(|| input_error(path, format!("{channel}: bad ts `{ts}`")))?;
             let id = format!("{channel}:{ts}");
             if subtype == "channel_join" {
-                events.push(base(
+                events.push(event(
                     "slack_export",
                     community,
                     format!("{id}:join"),
@@ -141,7 +123,7 @@ pub fn slack_events(
                 continue;
             }
             let thread = m["thread_ts"].as_str().filter(|t| *t != ts);
-            let mut e = base(
+            let mut e = event(
                 "slack_export",
                 community,
                 id.clone(),
@@ -175,7 +157,7 @@ pub fn slack_events(
                     if reactor == user {
                         continue;
                     }
-                    let mut like = base(
+                    let mut like = event(
                         "slack_export",
                         community,
                         format!("{id}:react:{emoji}:{reactor}"),
@@ -230,7 +212,7 @@ pub fn discord_events(
         let kind = m["type"].as_str().unwrap_or("Default");
         let event_id = format!("{channel}:{id}");
         match kind {
-            "GuildMemberJoin" => events.push(base(
+            "GuildMemberJoin" => events.push(event(
                 "discord_export",
                 community,
                 event_id,
@@ -242,7 +224,7 @@ pub fn discord_events(
                 let parent = m["reference"]["messageId"]
                     .as_str()
                     .filter(|_| kind == "Reply");
-                let mut e = base(
+                let mut e = event(
                     "discord_export",
                     community,
                     event_id.clone(),
@@ -272,7 +254,7 @@ pub fn discord_events(
                         if user == author {
                             continue;
                         }
-                        let mut like = base(
+                        let mut like = event(
                             "discord_export",
                             community,
                             format!("{event_id}:react:{emoji}:{user}"),

@@ -231,23 +231,25 @@ pub async fn deliver(
         ("end", list.window.1.to_string()),
     ]);
     let published = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let body_of = |members: &[RankedMember], page: u32, pages: u32, supersedes: Option<String>| {
+        serde_json::to_vec(&Envelope {
+            kind: EVENT_TYPE,
+            timestamp: published.clone(),
+            data: Page {
+                community_id: &list.community,
+                as_of: list.as_of.to_string(),
+                window: window.clone(),
+                page,
+                pages,
+                total_members: list.members.len(),
+                list_id: fingerprint.clone(),
+                supersedes,
+                members,
+            },
+        })
+    };
     // Envelope size without members, with room for the supersedes id and page numbers.
-    let skeleton = serde_json::to_vec(&Envelope {
-        kind: EVENT_TYPE,
-        timestamp: published.clone(),
-        data: Page {
-            community_id: &list.community,
-            as_of: list.as_of.to_string(),
-            window: window.clone(),
-            page: u32::MAX,
-            pages: u32::MAX,
-            total_members: list.members.len(),
-            list_id: fingerprint.clone(),
-            supersedes: Some(message_id("", 0, 0)),
-            members: &[],
-        },
-    })?
-    .len();
+    let skeleton = body_of(&[], u32::MAX, u32::MAX, Some(message_id("", 0, 0)))?.len();
     let pages = paginate(&list.members, max_body_bytes.0 as usize, skeleton)?;
     let page_count = pages.len() as u32;
     let delivered = |id: &str| {
@@ -284,21 +286,7 @@ pub async fn deliver(
                     && r.id != id
             })
             .map(|r| r.id.clone());
-        let body = serde_json::to_vec(&Envelope {
-            kind: EVENT_TYPE,
-            timestamp: published.clone(),
-            data: Page {
-                community_id: &list.community,
-                as_of: list.as_of.to_string(),
-                window: window.clone(),
-                page,
-                pages: page_count,
-                total_members: list.members.len(),
-                list_id: fingerprint.clone(),
-                supersedes: supersedes.clone(),
-                members,
-            },
-        })?;
+        let body = body_of(members, page, page_count, supersedes.clone())?;
         if options.dry_run {
             println!(
                 "would POST {url} webhook-id {id} page {page}/{page_count}: {} member(s), {} bytes{}",
