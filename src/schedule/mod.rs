@@ -328,6 +328,8 @@ pub struct PipelineOptions {
     pub late: bool,
     /// Only compute the models (backfill without `--send`).
     pub models_only: bool,
+    /// Stages of the intake that ran just before (recorded with this run).
+    pub intake: Vec<Stage>,
     pub deliver: DeliverOptions,
 }
 
@@ -344,6 +346,47 @@ impl PipelineRun {
     pub fn ok(&self) -> bool {
         self.record.status == RunStatus::Succeeded && self.delivery.as_ref().is_none_or(|d| d.ok())
     }
+}
+
+/// Intake, before runs: new export files and the webhook events waiting in the spool go to
+/// the lake (see [`crate::ingest::exports::pickup`], [`crate::spool::compact_from_outside`]).
+/// Returns a stage for each that did something. A failing export file does not stop the run:
+/// it is named in the stage and tried again next time.
+pub fn intake(config: &Config, lake: &Lake) -> Result<Vec<Stage>> {
+    let state = StateDir::new(&config.state_dir);
+    let mut stages = Vec::new();
+    let clock = std::time::Instant::now();
+    let picked = crate::ingest::exports::pickup(config, lake, &state)?;
+    if picked.files > 0 || !picked.failed.is_empty() {
+        let mut detail = format!(
+            "{} file(s), {} events imported",
+            picked.files, picked.imported
+        );
+        if !picked.failed.is_empty() {
+            detail.push_str(&format!(
+                "; not imported (retried next run): {}",
+                picked.failed.join("; ")
+            ));
+        }
+        stages.push(Stage {
+            name: "exports".into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            detail,
+        });
+    }
+    let clock = std::time::Instant::now();
+    let moved = crate::spool::compact_from_outside(&state.root().join("spool"), lake)?;
+    if moved.read > 0 {
+        stages.push(Stage {
+            name: "spool".into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            detail: format!(
+                "{} imported, {} duplicate, {} quarantined",
+                moved.imported, moved.duplicate, moved.quarantined
+            ),
+        });
+    }
+    Ok(stages)
 }
 
 /// Run the stages for one community and as_of, and record the run. Errors of a stage are
@@ -382,47 +425,8 @@ pub async fn run_pipeline(
     let mut models = None;
     let mut delivery = None;
     let outcome: Result<()> = async {
-        if !options.models_only {
-            // New export files, then webhook events waiting in the spool, go to the lake first.
-            let clock = std::time::Instant::now();
-            let picked = tokio::task::block_in_place(|| {
-                crate::ingest::exports::pickup(config, lake, &state)
-            })?;
-            if picked.files > 0 || !picked.failed.is_empty() {
-                record.stages.push(Stage {
-                    name: "exports".into(),
-                    seconds: clock.elapsed().as_secs_f64(),
-                    detail: format!(
-                        "{} file(s), {} events imported{}",
-                        picked.files,
-                        picked.imported,
-                        if picked.failed.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; not imported (retried next run): {}",
-                                picked.failed.join("; ")
-                            )
-                        }
-                    ),
-                });
-            }
-            let clock = std::time::Instant::now();
-            let spool_dir = state.root().join("spool");
-            let moved = tokio::task::block_in_place(|| {
-                crate::spool::compact_from_outside(&spool_dir, lake)
-            })?;
-            if moved.read > 0 {
-                record.stages.push(Stage {
-                    name: "spool".into(),
-                    seconds: clock.elapsed().as_secs_f64(),
-                    detail: format!(
-                        "{} imported, {} duplicate, {} quarantined",
-                        moved.imported, moved.duplicate, moved.quarantined
-                    ),
-                });
-            }
-        }
+        // What intake did just before this run (see [`intake`]).
+        record.stages.extend(options.intake.iter().cloned());
         let clock = std::time::Instant::now();
         let run = {
             let _lock = lake.lock()?;
@@ -492,18 +496,25 @@ pub async fn run_now(
     only: Option<&str>,
     deliver: DeliverOptions,
 ) -> Result<std::result::Result<Vec<PipelineRun>, String>> {
-    let communities = crate::models::select_communities(config, lake, only)?;
     let state = StateDir::new(&config.state_dir);
     let _lock = match RunLock::try_acquire(&state)? {
         Ok(lock) => lock,
         Err(holder) => return Ok(Err(holder)),
     };
+    // Intake first: it may bring the first events of a community into the lake.
+    let mut intake_stages = if deliver.dry_run {
+        Vec::new()
+    } else {
+        tokio::task::block_in_place(|| intake(config, lake))?
+    };
+    let communities = crate::models::select_communities(config, lake, only)?;
     let mut runs = Vec::new();
     for settings in &communities {
         let day = as_of.unwrap_or_else(|| as_of_for(Utc::now(), settings.timezone));
         let options = PipelineOptions {
             kind: Some(RunKind::Manual),
             deliver,
+            intake: std::mem::take(&mut intake_stages),
             ..PipelineOptions::default()
         };
         let run = run_pipeline(config, lake, settings, day, &options).await?;

@@ -8,8 +8,8 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::{
-    history, latest_runs, next_fire, parse_cron, plan, record_abandoned, register, run_pipeline,
-    Limits, PipelineOptions, RunKind, RunLock, RunStatus,
+    history, intake, latest_runs, next_fire, parse_cron, plan, record_abandoned, register,
+    run_pipeline, Limits, PipelineOptions, RunKind, RunLock, RunStatus,
 };
 use crate::config::Config;
 use crate::error::Result;
@@ -115,6 +115,8 @@ pub async fn scheduler(
                     break;
                 }
             };
+            // Seal the open spool segment and move it, then pick up exports: the run sees
+            // every event acknowledged before it.
             if let Some(spool) = &spool {
                 if let Err(e) = spool.compact(lake).await {
                     tracing::error!(
@@ -122,11 +124,16 @@ pub async fn scheduler(
                     );
                 }
             }
+            let intake = tokio::task::block_in_place(|| intake(config, lake)).unwrap_or_else(|e| {
+                tracing::error!("intake failed (retried before the next run): {e}");
+                Vec::new()
+            });
             tracing::info!(community = %settings.id, as_of = %d.as_of, late = d.late, "run started");
             let options = PipelineOptions {
                 kind: Some(RunKind::Scheduled),
                 due_at: Some(d.due_at),
                 late: d.late,
+                intake,
                 ..PipelineOptions::default()
             };
             let run = run_pipeline(config, lake, settings, d.as_of, &options);

@@ -33,14 +33,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, pulse_bin, tmp_path):
+    def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"'):
         self.pulse_bin, self.dir, self.port = pulse_bin, tmp_path, free_port()
         (tmp_path / "pulse.toml").write_text(textwrap.dedent(f"""
             lake = "lake"
             state_dir = "state"
-
-            [[communities]]
-            id = "c1"
+""") + communities + textwrap.dedent(f"""
 
             [report]
             schedule = "0 0 9 1 1 *"
@@ -299,3 +297,16 @@ def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
     assert p.returncode == 0 and "imported 0 · duplicate 7" in p.stdout, p.stdout + p.stderr
     p = pulse("import", "--format", "slack_export", str(drop_slack / "workspace.zip"))
     assert p.returncode != 0 and "--community" in p.stderr
+
+
+def test_a_fresh_install_gets_its_first_events_from_the_spool(pulse_bin, tmp_path):
+    # No community configured and an empty lake: the run's intake must still move the spool.
+    server = Server(pulse_bin, tmp_path, communities="")
+    server.start()
+    body = json.dumps([event(1, source="generic"), event(2, source="generic")]).encode()
+    assert server.post("/v1/events", body, {"authorization": f"Bearer {TOKEN}"})[0] == 200
+    assert server.stop() == 0
+    p = server.pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    assert "c1 as_of 2026-11-23" in p.stdout
+    assert "spool" in server.pulse("runs").stdout
