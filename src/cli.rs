@@ -170,6 +170,9 @@ pub enum Command {
         limit: usize,
     },
     /// The next scheduled runs of each community and the outcome of its last run.
+    #[command(
+        after_help = "Examples:\n  pulse status\n  PULSE_CONFIG=/srv/pulse/config/pulse.toml pulse status"
+    )]
     Status,
     /// List what was emailed and delivered (from <state_dir>), newest last.
     ///
@@ -245,7 +248,11 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Validate a config file; errors name the file, the key and the problem.
+    /// Validate a config file (and the report templates it names); errors name the file, the
+    /// key and the problem.
+    #[command(
+        after_help = "Examples:\n  pulse check-config\n  pulse --config /srv/pulse/config/pulse.toml check-config"
+    )]
     CheckConfig,
     /// The whole pipeline on a generated community, in one command, with no network.
     ///
@@ -311,6 +318,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::CheckConfig => {
             let (config, path) = Config::load(config_path)?;
+            crate::deliver::templates(&config)?;
             match path {
                 Some(p) => println!(
                     "{}: OK ({} communities configured)",

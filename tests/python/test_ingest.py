@@ -33,7 +33,7 @@ def free_port():
 
 
 class Server:
-    def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"'):
+    def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"', spool_max="1GiB"):
         self.pulse_bin, self.dir, self.port = pulse_bin, tmp_path, free_port()
         (tmp_path / "pulse.toml").write_text(textwrap.dedent(f"""
             lake = "lake"
@@ -48,6 +48,7 @@ class Server:
             schedule = "0 0 0 1 1 *"
             token_env = "PULSE_TEST_TOKEN"
             max_body_bytes = "64KiB"
+            spool_max_bytes = "{spool_max}"
 
             [ingest.identity]
             "stripe:cus_QsYn1aSStYv4tf" = "forum:1"
@@ -310,3 +311,18 @@ def test_a_fresh_install_gets_its_first_events_from_the_spool(pulse_bin, tmp_pat
     assert p.returncode == 0, p.stderr
     assert "c1 as_of 2026-11-23" in p.stdout
     assert "spool" in server.pulse("runs").stdout
+
+
+def test_a_full_spool_answers_503_with_retry_after(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, spool_max="1KiB")
+    server.start()
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    statuses = []
+    for i in range(20):
+        status, _, headers = server.post("/v1/events", json.dumps(event(i, source="generic")).encode(), auth)
+        statuses.append(status)
+        if status == 503:
+            assert headers.get("retry-after") == "60"
+            break
+    assert statuses[0] == 200 and statuses[-1] == 503, statuses
+    assert server.stop() == 0
