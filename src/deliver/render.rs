@@ -447,6 +447,67 @@ mod tests {
         assert_eq!(zh.age(t), "1天2小时");
     }
 
+    /// A report of a community with no events (every list empty).
+    fn empty_report(late: bool) -> ReportData {
+        let d = |day: u32| NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
+        ReportData {
+            community_id: "c1".into(),
+            community_name: "Python 实战营".into(),
+            timezone: "Asia/Shanghai".into(),
+            as_of: d(23),
+            w_start: d(16),
+            w_end: d(22),
+            wp_start: d(9),
+            wp_end: d(15),
+            window_days: 7,
+            prev_as_of: None,
+            kpis: Vec::new(),
+            revenue: Vec::new(),
+            tiers: Vec::new(),
+            members_total: 0,
+            top_members: Vec::new(),
+            new_contributors: Vec::new(),
+            influence: None,
+            prev_influence: None,
+            top_influencers: Vec::new(),
+            cohorts: Vec::new(),
+            cohort_offsets: Vec::new(),
+            demand: Vec::new(),
+            unanswered_posts: Vec::new(),
+            at_risk: Vec::new(),
+            at_risk_total: 0,
+            daily_active: Vec::new(),
+            late,
+        }
+    }
+
+    #[test]
+    fn a_late_report_says_so_in_subject_and_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        let templates = Templates::built_in();
+        let late = render(
+            &empty_report(true),
+            Locale::ZhCn,
+            tz,
+            &templates,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            late.subject,
+            "【补发】【Python 实战营】社区运营报告 2026年11月16日 – 2026年11月22日"
+        );
+        assert!(late.text.starts_with("迟发："), "{}", late.text);
+        assert!(late.html_email.contains("迟发："));
+        let on_time = render(&empty_report(false), Locale::En, tz, &templates, dir.path()).unwrap();
+        assert_eq!(
+            on_time.subject,
+            "[Python 实战营] Community report, 16 Nov 2026 – 22 Nov 2026"
+        );
+        assert!(on_time.text.contains("No events before this date"));
+    }
+
     #[test]
     fn changes_know_their_direction() {
         let c = change(Some(12.0), Some(10.0));
