@@ -396,4 +396,111 @@ mod tests {
         assert!(canonical(b"{nope").is_err());
         assert!(canonical(b"[1]").is_err());
     }
+
+    /// A random JSON value built from the keys the adapters look for, so random inputs reach
+    /// deep into the mapping code.
+    fn random_value(rng: &mut impl rand::Rng, depth: u32) -> Value {
+        const KEYS: &[&str] = &[
+            "post",
+            "topic_id",
+            "post_number",
+            "user_id",
+            "created_at",
+            "updated_at",
+            "raw",
+            "reply_to_post_number",
+            "topic_title",
+            "id",
+            "like",
+            "user",
+            "type",
+            "data",
+            "object",
+            "customer",
+            "amount_total",
+            "amount_paid",
+            "amount_refunded",
+            "currency",
+            "metadata",
+            "member_id",
+            "client_reference_id",
+            "created",
+            "livemode",
+            "category_id",
+        ];
+        match rng.gen_range(0..if depth == 0 { 5 } else { 7 }) {
+            0 => Value::Null,
+            1 => Value::Bool(rng.gen()),
+            2 => json!(rng.gen_range(-5i64..2_000_000_000)),
+            3 => {
+                json!(["2026-11-23T09:00:00Z", "", "abc", "usd", "1.5", "💥"][rng.gen_range(0..6)])
+            }
+            4 => json!(rng.gen::<f64>() * 1e6),
+            5 => Value::Array(
+                (0..rng.gen_range(0..3))
+                    .map(|_| random_value(rng, depth - 1))
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..rng.gen_range(0..6))
+                    .map(|_| {
+                        (
+                            KEYS[rng.gen_range(0..KEYS.len())].to_string(),
+                            random_value(rng, depth - 1),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn adapters_never_panic_and_what_they_map_validates_or_is_rejected() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let ids = Identities::default();
+        let fixtures: Vec<Vec<u8>> = [
+            "discourse_post_created.json",
+            "stripe_invoice_paid.json",
+            "stripe_checkout_session_completed.json",
+        ]
+        .iter()
+        .map(|f| {
+            std::fs::read(format!("{}/tests/fixtures/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        })
+        .collect();
+        for round in 0..3000 {
+            let payload = if round % 2 == 0 {
+                random_value(&mut rng, 4)
+            } else {
+                // A real payload with random bytes flipped or cut short.
+                let mut bytes = fixtures[round % fixtures.len()].clone();
+                for _ in 0..rng.gen_range(0..4) {
+                    let i = rng.gen_range(0..bytes.len());
+                    bytes[i] = rng.gen();
+                }
+                bytes.truncate(rng.gen_range(0..=bytes.len()));
+                let _ = canonical(&bytes);
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            };
+            let mut results = vec![stripe("pay", "c1", &payload, &ids)];
+            for event in [
+                "post_created",
+                "accepted_solution",
+                "user_created",
+                "post_liked",
+                "topic_created",
+                "ping",
+            ] {
+                results.push(discourse("forum", "c1", event, &payload, &ids));
+            }
+            for mapped in results.into_iter().flatten() {
+                if let Mapped::Events(events) = mapped {
+                    for e in events {
+                        let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
+                    }
+                }
+            }
+        }
+    }
 }

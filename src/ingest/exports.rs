@@ -450,4 +450,30 @@ mod tests {
             crate::event::parse_json_line(&Value::Object(e.clone()).to_string()).unwrap();
         }
     }
+
+    #[test]
+    fn damaged_exports_are_errors_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let dir = tempfile::tempdir().unwrap();
+        let original = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/discordchatexporter.json"
+        ))
+        .unwrap();
+        for _ in 0..500 {
+            let mut bytes = original.clone();
+            for _ in 0..rng.gen_range(1..6) {
+                let i = rng.gen_range(0..bytes.len());
+                let junk = b"{}[]\":,0a";
+                bytes[i] = junk[rng.gen_range(0..junk.len())];
+            }
+            bytes.truncate(rng.gen_range(0..=bytes.len()));
+            let file = dir.path().join("export.json");
+            std::fs::write(&file, &bytes).unwrap();
+            let _ = discord_events(&file, "c1", &Identities::default());
+            // Not a zip: a clear error.
+            assert!(slack_events(&file, "c1", &Identities::default()).is_err());
+        }
+    }
 }

@@ -241,6 +241,8 @@ def test_acknowledged_events_survive_sigkill(pulse_bin, tmp_path):
     missing = acked - set(stored)
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
     assert all(n == 1 for n in stored.values())
+    print(f"crash test: {len(acked)} acknowledged events over 4 SIGKILLs and restarts, "
+          f"{len(stored)} distinct events in the lake, 0 lost, 0 twice")
 
 
 def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
