@@ -305,12 +305,15 @@ pub fn compact_from_outside(
         .write(true)
         .open(&lock)
         .io_context(|| format!("opening {}", lock.display()))?;
-    let no_writer = writer.try_lock().is_ok();
-    if no_writer {
-        // Recover a torn tail the dead writer may have left before reading.
-        drop(Appender::open_locked(dir, writer)?);
+    if writer.try_lock().is_err() {
+        return compact_sealed(dir, lake, None, false);
     }
-    compact_sealed(dir, lake, None, no_writer)
+    // No live writer: recover a torn tail it may have left, and hold its lock while importing,
+    // so a `pulse serve` starting meanwhile waits instead of appending to a segment being moved.
+    let held = Appender::open_locked(dir, writer)?;
+    let result = compact_sealed(dir, lake, None, true);
+    drop(held);
+    result
 }
 
 /// Import the sealed segments (all but the newest, or all with `include_open`) of `dir` into
