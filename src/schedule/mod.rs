@@ -249,14 +249,16 @@ pub fn plan(
     due
 }
 
-/// Record that the scheduler has seen each community, the first time it does.
-pub fn register(
+/// Record that the scheduler has seen each community, the first time it does; returns the
+/// communities seen for the first time.
+pub fn register<'a>(
     state: &StateDir,
-    communities: &[CommunitySettings],
+    communities: &'a [CommunitySettings],
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<&'a CommunitySettings>> {
     let ledger = history(state);
     let runs = ledger.read()?;
+    let mut new = Vec::new();
     for c in communities {
         let seen = runs
             .iter()
@@ -276,9 +278,10 @@ pub fn register(
                 stages: Vec::new(),
                 error: None,
             })?;
+            new.push(c);
         }
     }
-    Ok(())
+    Ok(new)
 }
 
 /// The cross-process run lock (see the module docs). Its file holds the holder's pid and start

@@ -69,20 +69,11 @@ pub async fn scheduler(
 ) -> Result<()> {
     let state = StateDir::new(&config.state_dir);
     let cron = parse_cron(&config.report.schedule)?;
-    let communities = if config.communities.is_empty() {
-        crate::models::communities_in_lake(lake)?
-            .iter()
-            .map(|id| config.community(id))
-            .collect()
-    } else {
-        config.communities()
-    };
-    register(&state, &communities, Utc::now())?;
     let limits = Limits {
         catch_up: config.report.catch_up as usize,
         max_attempts: config.report.max_attempts as usize,
     };
-    for c in &communities {
+    for c in crate::models::select_communities(config, lake, None)? {
         if let Some(next) = next_fire(&cron, c.timezone, Utc::now()) {
             tracing::info!(community = %c.id, next = %next.with_timezone(&c.timezone), "scheduled `{}`", config.report.schedule);
         }
@@ -92,6 +83,12 @@ pub async fn scheduler(
             break;
         }
         let now = Utc::now();
+        // Looked up every tick: a community whose first events just arrived (by webhook, with
+        // none configured) is scheduled from then on.
+        let communities = crate::models::select_communities(config, lake, None)?;
+        for c in register(&state, &communities, now)? {
+            tracing::info!(community = %c.id, "community seen for the first time: scheduled from now on");
+        }
         let runs = latest_runs(history(&state).read()?);
         let mut due: Vec<_> = communities
             .iter()
@@ -191,6 +188,8 @@ pub async fn scheduler(
         if retry_soon {
             wake = wake.min(now + chrono::Duration::seconds(config.report.retry_secs as i64));
         }
+        // Look again now and then for communities that appeared in the lake.
+        wake = wake.min(now + chrono::Duration::minutes(5));
         let wait = (wake - now).to_std().unwrap_or(Duration::ZERO);
         tracing::debug!(until = %wake, "sleeping");
         tokio::select! {
