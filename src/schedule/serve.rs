@@ -69,6 +69,7 @@ pub async fn scheduler(
 ) -> Result<()> {
     let state = StateDir::new(&config.state_dir);
     let cron = parse_cron(&config.report.schedule)?;
+    let ingest_cron = parse_cron(&config.ingest.schedule)?;
     let limits = Limits {
         catch_up: config.report.catch_up as usize,
         max_attempts: config.report.max_attempts as usize,
@@ -188,8 +189,11 @@ pub async fn scheduler(
         if retry_soon {
             wake = wake.min(now + chrono::Duration::seconds(config.report.retry_secs as i64));
         }
-        // Look again now and then for communities that appeared in the lake.
-        wake = wake.min(now + chrono::Duration::minutes(5));
+        // Look again after the next spool compaction, which may bring new communities' first
+        // events into the lake.
+        if let Some(compaction) = next_fire(&ingest_cron, chrono_tz::UTC, now) {
+            wake = wake.min(compaction + chrono::Duration::seconds(1));
+        }
         let wait = (wake - now).to_std().unwrap_or(Duration::ZERO);
         tracing::debug!(until = %wake, "sleeping");
         tokio::select! {

@@ -33,7 +33,8 @@ def free_port():
 
 
 class Server:
-    def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"', spool_max="1GiB"):
+    def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"', spool_max="1GiB",
+                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *"):
         self.pulse_bin, self.dir, self.port = pulse_bin, tmp_path, free_port()
         (tmp_path / "pulse.toml").write_text(textwrap.dedent(f"""
             lake = "lake"
@@ -41,11 +42,11 @@ class Server:
 """) + communities + textwrap.dedent(f"""
 
             [report]
-            schedule = "0 0 9 1 1 *"
+            schedule = "{report_cron}"
 
             [ingest]
             listen = "127.0.0.1:{self.port}"
-            schedule = "0 0 0 1 1 *"
+            schedule = "{ingest_cron}"
             token_env = "PULSE_TEST_TOKEN"
             max_body_bytes = "64KiB"
             spool_max_bytes = "{spool_max}"
@@ -328,3 +329,22 @@ def test_a_full_spool_answers_503_with_retry_after(pulse_bin, tmp_path):
             break
     assert statuses[0] == 200 and statuses[-1] == 503, statuses
     assert server.stop() == 0
+
+
+def test_serve_schedules_a_community_whose_first_events_arrive_by_webhook(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, communities="", report_cron="*/2 * * * * *",
+                    ingest_cron="*/2 * * * * *")
+    server.start()
+    body = json.dumps([event(1, source="generic"), event(2, source="generic")]).encode()
+    assert server.post("/v1/events", body, {"authorization": f"Bearer {TOKEN}"})[0] == 200
+    runs = tmp_path / "state" / "runs.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = runs.read_text() if runs.exists() else ""
+        if '"kind":"scheduled"' in text and '"status":"succeeded"' in text:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no scheduled run for c1: {runs.read_text() if runs.exists() else ''}")
+    assert server.stop() == 0
+    assert list((tmp_path / "lake" / "reports" / "c1").iterdir())
