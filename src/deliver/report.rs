@@ -327,24 +327,28 @@ impl Queries {
     /// Run the report query `name` and read its rows into `T` (through Arrow's JSON writer, so
     /// the struct's field names are the query's column names; extra columns are ignored).
     pub async fn rows<T: DeserializeOwned>(&self, name: &str, limit: i64) -> Result<Vec<T>> {
-        let batches = self.batches(name, limit).await?;
-        let mut json = Vec::new();
-        {
-            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut json);
-            for b in &batches {
-                writer.write(b)?;
-            }
-            writer.finish()?;
-        }
-        if json.is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_slice(&json).map_err(|e| {
-            Error::Report(format!(
-                "report query `{name}` returned unexpected rows: {e}"
-            ))
-        })
+        decode(name, &self.batches(name, limit).await?)
     }
+}
+
+/// Rows of the report query `name` (already run) as `T`, through Arrow's JSON writer.
+pub fn decode<T: DeserializeOwned>(name: &str, batches: &[RecordBatch]) -> Result<Vec<T>> {
+    let mut json = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut json);
+        for b in batches {
+            writer.write(b)?;
+        }
+        writer.finish()?;
+    }
+    if json.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&json).map_err(|e| {
+        Error::Report(format!(
+            "report query `{name}` returned unexpected rows: {e}"
+        ))
+    })
 }
 
 /// Gather the report of `settings` from its metric tables.

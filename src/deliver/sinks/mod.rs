@@ -47,12 +47,14 @@ pub struct RankedList {
 
 impl RankedList {
     pub async fn load(q: &Queries, community: &str) -> Result<RankedList> {
+        // One query: the files take the batches, the webhooks the decoded rows.
+        let batches = q.batches("top_members", i64::MAX).await?;
         Ok(RankedList {
             community: community.to_string(),
             as_of: q.window.as_of,
             window: (q.window.w_start, q.window.as_of - chrono::Duration::days(1)),
-            batches: q.batches("top_members", i64::MAX).await?,
-            members: q.rows("top_members", i64::MAX).await?,
+            members: super::report::decode("top_members", &batches)?,
+            batches,
         })
     }
 
