@@ -15,6 +15,7 @@ SIZES = {
     "90d": ["--members", "17500", "--days", "90", "--communities", "2"],
     "1m": ["--members", "17500", "--days", "365", "--communities", "2"],
     "10m": ["--members", "175000", "--days", "365", "--communities", "2"],
+    "100m": ["--members", "1750000", "--days", "365", "--communities", "2"],
 }
 END = "2026-11-23"
 

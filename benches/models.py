@@ -1,6 +1,7 @@
 """Models benchmark: `pulse run` against DuckDB running the same `queries/*.sql` on the same lake.
 
-Usage: python benches/models.py [90d|1m|10m ...] [--workdir DIR] [--as-of 2026-11-23]
+Usage: python benches/models.py [90d|1m|10m|100m ...] [--workdir DIR] [--as-of 2026-11-23]
+       [--memory-limit 2GiB] [--no-duckdb] [--no-build]
 (`90d` and `1m` are the same communities with 90 and 365 days of history.)
 Run with the venv of scripts/test (DuckDB) plus numpy (`pip install numpy`).
 
@@ -36,12 +37,17 @@ def main():
     parser.add_argument("sizes", nargs="*", default=["1m"])
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "pulse-bench"))
     parser.add_argument("--as-of", default=harness.END)
+    parser.add_argument("--memory-limit", help="engine.memory_limit for pulse, e.g. 2GiB")
+    parser.add_argument("--no-duckdb", action="store_true", help="measure pulse only (100m)")
+    parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     config = work / "pulse-bench.toml"
-    config.write_text("".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items()))
-    harness.build()
+    engine = f'[engine]\nmemory_limit = "{args.memory_limit}"\n' if args.memory_limit else ""
+    config.write_text(engine + "".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items()))
+    if not args.no_build:
+        harness.build()
     print("| input | events | pulse cold (rollups + models) | peak RSS | pulse warm (same as_of) | pulse next day | peak RSS | DuckDB (same SQL) | peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
@@ -55,10 +61,10 @@ def main():
         warm, _, _ = pulse_run(lake, config, args.as_of)
         next_day = (dt.date.fromisoformat(args.as_of) + dt.timedelta(days=1)).isoformat()
         daily, daily_rss, _ = pulse_run(lake, config, next_day)
-        duck, duck_rss, _ = harness.run_measured(
+        duck, duck_rss = (float("nan"), float("nan")) if args.no_duckdb else harness.run_measured(
             [sys.executable, str(DUCKDB_MODELS), str(lake), str(harness.ROOT / "queries"), args.as_of,
              str(work / f"duck-metrics-{size}"), json.dumps(TIMEZONES)]
-        )
+        )[:2]
         n = harness.count_lines(src)
         print(
             f"| {size} | {n:,} | {cold:.1f} s | {cold_rss:,.0f} MiB | {warm:.1f} s | {daily:.1f} s | {daily_rss:,.0f} MiB "

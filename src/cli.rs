@@ -133,6 +133,37 @@ pub enum Command {
         after_help = "Examples:\n  pulse serve\n  pulse --log-format json serve      # for log shippers\n  PULSE_LOG=debug pulse serve"
     )]
     Serve,
+    /// Run a Ballista scheduler that knows pulse's SQL functions (for `[engine] backend =
+    /// "ballista"`). It reads the lake of the config, so give it the same config and
+    /// credentials as pulse.
+    #[cfg(feature = "ballista")]
+    #[command(
+        name = "ballista-scheduler",
+        after_help = "Examples:\n  pulse ballista-scheduler --bind 0.0.0.0:50050"
+    )]
+    BallistaScheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: std::net::SocketAddr,
+    },
+    /// Run a Ballista executor that knows pulse's SQL functions, serving a scheduler started
+    /// with `pulse ballista-scheduler`. It reads the lake of the config.
+    #[cfg(feature = "ballista")]
+    #[command(
+        name = "ballista-executor",
+        after_help = "Examples:\n  pulse ballista-executor --scheduler df://scheduler-host:50050"
+    )]
+    BallistaExecutor {
+        /// The scheduler, as df://host:port.
+        #[arg(long)]
+        scheduler: String,
+        /// Address for the executor's data (Arrow Flight) service.
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        bind: std::net::SocketAddr,
+        /// Port of the executor's gRPC service.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+    },
     /// Compute every as_of from --from to --to (models only, unless --send), resumably.
     ///
     /// Each finished (community, as_of) is recorded; running the same command again after an
@@ -453,7 +484,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!(
                     "{} line(s) quarantined: see {} (each line has the file, line number and reason)",
                     stats.quarantined,
-                    lake.quarantine_dir().display()
+                    lake.display(crate::lake::QUARANTINE)
                 );
                 return Ok(ExitCode::from(EXIT_QUARANTINED));
             }
@@ -543,6 +574,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let lake = lake_from(&config, &cli.global)?;
             let runtime = tokio_runtime()?;
             runtime.block_on(crate::schedule::serve::serve(&config, &lake))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "ballista")]
+        Command::BallistaScheduler { bind } => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            tokio_runtime()?.block_on(crate::engine::ballista::run_scheduler(
+                &config.engine,
+                &lake,
+                bind,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "ballista")]
+        Command::BallistaExecutor {
+            scheduler,
+            bind,
+            grpc_port,
+        } => {
+            let (config, _) = Config::load(config_path)?;
+            let lake = lake_from(&config, &cli.global)?;
+            tokio_runtime()?.block_on(crate::engine::ballista::run_executor(
+                &config.engine,
+                &lake,
+                &scheduler,
+                bind,
+                grpc_port,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backfill {
@@ -663,11 +722,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     day,
                     out.as_ref().map(|o| o.join(&id).join(day.to_string())),
                 ))?;
-                let html = report.dir.join("report.html");
-                println!("{id} as_of {day}: {}", html.display());
+                let html = format!("{}/report.html", report.dir);
+                println!("{id} as_of {day}: {html}");
                 println!("  subject: {}", report.rendered.subject);
                 if open {
-                    open_in_browser(&html);
+                    if html.contains("://") {
+                        eprintln!("--open needs a local file: add --out DIR to preview a report of an object-store lake");
+                    } else {
+                        open_in_browser(std::path::Path::new(&html));
+                    }
                 }
                 written += 1;
             }
@@ -903,10 +966,8 @@ fn print_deliveries(state: &crate::state::StateDir, community: Option<&str>) -> 
 fn print_delivery(summary: &crate::deliver::DeliverySummary, config: &Config) {
     for r in &summary.reports {
         let mut line = format!(
-            "{} as_of {}: report {}",
-            r.community,
-            r.as_of,
-            r.dir.join("report.html").display()
+            "{} as_of {}: report {}/report.html",
+            r.community, r.as_of, r.dir
         );
         if r.queued > 0 {
             line.push_str(&format!(" · emailed to {} recipient(s)", r.queued));

@@ -97,6 +97,9 @@ fn default_target_partitions() -> usize {
     2
 }
 
+/// Lake URL schemes `Lake::open` understands.
+const LAKE_SCHEMES: [&str; 8] = ["file", "s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
@@ -659,11 +662,20 @@ impl Config {
         if self.lake.trim().is_empty() {
             return Err(err("lake".into(), "must not be empty".into()));
         }
-        if let Some((scheme, _)) = self.lake.split_once("://") {
-            if scheme != "file" {
+        if let Some((scheme, rest)) = self.lake.split_once("://") {
+            if !LAKE_SCHEMES.contains(&scheme) {
                 return Err(err(
                     "lake".into(),
-                    format!("object-store lakes (`{scheme}://`) are not supported yet; use a local path"),
+                    format!("unsupported scheme `{scheme}://`: use a path, file://, s3://, gs:// or az://"),
+                ));
+            }
+            if scheme != "file" && rest.split('/').next().unwrap_or("").is_empty() {
+                return Err(err(
+                    "lake".into(),
+                    format!(
+                        "`{}` names no bucket: write {scheme}://<bucket>/<prefix>",
+                        self.lake
+                    ),
                 ));
             }
         }
@@ -683,12 +695,28 @@ impl Config {
         }
         match self.engine.backend {
             Backend::Local => {}
-            Backend::Ballista | Backend::BallistaStandalone => {
+            Backend::Ballista | Backend::BallistaStandalone if !cfg!(feature = "ballista") => {
                 return Err(err(
                     "engine.backend".into(),
-                    "Ballista backends are not built into this binary; use \"local\"".into(),
+                    "Ballista backends are not built into this binary (build with `--features ballista`); use \"local\"".into(),
                 ))
             }
+            Backend::Ballista => match self.engine.ballista_url.as_deref() {
+                Some(url) if url.starts_with("df://") && url.len() > 5 => {}
+                Some(url) => {
+                    return Err(err(
+                        "engine.ballista_url".into(),
+                        format!("`{url}` is not a scheduler address: write df://<host>:<port>"),
+                    ))
+                }
+                None => {
+                    return Err(err(
+                        "engine.ballista_url".into(),
+                        "backend = \"ballista\" needs the scheduler's address, e.g. \"df://scheduler:50050\"".into(),
+                    ))
+                }
+            },
+            Backend::BallistaStandalone => {}
         }
         check_settings(&self.defaults, "defaults", &err)?;
         if let Some(t) = &self.taxonomies {
@@ -1185,6 +1213,21 @@ mod tests {
                 "[[communities]]\nid = \"a/b\"\n",
                 "communities[0].id",
                 "letters",
+            ),
+            ("lake = \"ftp://host/lake\"\n", "lake", "unsupported scheme"),
+            ("lake = \"s3:///prefix\"\n", "lake", "names no bucket"),
+            (
+                "[engine]\nbackend = \"ballista\"\nballista_url = \"http://x:50050\"\n",
+                if cfg!(feature = "ballista") {
+                    "engine.ballista_url"
+                } else {
+                    "engine.backend"
+                },
+                if cfg!(feature = "ballista") {
+                    "df://<host>:<port>"
+                } else {
+                    "--features ballista"
+                },
             ),
         ];
         for (text, key, problem) in cases {

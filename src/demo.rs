@@ -150,7 +150,10 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     );
     println!("  lake (Parquet)    {}", rel(&dir.join("lake")));
     for r in deliveries.iter().flat_map(|d| &d.reports) {
-        println!("  report            {}", rel(&r.dir.join("report.html")));
+        println!(
+            "  report            {}",
+            rel(&Path::new(&r.dir).join("report.html"))
+        );
     }
     println!("  emails (.eml)     {}", rel(&dir.join("state/outbox")));
     println!("  ranked lists      {}", rel(&dir.join("out/ranked")));

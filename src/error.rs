@@ -35,6 +35,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An object-store lake (s3://, gs://, az://) that could not be read or written.
+    #[error("{context}: {source}")]
+    ObjectStore {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
+
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 

@@ -7,8 +7,16 @@ use pulse::cli::{Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ballista's scheduler and executor narrate every job at info level: only their warnings
+    // by default (PULSE_LOG=ballista=info brings them back). Its `display` module logs an
+    // error for every stage whose metrics it cannot pretty-print (a debug aid; the query is
+    // unaffected), so that one is off.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PULSE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if cli.global.quiet { "warn" } else { "info" })
+        tracing_subscriber::EnvFilter::new(if cli.global.quiet {
+            "warn"
+        } else {
+            "info,ballista=warn,ballista_scheduler::display=off"
+        })
     });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -32,8 +32,8 @@ pub fn templates(config: &Config) -> Result<Templates> {
 pub struct WrittenReport {
     pub data: report::ReportData,
     pub rendered: render::Rendered,
-    /// `<lake>/reports/<community>/<as_of>/` (or the directory asked for).
-    pub dir: PathBuf,
+    /// `<lake>/reports/<community>/<as_of>` (a path or URL), or the directory asked for.
+    pub dir: String,
 }
 
 /// Gather and render the report of one community and as_of, and write it (report.html,
@@ -63,7 +63,6 @@ async fn write_report_from(
     let as_of = queries.window.as_of;
     let mut data = report::gather(queries, settings).await?;
     data.late = late;
-    let target = out.unwrap_or_else(|| lake.report_dir(&settings.id, as_of));
     let staging = lake
         .staging_dir()
         .join(format!("report-{}", crate::lake::unique_suffix()));
@@ -76,11 +75,22 @@ async fn write_report_from(
     )?;
     crate::lake::write_atomic(&staging.join("report.html"), rendered.html_files.as_bytes())?;
     crate::lake::write_atomic(&staging.join("report.txt"), rendered.text.as_bytes())?;
-    lake.replace_dirs(&[(staging, target.clone())])?;
+    // A preview (`--out`) goes to a local directory; a run's report into the lake.
+    let dir = match out {
+        Some(dir) => {
+            crate::lake::replace_dir(&staging, &dir)?;
+            dir.display().to_string()
+        }
+        None => {
+            let rel = crate::lake::report_path(&settings.id, as_of);
+            lake.replace_dirs(&[(staging, rel.clone())])?;
+            lake.display(&rel)
+        }
+    };
     Ok(WrittenReport {
         data,
         rendered,
-        dir: target,
+        dir,
     })
 }
 
@@ -96,7 +106,8 @@ pub struct DeliverySummary {
 pub struct ReportOutcome {
     pub community: String,
     pub as_of: NaiveDate,
-    pub dir: PathBuf,
+    /// Where the report was written (a path, or a URL on an object-store lake).
+    pub dir: String,
     /// Recipients queued now, and recipients that had been sent this report before.
     pub queued: usize,
     pub already_sent: usize,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CommunitySettings, Config};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::models::RunWindow;
 
@@ -239,22 +239,14 @@ const AT_RISK_LIMIT: i64 = 25;
 
 /// The as_of dates with metrics for `community`, ascending.
 pub fn metric_dates(lake: &Lake, community: &str) -> Result<Vec<NaiveDate>> {
-    let dir = lake
-        .metrics_dir("member_activity")
-        .join(format!("community_id={community}"));
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
-    };
-    let mut dates: Vec<NaiveDate> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("as_of="))
-                .and_then(|d| d.parse().ok())
-        })
+    let dir = format!(
+        "{}/community_id={community}",
+        crate::lake::metrics_path("member_activity")
+    );
+    let mut dates: Vec<NaiveDate> = lake
+        .list_dirs(&dir)?
+        .iter()
+        .filter_map(|d| d.strip_prefix("as_of=").and_then(|d| d.parse().ok()))
         .collect();
     dates.sort();
     Ok(dates)
@@ -289,7 +281,7 @@ impl Queries {
         let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
         let ctx = crate::engine::session(&config.engine, lake).await?;
         crate::models::prepare_session(&ctx, lake).await?;
-        crate::models::register_parameter_tables(&ctx, settings)?;
+        crate::models::register_parameter_tables(&ctx, settings).await?;
         let mut params = crate::models::parameters(settings, &window);
         params.push((
             "prev_as_of",

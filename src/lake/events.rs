@@ -37,6 +37,7 @@ use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::reader::ChunkReader;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -161,7 +162,7 @@ impl EventWriter {
             .join(format!("import-{}", super::unique_suffix()));
         std::fs::create_dir_all(&staging)
             .io_context(|| format!("creating {}", staging.display()))?;
-        let winners = load_keys(&lake.events_dir())?;
+        let winners = load_keys(lake)?;
         Ok(EventWriter {
             lake: lake.clone(),
             _lock: lock,
@@ -325,13 +326,12 @@ impl EventWriter {
 
     /// Write every partition, publish the files, write quarantine, release the lock.
     pub fn commit(mut self) -> Result<ImportStats> {
-        let events_dir = self.lake.events_dir();
         let mut partitions = partition_list(&mut self.partitions);
         let (winners, staging, opts) = (&self.winners, &self.staging, &self.options);
-        let written: Vec<(PathBuf, PathBuf, u64)> = partitions
+        let written: Vec<(PathBuf, String, u64)> = partitions
             .par_iter_mut()
             .map(|(community, date, p)| {
-                write_partition(p, community, *date, winners, staging, &events_dir, opts)
+                write_partition(p, community, *date, winners, staging, opts)
             })
             .collect::<Result<Vec<_>>>()?
             .into_iter()
@@ -339,7 +339,7 @@ impl EventWriter {
             .collect();
         self.stats.imported = written.iter().map(|(_, _, rows)| rows).sum();
         self.stats.files = written.len() as u64;
-        let moves: Vec<(PathBuf, PathBuf)> = written.into_iter().map(|(s, t, _)| (s, t)).collect();
+        let moves: Vec<(PathBuf, String)> = written.into_iter().map(|(s, t, _)| (s, t)).collect();
         self.lake.publish(&moves)?;
         if !self.quarantine.is_empty() {
             // Named by content, so re-running an import after a kill rewrites the same file.
@@ -348,12 +348,10 @@ impl EventWriter {
                 "{:016x}.ndjson",
                 xxhash_rust::xxh3::xxh3_64(&self.quarantine)
             );
-            let path = self
-                .lake
-                .quarantine_dir()
-                .join(today.to_string())
-                .join(name);
-            super::write_atomic(&path, &self.quarantine)?;
+            self.lake.write(
+                &format!("{}/{today}/{name}", super::QUARANTINE),
+                &self.quarantine,
+            )?;
         }
         self.lake.clear_staging()?;
         Ok(self.stats)
@@ -369,16 +367,15 @@ fn partition_list(partitions: &mut Partitions) -> Vec<(&str, i32, &mut Partition
         .collect()
 }
 
-/// Sort, dedupe and write one partition to staging; returns `(staged, final, rows)`.
+/// Sort, dedupe and write one partition to staging; returns `(staged, lake path, rows)`.
 fn write_partition(
     p: &mut Partition,
     community: &str,
     date: i32,
     winners: &KeyMap,
     staging: &Path,
-    events_dir: &Path,
     opts: &WriterOptions,
-) -> Result<Option<(PathBuf, PathBuf, u64)>> {
+) -> Result<Option<(PathBuf, String, u64)>> {
     let mut batches = Vec::with_capacity(p.spilled.len() + 1);
     for path in &p.spilled {
         let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
@@ -444,10 +441,10 @@ fn write_partition(
     };
     let sorted = sorted.project(&(0..file_schema().fields().len()).collect::<Vec<_>>())?; // drop internal columns
     let day = chrono::NaiveDate::from_num_days_from_ce_opt(date + 719_163).expect("valid date");
-    let target = events_dir
-        .join(format!("community_id={community}"))
-        .join(format!("event_date={day}"))
-        .join(&name);
+    let target = format!(
+        "{}/community_id={community}/event_date={day}/{name}",
+        super::EVENTS
+    );
     let staged = staging.join(format!("{community}-{day}-{name}"));
     let rows = sorted.num_rows() as u64;
     let file = File::create(&staged).io_context(|| format!("creating {}", staged.display()))?;
@@ -491,17 +488,34 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .expect("staged batches have the file schema")
 }
 
-/// Read `(source, event_id)` of every event file under `events_dir`, in parallel, a few files
-/// at a time so only those files' keys are held besides the map.
-fn load_keys(events_dir: &Path) -> Result<KeyMap> {
-    let mut files = Vec::new();
-    list_parquet(events_dir, &mut files)?;
+/// Read `(source, event_id)` of every event file in the lake, in parallel, a few files at a
+/// time so only those files' bytes and keys are held besides the map.
+fn load_keys(lake: &Lake) -> Result<KeyMap> {
+    let files: Vec<String> = lake
+        .list_files(super::EVENTS)?
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .collect();
     let mut map = KeyMap::default();
     for chunk in files.chunks(64) {
-        let keys: Vec<Vec<Key>> = chunk
-            .par_iter()
-            .map(|path| file_keys(path))
-            .collect::<Result<_>>()?;
+        // A local file is read in place (only the two key columns' pages); an object is fetched.
+        let keys: Vec<Vec<Key>> = match lake.local_root() {
+            Some(root) => chunk
+                .par_iter()
+                .map(|name| {
+                    let path = root.join(name);
+                    let file =
+                        File::open(&path).io_context(|| format!("opening {}", path.display()))?;
+                    file_keys(file, &path.display().to_string())
+                })
+                .collect::<Result<_>>()?,
+            None => lake
+                .read_many(chunk)?
+                .into_par_iter()
+                .zip(chunk.par_iter())
+                .map(|(bytes, name)| file_keys(bytes, &lake.display(name)))
+                .collect::<Result<_>>()?,
+        };
         map.reserve(keys.iter().map(Vec::len).sum());
         for key in keys.into_iter().flatten() {
             map.insert(key, IN_LAKE);
@@ -510,9 +524,8 @@ fn load_keys(events_dir: &Path) -> Result<KeyMap> {
     Ok(map)
 }
 
-fn file_keys(path: &Path) -> Result<Vec<Key>> {
-    let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+fn file_keys<R: ChunkReader + 'static>(reader: R, name: &str) -> Result<Vec<Key>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader)?;
     let schema = builder.parquet_schema();
     let wanted: Vec<usize> = ["source", "event_id"]
         .iter()
@@ -522,7 +535,7 @@ fn file_keys(path: &Path) -> Result<Vec<Key>> {
                 .iter()
                 .position(|c| c.name() == *n)
                 .ok_or_else(|| crate::error::Error::Input {
-                    path: path.to_path_buf(),
+                    path: PathBuf::from(name),
                     message: format!("lake file has no `{n}` column"),
                 })
         })
@@ -543,34 +556,6 @@ fn file_keys(path: &Path) -> Result<Vec<Key>> {
         );
     }
     Ok(keys)
-}
-
-/// Every `*.parquet` file below `dir` (hidden and `_`-prefixed entries skipped, as readers do).
-pub fn list_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        let path = entry.path();
-        if entry
-            .file_type()
-            .io_context(|| format!("reading {}", path.display()))?
-            .is_dir()
-        {
-            list_parquet(&path, out)?;
-        } else if name.ends_with(".parquet") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Internal columns of staged batches, dropped before writing: the sequence number of the row

@@ -7,22 +7,49 @@
 //! <lake>/metrics/<table>/community_id=<c>/as_of=<YYYY-MM-DD>/part-0.parquet
 //! <lake>/reports/<c>/<as_of>/report.html
 //! ```
-//! Writers stage files under `<lake>/_staging/` (invisible to `events/**/*.parquet` globs),
-//! make them durable with one filesystem sync per batch, then rename them into place.
-//! A writer holds `<lake>/.pulse.lock` (an OS file lock, released by the kernel if the process
-//! dies), so a killed writer never leaves the lake locked.
+//! Code names places in the lake by lake paths (`events/community_id=…`, `/`-separated) and the
+//! lake maps them to a directory or to object keys. A lake is a local directory (a path or
+//! `file://`) or an object store (`s3://`, `gs://`, `az://`, see [`remote`]).
+//!
+//! Writers stage files on the local disk (`<lake>/_staging/`, invisible to `events/**/*.parquet`
+//! globs; for object stores a work directory per lake), then publish them: locally one
+//! filesystem sync per batch and a rename per file; on object stores one upload per file.
+//! A writer holds `.pulse.lock` (an OS file lock, released by the kernel if the process dies),
+//! so a killed writer never leaves the lake locked.
 
 pub mod events;
+pub mod remote;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 
-/// A lake on the local filesystem.
+/// Lake paths of the tables (SPEC §5).
+pub const EVENTS: &str = "events";
+pub const QUARANTINE: &str = "quarantine";
+
+pub fn metrics_path(table: &str) -> String {
+    format!("metrics/{table}")
+}
+
+/// Derived per-partition rollups (see `models::rollups`).
+pub fn rollups_path(table: &str) -> String {
+    format!("rollups/{table}")
+}
+
+/// Generated reports: `reports/<community>/<as_of>` (SPEC §5).
+pub fn report_path(community: &str, as_of: chrono::NaiveDate) -> String {
+    format!("reports/{community}/{as_of}")
+}
+
+/// A lake: a local directory or an object store.
 #[derive(Debug, Clone)]
 pub struct Lake {
+    /// The lake directory, or for an object store the local work directory (staging, lock).
     root: PathBuf,
+    remote: Option<Arc<remote::Remote>>,
 }
 
 /// Exclusive ownership of the lake for writing; dropped = released.
@@ -32,39 +59,74 @@ pub struct LakeLock {
 }
 
 impl Lake {
-    /// Open (and create if needed) the lake at `location`: a path or a `file://` URL.
+    /// Open the lake at `location`: a path, a `file://` URL, or an object-store URL
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`). A local lake is created if needed.
     pub fn open(location: &str) -> Result<Lake> {
-        let path = match location.strip_prefix("file://") {
-            Some(p) => PathBuf::from(p),
-            None if location.contains("://") => {
-                return Err(Error::Usage(format!(
-                    "lake `{location}`: object-store lakes are not supported yet; use a local path"
-                )))
-            }
-            None => PathBuf::from(location),
+        let local = match location.strip_prefix("file://") {
+            Some(p) => Some(PathBuf::from(p)),
+            None if location.contains("://") => None,
+            None => Some(PathBuf::from(location)),
         };
-        std::fs::create_dir_all(path.join("events"))
+        let Some(path) = local else {
+            let remote = remote::Remote::open(location)?;
+            let root = remote::work_dir(remote.url());
+            std::fs::create_dir_all(&root)
+                .io_context(|| format!("creating the lake's work directory {}", root.display()))?;
+            return Ok(Lake {
+                root,
+                remote: Some(Arc::new(remote)),
+            });
+        };
+        std::fs::create_dir_all(path.join(EVENTS))
             .io_context(|| format!("creating the lake at {}", path.display()))?;
         let root = path
             .canonicalize()
             .io_context(|| format!("opening the lake at {}", path.display()))?;
-        Ok(Lake { root })
+        Ok(Lake { root, remote: None })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the lake path `rel` is, for messages: a local path or a URL.
+    pub fn display(&self, rel: &str) -> String {
+        match &self.remote {
+            Some(r) => format!("{}{rel}", r.url()),
+            None => self.root.join(rel).display().to_string(),
+        }
     }
 
-    pub fn events_dir(&self) -> PathBuf {
-        self.root.join("events")
+    /// The directory of a local lake; `None` for an object store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.remote.is_none().then_some(self.root.as_path())
     }
 
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.root.join("quarantine")
+    /// The URL DataFusion lists for the table at `rel` (created first on a local lake, so an
+    /// empty table is a valid table).
+    pub fn table_url(&self, rel: &str) -> Result<String> {
+        match &self.remote {
+            Some(r) => Ok(format!("{}{rel}/", r.url())),
+            None => {
+                let dir = self.root.join(rel);
+                std::fs::create_dir_all(&dir)
+                    .io_context(|| format!("creating {}", dir.display()))?;
+                Ok(format!("{}/", dir.display()))
+            }
+        }
     }
 
-    pub fn metrics_dir(&self, table: &str) -> PathBuf {
-        self.root.join("metrics").join(table)
+    /// The object store a query engine needs to read this lake, keyed by its `scheme://bucket`
+    /// URL (`None` for a local lake: local files need nothing).
+    pub fn engine_store(&self) -> Result<Option<(url::Url, Arc<dyn object_store::ObjectStore>)>> {
+        self.remote
+            .as_ref()
+            .map(|r| Ok((r.store_url(), r.store_for_engine()?)))
+            .transpose()
+    }
+
+    /// Let `ctx` read this lake.
+    pub fn register_store(&self, ctx: &datafusion::prelude::SessionContext) -> Result<()> {
+        if let Some((url, store)) = self.engine_store()? {
+            ctx.register_object_store(&url, store);
+        }
+        Ok(())
     }
 
     pub fn staging_dir(&self) -> PathBuf {
@@ -78,14 +140,6 @@ impl Lake {
         })
     }
 
-    /// Generated reports: `<lake>/reports/<community>/<as_of>/` (SPEC §5).
-    pub fn report_dir(&self, community: &str, as_of: chrono::NaiveDate) -> PathBuf {
-        self.root
-            .join("reports")
-            .join(community)
-            .join(as_of.to_string())
-    }
-
     /// Remove what an interrupted writer left in staging. Call with the lock held.
     pub fn clear_staging(&self) -> Result<()> {
         let dir = self.staging_dir();
@@ -96,19 +150,24 @@ impl Lake {
         }
     }
 
-    /// Make every staged file durable with one sync of the filesystem (instead of one fsync
-    /// per file), then rename each `(staged, final)` pair into place and make the renames
-    /// durable too. Readers see each file whole or not at all.
-    pub fn publish(&self, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
+    /// Publish staged files at their lake paths: `(staged file, lake path)`. Locally, one sync
+    /// of the filesystem makes every staged file durable (instead of one fsync per file), then
+    /// each is renamed into place and the renames are made durable too; on an object store
+    /// each file is uploaded as one object. Readers see each file whole or not at all.
+    pub fn publish(&self, moves: &[(PathBuf, String)]) -> Result<()> {
         if moves.is_empty() {
             return Ok(());
+        }
+        if let Some(r) = &self.remote {
+            return r.upload(moves);
         }
         sync_all(&self.root, moves.iter().map(|(staged, _)| staged.as_path()))?;
         // Failpoint for the crash-consistency test: die after this many renames.
         let abort_after: Option<usize> = std::env::var("PULSE_TEST_ABORT_AFTER_RENAMES")
             .ok()
             .and_then(|v| v.parse().ok());
-        for (done, (staged, target)) in moves.iter().enumerate() {
+        let targets: Vec<PathBuf> = moves.iter().map(|(_, rel)| self.root.join(rel)).collect();
+        for (done, ((staged, _), target)) in moves.iter().zip(&targets).enumerate() {
             if abort_after == Some(done) {
                 std::process::abort();
             }
@@ -119,44 +178,149 @@ impl Lake {
             std::fs::rename(staged, target)
                 .io_context(|| format!("moving {} into place", target.display()))?;
         }
-        sync_all(
-            &self.root,
-            moves.iter().filter_map(|(_, target)| target.parent()),
-        )
+        sync_all(&self.root, targets.iter().filter_map(|t| t.parent()))
     }
 
-    /// Derived per-partition rollups (see `models::rollups`).
-    pub fn rollups_dir(&self, table: &str) -> PathBuf {
-        self.root.join("rollups").join(table)
-    }
-
-    /// Replace each directory `target` with its staged directory `staged`, atomically per
-    /// directory (used for metric and rollup partitions: recomputing one replaces it whole).
-    /// One filesystem sync covers all staged files before the swaps, one more the swaps.
-    pub fn replace_dirs(&self, swaps: &[(PathBuf, PathBuf)]) -> Result<()> {
+    /// Replace the directory at each lake path with its staged directory: `(staged, lake
+    /// path)`. Used for metric, rollup and report partitions: recomputing one replaces it
+    /// whole. Locally each swap is atomic (see [`replace_dir`]); on an object store see
+    /// [`remote::Remote::replace_dirs`].
+    pub fn replace_dirs(&self, swaps: &[(PathBuf, String)]) -> Result<()> {
         if swaps.is_empty() {
             return Ok(());
         }
-        sync_all(&self.root, swaps.iter().map(|(staged, _)| staged.as_path()))?;
-        for (staged, target) in swaps {
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .io_context(|| format!("creating {}", parent.display()))?;
-            }
-            swap_dir(staged, target)?;
+        if let Some(r) = &self.remote {
+            return r.replace_dirs(swaps);
         }
-        sync_all(
-            &self.root,
-            swaps.iter().filter_map(|(_, target)| target.parent()),
-        )
+        sync_all(&self.root, swaps.iter().map(|(staged, _)| staged.as_path()))?;
+        let targets: Vec<PathBuf> = swaps.iter().map(|(_, rel)| self.root.join(rel)).collect();
+        for ((staged, _), target) in swaps.iter().zip(&targets) {
+            replace_dir(staged, target)?;
+        }
+        sync_all(&self.root, targets.iter().filter_map(|t| t.parent()))
+    }
+
+    /// Write `bytes` at the lake path `rel`, atomically.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.put(rel, bytes),
+            None => write_atomic(&self.root.join(rel), bytes),
+        }
+    }
+
+    /// Remove everything at and below the lake path `rel`.
+    pub fn remove_all(&self, rel: &str) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.delete(&r.list_files(rel)?),
+            None => {
+                let dir = self.root.join(rel);
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(e).io_context(|| format!("removing {}", dir.display()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Whether a file exists at the lake path `rel`.
+    pub fn exists(&self, rel: &str) -> Result<bool> {
+        match &self.remote {
+            Some(r) => r.exists(rel),
+            None => Ok(self.root.join(rel).exists()),
+        }
+    }
+
+    /// Lake paths of every visible file below `rel` (names starting with `.` or `_` are
+    /// skipped at every level, as DataFusion and DuckDB skip them), sorted.
+    pub fn list_files(&self, rel: &str) -> Result<Vec<String>> {
+        let mut files = match &self.remote {
+            Some(r) => r.list_files(rel)?,
+            None => {
+                let mut out = Vec::new();
+                list_local(&self.root.join(rel), rel, &mut out)?;
+                out
+            }
+        };
+        files.retain(|f| {
+            f[rel.len()..]
+                .split('/')
+                .all(|part| !part.starts_with(['.', '_']))
+        });
+        files.sort();
+        Ok(files)
+    }
+
+    /// Names of the visible directories directly below the lake path `rel`, sorted.
+    pub fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let mut dirs = match &self.remote {
+            Some(r) => r.list_dirs(rel)?,
+            None => {
+                let dir = self.root.join(rel);
+                match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries
+                        .filter_map(|e| e.ok())
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
+                }
+            }
+        };
+        dirs.retain(|d| !d.starts_with(['.', '_']));
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// Read many lake files at once (in the order asked).
+    pub fn read_many(&self, rels: &[String]) -> Result<Vec<bytes::Bytes>> {
+        match &self.remote {
+            Some(r) => r.get_many(rels),
+            None => {
+                use rayon::prelude::*;
+                rels.par_iter()
+                    .map(|rel| {
+                        let path = self.root.join(rel);
+                        std::fs::read(&path)
+                            .map(bytes::Bytes::from)
+                            .io_context(|| format!("reading {}", path.display()))
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
-/// Put directory `staged` at `target`. When `target` exists, Linux swaps the two in one step
+/// Local files below `dir` (lake path `rel`), appended to `out` as lake paths.
+fn list_local(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = format!("{rel}/{name}");
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            list_local(&entry.path(), &child, out)?;
+        } else {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
+/// Put local directory `staged` at `target`, creating `target`'s parent. When `target` exists, Linux swaps the two in one step
 /// (`renameat2(RENAME_EXCHANGE)`), so readers see the old or the new directory, never none;
 /// elsewhere (or on filesystems without it) the old one is moved aside first.
-fn swap_dir(staged: &Path, target: &Path) -> Result<()> {
+pub fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
     let context = || format!("moving {} into place", target.display());
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
+    }
     if !target.exists() {
         return std::fs::rename(staged, target).io_context(context);
     }

@@ -26,10 +26,9 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray,
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-pub use functions::{date_scalar, local_day_number};
+pub use functions::{all as functions, date_scalar, local_day_number};
 pub use schema::metric_tables;
 
 use crate::config::{CohortGrain, CommunitySettings, Config, Normalization};
@@ -339,7 +338,7 @@ fn string_column(values: impl IntoIterator<Item = String>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-fn register_rows(
+async fn register_rows(
     ctx: &SessionContext,
     name: &str,
     fields: Vec<Field>,
@@ -347,15 +346,11 @@ fn register_rows(
 ) -> Result<()> {
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    ctx.register_table(
-        name,
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
-    Ok(())
+    crate::engine::register_batches(ctx, name, schema, vec![batch]).await
 }
 
 /// The parameter tables: lists from the config, as tables the SQL joins with.
-pub fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) -> Result<()> {
+pub async fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) -> Result<()> {
     let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
     register_rows(
         ctx,
@@ -364,7 +359,8 @@ pub fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) ->
         vec![string_column(
             s.active_event_types.iter().map(|t| t.to_string()),
         )],
-    )?;
+    )
+    .await?;
     register_rows(
         ctx,
         "p_points",
@@ -382,13 +378,15 @@ pub fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) ->
                 s.points.values().map(|p| p.daily_cap as i64),
             )),
         ],
-    )?;
+    )
+    .await?;
     register_rows(
         ctx,
         "p_excluded",
         vec![utf8("member_id")],
         vec![string_column(s.exclude_members.iter().cloned())],
-    )?;
+    )
+    .await?;
     let categories: Vec<(String, String)> = s
         .taxonomies
         .iter()
@@ -406,7 +404,8 @@ pub fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) ->
             string_column(categories.iter().map(|c| c.0.clone())),
             string_column(categories.iter().map(|c| c.1.clone())),
         ],
-    )?;
+    )
+    .await?;
     // Keywords are matched against lowercased text, so they are lowercased here too.
     let keywords: Vec<(String, String, String)> = s
         .taxonomies
@@ -429,6 +428,7 @@ pub fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettings) ->
             string_column(keywords.iter().map(|k| k.2.clone())),
         ],
     )
+    .await
 }
 
 /// Cast `batch` to `schema` column by column (by name), so stored files have the contract's
@@ -457,22 +457,26 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 
 /// Write `batches` as one zstd Parquet file at `path` (an empty file when there are none).
 pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    use datafusion::parquet::basic::{Compression, ZstdLevel};
-    use datafusion::parquet::file::properties::WriterProperties;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
     }
-    let file = std::fs::File::create(path).io_context(|| format!("creating {}", path.display()))?;
+    std::fs::write(path, parquet_bytes(schema, batches)?)
+        .io_context(|| format!("writing {}", path.display()))
+}
+
+/// `batches`, conformed to `schema`, as the bytes of one zstd Parquet file.
+pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
     let mut writer =
-        datafusion::parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
+        datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
     for b in batches {
         writer.write(&conform(b, schema)?)?;
     }
-    writer.close()?;
-    Ok(())
+    Ok(writer.into_inner()?)
 }
 
 /// What one community's run produced.
@@ -486,17 +490,15 @@ pub struct CommunityRun {
     pub seconds: f64,
 }
 
-/// Register the rollup tables (explicit schemas, so an empty lake works) and the UDFs the models
-/// use; `pulse query` calls it too, so growth teams can query the rollups.
+/// Register the rollup tables (explicit schemas, so an empty lake works); `pulse query` calls
+/// it too, so growth teams can query the rollups.
 pub async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    for udf in functions::all() {
-        ctx.register_udf(udf);
-    }
     for (name, schema) in rollups::schemas(ctx).await? {
         crate::engine::register_table(
             ctx,
             name,
-            &lake.rollups_dir(name),
+            lake,
+            &crate::lake::rollups_path(name),
             schema,
             &[
                 ("community_id", DataType::Utf8),
@@ -521,7 +523,7 @@ pub async fn run_community(
     prepare_session(&ctx, lake).await?;
     let refreshed = rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
     tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
-    register_parameter_tables(&ctx, settings)?;
+    register_parameter_tables(&ctx, settings).await?;
     let params = parameters(settings, &window);
     let metric_schemas: BTreeMap<&str, SchemaRef> = metric_tables().into_iter().collect();
     let staging = lake
@@ -534,11 +536,7 @@ pub async fn run_community(
         let (schema, batches) = compute(&ctx, &model, &params)
             .await
             .map_err(|e| Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id)))?;
-        ctx.deregister_table(model.name)?;
-        ctx.register_table(
-            model.name,
-            Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
-        )?;
+        crate::engine::register_batches(&ctx, model.name, schema, batches.clone()).await?;
         run_tests(&ctx, &model, &settings.id).await?;
         tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), "model computed");
         if let Some(schema) = metric_schemas.get(model.name) {
@@ -548,10 +546,11 @@ pub async fn run_community(
                 .collect::<Result<Vec<_>>>()?;
             let dir = staging.join(model.name);
             write_parquet(&dir.join("part-0.parquet"), schema, &conformed)?;
-            let target = lake
-                .metrics_dir(model.name)
-                .join(format!("community_id={}", settings.id))
-                .join(format!("as_of={as_of}"));
+            let target = format!(
+                "{}/community_id={}/as_of={as_of}",
+                crate::lake::metrics_path(model.name),
+                settings.id
+            );
             swaps.push((dir, target));
             tables.push((model.name, conformed.iter().map(|b| b.num_rows()).sum()));
         }
@@ -666,19 +665,12 @@ async fn pagerank_batch(ctx: &SessionContext) -> Result<RecordBatch> {
 
 /// Community ids with events in the lake.
 pub fn communities_in_lake(lake: &Lake) -> Result<Vec<String>> {
-    let dir = lake.events_dir();
-    let mut ids: Vec<String> = std::fs::read_dir(&dir)
-        .io_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("community_id="))
-                .map(str::to_string)
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
+    Ok(lake
+        .list_dirs(crate::lake::EVENTS)?
+        .iter()
+        .filter_map(|d| d.strip_prefix("community_id="))
+        .map(str::to_string)
+        .collect())
 }
 
 /// The communities a run covers: every configured community (or every community in the lake

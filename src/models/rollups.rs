@@ -10,7 +10,6 @@
 //! changed is recomputed, and nothing else is.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -80,35 +79,26 @@ pub async fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, SchemaRe
 /// The event partitions of `community` by month: first day of the UTC month → every
 /// `event_date=…/file` name of that month, sorted.
 fn event_months(lake: &Lake, community: &str) -> Result<BTreeMap<NaiveDate, Vec<String>>> {
-    let dir = lake.events_dir().join(format!("community_id={community}"));
-    let mut out = BTreeMap::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(date) = name
+    let dir = format!("{}/community_id={community}", crate::lake::EVENTS);
+    let mut out: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+    for file in lake.list_files(&dir)? {
+        let name = &file[dir.len() + 1..];
+        let Some((date, _)) = name
             .strip_prefix("event_date=")
-            .and_then(|d| d.parse::<NaiveDate>().ok())
+            .and_then(|rest| rest.split_once('/'))
         else {
             continue;
         };
-        let files: Vec<String> = std::fs::read_dir(entry.path())
-            .io_context(|| format!("listing {}", entry.path().display()))?
-            .filter_map(|f| f.ok())
-            .map(|f| f.file_name().to_string_lossy().into_owned())
-            .filter(|f| f.ends_with(".parquet") && !f.starts_with(['.', '_']))
-            .collect();
-        let month: &mut Vec<String> = out.entry(month_of(date)).or_default();
-        month.extend(files.into_iter().map(|f| format!("event_date={date}/{f}")));
+        let (Ok(date), true) = (date.parse::<NaiveDate>(), name.ends_with(".parquet")) else {
+            continue;
+        };
+        out.entry(month_of(date))
+            .or_default()
+            .push(name.to_string());
     }
     for files in out.values_mut() {
         files.sort();
     }
-    out.retain(|_, files| !files.is_empty());
     Ok(out)
 }
 
@@ -124,10 +114,11 @@ fn fingerprint(sql: &str, tz: &str, files: &[String]) -> String {
     format!("part-{:016x}.parquet", h.digest())
 }
 
-fn partition_dir(lake: &Lake, table: &str, community: &str, month: NaiveDate) -> PathBuf {
-    lake.rollups_dir(table)
-        .join(format!("community_id={community}"))
-        .join(format!("event_month={month}"))
+fn partition_path(table: &str, community: &str, month: NaiveDate) -> String {
+    format!(
+        "{}/community_id={community}/event_month={month}",
+        crate::lake::rollups_path(table)
+    )
 }
 
 /// Bring every rollup of `community` up to date with its events.
@@ -149,8 +140,8 @@ pub async fn refresh(
         let mut swaps = Vec::new();
         for (month, files) in &months {
             let name = fingerprint(sql, tz, files);
-            let target = partition_dir(lake, table, community, *month);
-            if target.join(&name).exists() {
+            let target = partition_path(table, community, *month);
+            if lake.exists(&format!("{target}/{name}"))? {
                 continue;
             }
             let last = (*month + chrono::Months::new(1))

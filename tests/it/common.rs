@@ -5,13 +5,32 @@ use std::process::{Command, Output};
 
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+    backend: Backend,
+}
+
+/// The engine a test's `pulse` runs use (`[engine] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
+    BallistaStandalone,
 }
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch {
+        Scratch::on(Backend::Local)
+    }
+
+    /// A scratch directory whose config runs the models on `backend`.
+    pub fn on(backend: Backend) -> Scratch {
+        let s = Scratch {
             dir: tempfile::tempdir().expect("temp dir"),
+            backend,
+        };
+        if backend != Backend::Local {
+            s.config("");
         }
+        s
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -127,10 +146,15 @@ impl E {
 }
 
 impl Scratch {
-    /// Write `config/pulse.toml` (the default config path; pulse runs in the scratch dir).
+    /// Write `config/pulse.toml` (the default config path; pulse runs in the scratch dir),
+    /// with the scratch's engine backend.
     pub fn config(&self, text: &str) {
+        let engine = match self.backend {
+            Backend::Local => "",
+            Backend::BallistaStandalone => "\n[engine]\nbackend = \"ballista-standalone\"\n",
+        };
         std::fs::create_dir_all(self.path("config")).unwrap();
-        std::fs::write(self.path("config/pulse.toml"), text).unwrap();
+        std::fs::write(self.path("config/pulse.toml"), format!("{text}{engine}")).unwrap();
     }
 
     /// Import these events (as one NDJSON file).

@@ -3,7 +3,44 @@
 //! Unless a test says otherwise: window_days = 10, as_of = 2026-11-11 in UTC, so
 //! W = 2026-11-01 … 11-10 and W′ = 2026-10-22 … 10-31.
 
-use crate::common::{approx, e, Scratch, E};
+//!
+//! Every test body runs on each engine backend (the local engine, and with `--features
+//! ballista` an in-process Ballista cluster) and must give the same, hand-computed results.
+
+use crate::common::{approx, e, Backend, Scratch, E};
+
+/// `#[test]`s calling each body once per backend: `local::name`, `ballista::name`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Local)
+            })*
+        }
+        #[cfg(feature = "ballista")]
+        mod ballista {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::BallistaStandalone)
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    worked_example_activity_score_is_3_88,
+    worked_example_community_influence_is_500_24,
+    tiers_follow_their_rules_in_order,
+    points_cap_per_local_day_and_as_of_is_exclusive,
+    percentile_normalization_shares_the_lowest_rank_on_ties,
+    demand_categories_with_unanswered_at_the_48h_edges,
+    cohorts_use_local_months_and_mark_partial_periods,
+    an_empty_community_produces_no_rows,
+    late_events_refresh_only_their_month_and_reruns_replace,
+    kpis_revenue_by_currency_and_ranking_ties,
+    communities_override_defaults_and_weekly_cohorts
+);
 
 const WINDOW_10: &str = "[defaults]\nwindow_days = 10\n";
 
@@ -14,9 +51,8 @@ fn checkins(member: &str, month: &str, days: impl IntoIterator<Item = u32>) -> V
         .collect()
 }
 
-#[test]
-fn worked_example_activity_score_is_3_88() {
-    let s = Scratch::new();
+fn worked_example_activity_score_is_3_88(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(WINDOW_10);
     let mut events = vec![e("m", "join", "2026-10-20T09:00:00Z")];
     for d in 1..=5 {
@@ -79,9 +115,8 @@ fn worked_example_activity_score_is_3_88() {
         .is_empty());
 }
 
-#[test]
-fn worked_example_community_influence_is_500_24() {
-    let s = Scratch::new();
+fn worked_example_community_influence_is_500_24(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(WINDOW_10);
     let mut events = Vec::new();
     for i in 0..1000 {
@@ -111,9 +146,8 @@ fn worked_example_community_influence_is_500_24() {
     assert!(approx(&row["influence"], 500.24), "{row:?}");
 }
 
-#[test]
-fn tiers_follow_their_rules_in_order() {
-    let s = Scratch::new();
+fn tiers_follow_their_rules_in_order(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(WINDOW_10);
     let mut ev = Vec::new();
     let join = |m: &str| e(m, "join", "2026-10-01T08:00:00Z");
@@ -215,9 +249,8 @@ fn tiers_follow_their_rules_in_order() {
     );
 }
 
-#[test]
-fn points_cap_per_local_day_and_as_of_is_exclusive() {
-    let s = Scratch::new();
+fn points_cap_per_local_day_and_as_of_is_exclusive(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config("[defaults]\nwindow_days = 10\ntimezone = \"Asia/Shanghai\"\n");
     let mut ev = vec![e("p", "join", "2026-10-01T00:00:00Z")];
     for i in 0..35 {
@@ -251,9 +284,8 @@ fn points_cap_per_local_day_and_as_of_is_exclusive() {
     assert_eq!(p["last_active_at"], "2026-11-10T15:59:59.999999Z");
 }
 
-#[test]
-fn percentile_normalization_shares_the_lowest_rank_on_ties() {
-    let s = Scratch::new();
+fn percentile_normalization_shares_the_lowest_rank_on_ties(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(
         "[defaults]\nwindow_days = 10\nnormalization = \"percentile\"\n\
          activity_weights = { participation = 1.0, interaction = 0.0, contribution = 0.0, retention = 0.0 }\n",
@@ -282,9 +314,8 @@ fn percentile_normalization_shares_the_lowest_rank_on_ties() {
     assert!(approx(&solo[0]["activity_score"], 0.0));
 }
 
-#[test]
-fn demand_categories_with_unanswered_at_the_48h_edges() {
-    let s = Scratch::new();
+fn demand_categories_with_unanswered_at_the_48h_edges(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(WINDOW_10);
     let post = |m: &str, id: &str, at: &str, title: &str| {
         e(m, "post", at)
@@ -376,9 +407,8 @@ fn demand_categories_with_unanswered_at_the_48h_edges() {
     );
 }
 
-#[test]
-fn cohorts_use_local_months_and_mark_partial_periods() {
-    let s = Scratch::new();
+fn cohorts_use_local_months_and_mark_partial_periods(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config("[defaults]\ntimezone = \"Asia/Shanghai\"\n");
     s.import(&[
         // 01:00 on Oct 1 in Shanghai (still Sep 30 in UTC): an October cohort.
@@ -427,9 +457,8 @@ fn cohorts_use_local_months_and_mark_partial_periods() {
     assert!(approx(&rate[0]["retention_rate"], 1.0 / 3.0));
 }
 
-#[test]
-fn an_empty_community_produces_no_rows() {
-    let s = Scratch::new();
+fn an_empty_community_produces_no_rows(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config("[defaults]\nwindow_days = 10\n[[communities]]\nid = \"c1\"\n[[communities]]\nid = \"quiet\"\n");
     s.import(&[e("m", "post", "2026-11-02T10:00:00Z")]);
     let out = s.run("2026-11-11");
@@ -446,9 +475,8 @@ fn an_empty_community_produces_no_rows() {
         .contains("`nobody` is neither configured nor in the lake"));
 }
 
-#[test]
-fn late_events_refresh_only_their_month_and_reruns_replace() {
-    let s = Scratch::new();
+fn late_events_refresh_only_their_month_and_reruns_replace(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(WINDOW_10);
     s.import(&[
         e("m", "checkin", "2026-10-25T10:00:00Z"), // October: a second rollup month
@@ -482,9 +510,8 @@ fn late_events_refresh_only_their_month_and_reruns_replace() {
     );
 }
 
-#[test]
-fn kpis_revenue_by_currency_and_ranking_ties() {
-    let s = Scratch::new();
+fn kpis_revenue_by_currency_and_ranking_ties(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config("[defaults]\nwindow_days = 10\ntop_n = 3\nexclude_members = [\"staff\"]\n");
     let buy = |m: &str, kind: &str, at: &str, amount: i64, cur: &str| {
         e(m, kind, at)
@@ -548,9 +575,8 @@ fn kpis_revenue_by_currency_and_ranking_ties() {
     );
 }
 
-#[test]
-fn communities_override_defaults_and_weekly_cohorts() {
-    let s = Scratch::new();
+fn communities_override_defaults_and_weekly_cohorts(backend: Backend) {
+    let s = Scratch::on(backend);
     s.config(
         "[defaults]\nwindow_days = 10\n\
          [[communities]]\nid = \"c1\"\n\

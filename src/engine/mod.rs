@@ -2,8 +2,17 @@
 //!
 //! Every run gets a fresh [`SessionContext`] (a long-lived context caches directory listings
 //! and would miss files written since), with a memory pool that spills to disk beyond
-//! `engine.memory_limit`, `engine.target_partitions` threads, and every lake table registered
-//! with an explicit schema, so an empty lake is a valid lake.
+//! `engine.memory_limit`, `engine.target_partitions` threads, the SQL functions the models
+//! use, and every lake table registered with an explicit schema, so an empty lake is a valid
+//! lake.
+//!
+//! `engine.backend` picks who executes the plans: this process (`local`), or Apache DataFusion
+//! Ballista (`ballista-standalone`, `ballista`; only with `--features ballista`, see
+//! [`ballista`]). The SQL is the same; only tables that exist solely in this process's memory
+//! (config lists, model outputs) are handed over differently: see [`register_batches`].
+
+#[cfg(feature = "ballista")]
+pub mod ballista;
 
 use std::sync::Arc;
 
@@ -11,13 +20,14 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
-use crate::config::EngineConfig;
-use crate::error::{IoContext, Result};
+use crate::config::{Backend, EngineConfig};
+use crate::error::Result;
 use crate::lake::Lake;
 
 /// Runtime (memory pool, spill directory) for one session. A plain function of the config so a
@@ -40,11 +50,31 @@ pub fn session_config(config: &EngineConfig) -> SessionConfig {
 
 /// A fresh session over `lake` with `events` and every metric table registered.
 pub async fn session(config: &EngineConfig, lake: &Lake) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config_rt(session_config(config), runtime_env(config)?);
+    let ctx = match config.backend {
+        Backend::Local => {
+            let ctx =
+                SessionContext::new_with_config_rt(session_config(config), runtime_env(config)?);
+            lake.register_store(&ctx)?;
+            for udf in crate::models::functions() {
+                ctx.register_udf(udf);
+            }
+            ctx
+        }
+        #[cfg(feature = "ballista")]
+        Backend::Ballista | Backend::BallistaStandalone => {
+            self::ballista::context(config, lake).await?
+        }
+        #[cfg(not(feature = "ballista"))]
+        Backend::Ballista | Backend::BallistaStandalone => return Err(crate::error::Error::Usage(
+            "Ballista backends are not built into this binary (build with `--features ballista`)"
+                .into(),
+        )),
+    };
     register_table(
         &ctx,
         "events",
-        &lake.events_dir(),
+        lake,
+        crate::lake::EVENTS,
         crate::event::file_schema(),
         &[
             ("community_id", DataType::Utf8),
@@ -56,7 +86,8 @@ pub async fn session(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
         register_table(
             &ctx,
             table,
-            &lake.metrics_dir(table),
+            lake,
+            &crate::lake::metrics_path(table),
             schema,
             &[
                 ("community_id", DataType::Utf8),
@@ -68,15 +99,15 @@ pub async fn session(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
     Ok(ctx)
 }
 
-/// Register a Hive-partitioned Parquet directory as a table with a known file schema.
+/// Register the Hive-partitioned Parquet table at lake path `rel` with a known file schema.
 pub async fn register_table(
     ctx: &SessionContext,
     name: &str,
-    dir: &std::path::Path,
+    lake: &Lake,
+    rel: &str,
     file_schema: SchemaRef,
     partition_cols: &[(&str, DataType)],
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(
@@ -85,9 +116,32 @@ pub async fn register_table(
                 .map(|(n, t)| (n.to_string(), t.clone()))
                 .collect(),
         );
-    let url = format!("{}/", dir.display());
+    let url = lake.table_url(rel)?;
     ctx.register_listing_table(name, url, options, Some(file_schema), None)
         .await?;
+    Ok(())
+}
+
+/// Make `batches` queryable as table `name`, replacing any table of that name. The local
+/// engine keeps them in memory. Ballista's executors cannot see this process's memory, so a
+/// Ballista session writes them as Parquet into its scratch space in the lake and registers
+/// that (the executors read it like any lake table).
+pub async fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    ctx.deregister_table(name)?;
+    #[cfg(feature = "ballista")]
+    if let Some(scratch) = ctx
+        .state()
+        .config()
+        .get_extension::<self::ballista::Scratch>()
+    {
+        return scratch.register(ctx, name, schema, &batches).await;
+    }
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     Ok(())
 }
 
