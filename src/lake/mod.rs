@@ -433,3 +433,92 @@ fn sync_all<'a>(root: &Path, paths: impl Iterator<Item = &'a Path>) -> Result<()
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lake_paths_publish_list_and_replace_on_a_local_lake() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&format!("file://{}", dir.path().display())).unwrap();
+        assert_eq!(
+            lake.local_root(),
+            Some(dir.path().canonicalize().unwrap().as_path())
+        );
+        let staged = lake.staging_dir().join("x");
+        std::fs::create_dir_all(&staged).unwrap();
+        for name in ["a.parquet", "b.parquet"] {
+            std::fs::write(staged.join(name), name).unwrap();
+        }
+        lake.publish(&[
+            (
+                staged.join("a.parquet"),
+                "events/community_id=c/event_date=2026-01-01/a.parquet".into(),
+            ),
+            (
+                staged.join("b.parquet"),
+                "events/community_id=d/event_date=2026-01-02/b.parquet".into(),
+            ),
+        ])
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("events/_hidden")).unwrap();
+        std::fs::write(dir.path().join("events/_hidden/x.parquet"), "").unwrap();
+        std::fs::write(dir.path().join("events/.tmp.parquet"), "").unwrap();
+        assert_eq!(
+            lake.list_files(EVENTS).unwrap(),
+            [
+                "events/community_id=c/event_date=2026-01-01/a.parquet",
+                "events/community_id=d/event_date=2026-01-02/b.parquet"
+            ]
+        );
+        assert_eq!(
+            lake.list_dirs(EVENTS).unwrap(),
+            ["community_id=c", "community_id=d"]
+        );
+        assert!(lake.list_dirs("no/such/dir").unwrap().is_empty());
+        let bytes = lake
+            .read_many(&["events/community_id=d/event_date=2026-01-02/b.parquet".into()])
+            .unwrap();
+        assert_eq!(&bytes[0][..], b"b.parquet");
+
+        // Replacing a partition swaps the whole directory: old files are gone.
+        let partition = format!("{}/community_id=c/as_of=2026-01-01", metrics_path("kpis"));
+        lake.write(&format!("{partition}/stale.parquet"), b"old")
+            .unwrap();
+        let new = lake.staging_dir().join("new");
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(new.join("part-0.parquet"), "new").unwrap();
+        lake.replace_dirs(&[(new, partition.clone())]).unwrap();
+        assert_eq!(
+            lake.list_files(&partition).unwrap(),
+            [format!("{partition}/part-0.parquet")]
+        );
+        assert!(lake.exists(&format!("{partition}/part-0.parquet")).unwrap());
+        lake.remove_all("metrics").unwrap();
+        assert!(!lake.exists(&format!("{partition}/part-0.parquet")).unwrap());
+        assert_eq!(
+            lake.display("events"),
+            dir.path()
+                .canonicalize()
+                .unwrap()
+                .join("events")
+                .display()
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn unknown_schemes_and_missing_buckets_are_refused() {
+        let e = Lake::open("ftp://host/lake").unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme `ftp://`"), "{e}");
+        // An S3 lake names its URL in what it shows, and maps lake paths below its prefix.
+        let lake = Lake::open("s3://bucket/some/prefix").unwrap();
+        assert_eq!(lake.display("events"), "s3://bucket/some/prefix/events");
+        assert_eq!(
+            lake.table_url("events").unwrap(),
+            "s3://bucket/some/prefix/events/"
+        );
+        assert!(lake.local_root().is_none());
+    }
+}

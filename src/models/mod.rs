@@ -519,11 +519,19 @@ pub async fn run_community(
 ) -> Result<CommunityRun> {
     let started = std::time::Instant::now();
     let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
-    let ctx = crate::engine::session(&config.engine, lake).await?;
-    prepare_session(&ctx, lake).await?;
-    let refreshed = rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
-    tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
-    register_parameter_tables(&ctx, settings).await?;
+    // A community without a single event has nothing to compute: its tables are written empty
+    // without starting an engine (and Ballista 55 can stall on plans over zero files).
+    let engine = if rollups::has_events(lake, &settings.id)? {
+        let ctx = crate::engine::session(&config.engine, lake).await?;
+        prepare_session(&ctx, lake).await?;
+        let refreshed =
+            rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
+        tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
+        register_parameter_tables(&ctx, settings).await?;
+        Some((ctx, refreshed))
+    } else {
+        None
+    };
     let params = parameters(settings, &window);
     let metric_schemas: BTreeMap<&str, SchemaRef> = metric_tables().into_iter().collect();
     let staging = lake
@@ -532,13 +540,19 @@ pub async fn run_community(
     let mut swaps = Vec::new();
     let mut tables = Vec::new();
     for model in models()? {
-        let model_started = std::time::Instant::now();
-        let (schema, batches) = compute(&ctx, &model, &params)
-            .await
-            .map_err(|e| Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id)))?;
-        crate::engine::register_batches(&ctx, model.name, schema, batches.clone()).await?;
-        run_tests(&ctx, &model, &settings.id).await?;
-        tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), "model computed");
+        let batches = match &engine {
+            None => Vec::new(),
+            Some((ctx, _)) => {
+                let model_started = std::time::Instant::now();
+                let (schema, batches) = compute(ctx, &model, &params).await.map_err(|e| {
+                    Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id))
+                })?;
+                crate::engine::register_batches(ctx, model.name, schema, batches.clone()).await?;
+                run_tests(ctx, &model, &settings.id).await?;
+                tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), "model computed");
+                batches
+            }
+        };
         if let Some(schema) = metric_schemas.get(model.name) {
             let conformed = batches
                 .iter()
@@ -563,7 +577,7 @@ pub async fn run_community(
     Ok(CommunityRun {
         community: settings.id.clone(),
         window,
-        rollups: refreshed,
+        rollups: engine.map(|(_, refreshed)| refreshed).unwrap_or_default(),
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })

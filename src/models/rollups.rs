@@ -102,6 +102,11 @@ fn event_months(lake: &Lake, community: &str) -> Result<BTreeMap<NaiveDate, Vec<
     Ok(out)
 }
 
+/// Whether `community` has any event in the lake.
+pub fn has_events(lake: &Lake, community: &str) -> Result<bool> {
+    Ok(!event_months(lake, community)?.is_empty())
+}
+
 fn fingerprint(sql: &str, tz: &str, files: &[String]) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for part in [sql, tz]
