@@ -120,12 +120,20 @@ impl Remote {
                 async move { upload_file(store, key, &local, wrap).await }
             })
             .collect();
+        self.run_all(jobs).map(|_| ())
+    }
+
+    /// Run `jobs` on the I/O runtime, [`CONCURRENCY`] at a time; their results in order.
+    fn run_all<T, F>(&self, jobs: Vec<F>) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
         self.io.block_on(async move {
             futures::stream::iter(jobs)
-                .buffer_unordered(CONCURRENCY)
-                .try_collect::<Vec<()>>()
+                .buffered(CONCURRENCY)
+                .try_collect::<Vec<T>>()
                 .await
-                .map(|_| ())
         })
     }
 
@@ -159,12 +167,7 @@ impl Remote {
                 }
             })
             .collect();
-        self.io.block_on(async move {
-            futures::stream::iter(jobs)
-                .buffered(CONCURRENCY)
-                .try_collect::<Vec<_>>()
-                .await
-        })
+        self.run_all(jobs)
     }
 
     pub fn exists(&self, rel: &str) -> Result<bool> {
@@ -214,13 +217,7 @@ impl Remote {
                 }
             })
             .collect();
-        self.io.block_on(async move {
-            futures::stream::iter(jobs)
-                .buffer_unordered(CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await
-                .map(|_| ())
-        })
+        self.run_all(jobs).map(|_| ())
     }
 
     /// Replace the objects below each `rel` with the files of its staged directory: upload

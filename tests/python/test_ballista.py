@@ -11,24 +11,11 @@ import subprocess
 import time
 
 import pytest
+from helpers import TWO_COMMUNITIES, free_port
 
 AS_OF = "2026-11-23"
 TABLES = ["member_activity", "member_influence", "community_influence", "retention_cohorts",
           "demand_categories", "ranked_members", "kpis"]
-COMMUNITIES = """
-[[communities]]
-id = "python-camp"
-timezone = "Asia/Shanghai"
-[[communities]]
-id = "data-circle"
-timezone = "America/New_York"
-"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port, proc, what, timeout=60):
@@ -48,10 +35,10 @@ def test_models_on_a_ballista_cluster_match_the_local_engine(pulse_bin, tmp_path
     lake = tmp_path / "lake"
     scheduler_port, flight_port, grpc_port = free_port(), free_port(), free_port()
     local_cfg = tmp_path / "local.toml"
-    local_cfg.write_text(COMMUNITIES)
+    local_cfg.write_text(TWO_COMMUNITIES)
     cluster_cfg = tmp_path / "cluster.toml"
     cluster_cfg.write_text(f'[engine]\nbackend = "ballista"\nballista_url = "df://127.0.0.1:{scheduler_port}"\n'
-                           + COMMUNITIES)
+                           + TWO_COMMUNITIES)
     env = {k: v for k, v in os.environ.items() if k not in ("PULSE_CONFIG", "PULSE_LAKE")}
 
     def pulse(config, *args):

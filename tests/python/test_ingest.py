@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import textwrap
 import time
@@ -17,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 VECTORS = json.loads((FIXTURES / "signature_test_vectors.json").read_text())
@@ -24,12 +24,6 @@ WHSEC = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 DISCOURSE_SECRET = "my_lovely_secret_for_web_hook"
 STRIPE_SECRET = "whsec_test_secret_stripe"
 TOKEN = "t0ken-for-tests"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -4,32 +4,22 @@ partitions, and an independent reader (Polars, its own S3 client) reads what pul
 import csv
 import io
 import os
-import socket
 import subprocess
 
 import boto3
 import polars as pl
 import pytest
+from helpers import TWO_COMMUNITIES, free_port
 from moto.server import ThreadedMotoServer
 
 AS_OF = "2026-11-23"
-CONFIG = """
-[[communities]]
-id = "python-camp"
-timezone = "Asia/Shanghai"
-[[communities]]
-id = "data-circle"
-timezone = "America/New_York"
-"""
 METRICS = ["member_activity", "member_influence", "community_influence", "retention_cohorts",
            "demand_categories", "ranked_members", "kpis"]
 
 
 @pytest.fixture(scope="module")
 def s3():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     env = {
@@ -68,7 +58,7 @@ def keys(client, prefix):
 
 def test_s3_lake_matches_a_local_lake(pulse_bin, tmp_path, s3):
     env, client = s3
-    (tmp_path / "pulse.toml").write_text(CONFIG)
+    (tmp_path / "pulse.toml").write_text(TWO_COMMUNITIES)
     data = tmp_path / "events.ndjson"
     run(pulse_bin, tmp_path, str(tmp_path / "local"), env, "generate", "--members", "300", "--days",
         "60", "--communities", "2", "--seed", "5", "--end", AS_OF, "--out", data)
@@ -123,7 +113,7 @@ def test_s3_lake_matches_a_local_lake(pulse_bin, tmp_path, s3):
 
 def test_s3_lake_errors_name_the_lake(pulse_bin, tmp_path, s3):
     env, _ = s3
-    (tmp_path / "pulse.toml").write_text(CONFIG)
+    (tmp_path / "pulse.toml").write_text(TWO_COMMUNITIES)
     proc = subprocess.run(
         [pulse_bin, "--config", str(tmp_path / "pulse.toml"), "--lake", "s3://no-such-bucket/x",
          "query", "SELECT count(*) FROM events"],

@@ -4,11 +4,11 @@ import csv
 import email
 import email.policy
 import io
-import socket
 import subprocess
 import textwrap
 
 import pytest
+from helpers import free_port
 from aiosmtpd.controller import Controller
 
 AS_OF = "2026-11-23"
@@ -30,12 +30,6 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.rcpt_tos, envelope.original_content))
         return "250 Message accepted"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
