@@ -146,13 +146,6 @@ impl Remote {
             .map_err(self.wrap("writing", rel))
     }
 
-    pub fn get(&self, rel: &str) -> Result<bytes::Bytes> {
-        let (store, key) = (self.store.clone(), self.key(rel));
-        self.io
-            .block_on(async move { store.get(&key).await?.bytes().await })
-            .map_err(self.wrap("reading", rel))
-    }
-
     /// Fetch many objects at once, in the order asked.
     pub fn get_many(&self, rels: &[String]) -> Result<Vec<bytes::Bytes>> {
         let jobs: Vec<_> = rels
