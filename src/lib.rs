@@ -1,15 +1,24 @@
 //! Community Pulse: events from webhooks and exports into a Parquet lake, metrics computed with
 //! DataFusion SQL, reports and ranked member lists delivered.
 //!
-//! The modules follow the data: [`ingest`] (files, later webhooks) → [`lake`] (Parquet) →
-//! [`models`] (DataFusion over `queries/*.sql`) → [`deliver`] (the emailed report); [`engine`]
-//! builds the DataFusion sessions, [`state`] remembers what was sent, [`config`] is the typed
-//! configuration and [`cli`] drives it all.
+//! The modules follow the data:
+//!
+//! - [`ingest`] (webhook receiver, adapters, files and export pickup) → [`spool`] (durable
+//!   intake) → [`lake`] (Hive-partitioned Parquet, local or object store);
+//! - [`engine`] builds DataFusion sessions over the lake's catalog; [`models`] runs the SQL
+//!   models of `queries/` (and PageRank) into the metric tables;
+//! - [`report`] reads the metric tables back and emails the report; [`sinks`] hand the ranked
+//!   lists to files and signed webhooks;
+//! - [`pipeline`] strings one run together (intake → models → report → email → sinks) and keeps
+//!   the run history; [`schedule`] says when runs are due; [`serve`] runs the receiver, the
+//!   spool compactor and the scheduler; [`cli`] is the command line.
+//!
+//! Shared pieces: [`config`] (typed, validated configuration), [`event`] (the canonical event),
+//! [`signature`] (webhook signature schemes, in and out), [`state`] (what was sent and
+//! delivered), [`generate`] (synthetic communities), [`error`].
 
 pub mod cli;
 pub mod config;
-pub mod deliver;
-pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -17,7 +26,12 @@ pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod models;
+pub mod pipeline;
+pub mod report;
 pub mod schedule;
+pub mod serve;
+pub mod signature;
+pub mod sinks;
 pub mod spool;
 pub mod state;
 

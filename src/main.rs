@@ -25,11 +25,12 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_target(false).init(),
     }
-    match pulse::cli::run(cli).map_err(anyhow::Error::from) {
-        Ok(code) => code,
+    match pulse::cli::run(cli) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let code = e.exit_code();
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            ExitCode::from(code)
         }
     }
 }

@@ -241,13 +241,13 @@ impl Spool {
         lake: &crate::lake::Lake,
     ) -> Result<crate::lake::events::ImportStats> {
         // An empty batch with the rotate marker: the appender seals the open segment.
-        self.append(vec![Vec::new()]).await.map_err(Error::Usage)?;
+        self.append(vec![Vec::new()]).await.map_err(Error::Spool)?;
         let dir = self.dir.clone();
         let lake = lake.clone();
         let stats = self.stats.clone();
         tokio::task::spawn_blocking(move || compact_sealed(&dir, &lake, Some(&stats), false))
             .await
-            .map_err(|e| Error::Usage(format!("spool compaction: {e}")))?
+            .map_err(|e| Error::Spool(format!("compaction task: {e}")))?
     }
 }
 

@@ -25,9 +25,9 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::adapters::{self, Identities, Mapped};
-use super::signature;
 use crate::config::{Config, SourceKind};
 use crate::error::{Error, Result};
+use crate::signature;
 use crate::spool::Spool;
 
 /// Counters for /metrics.
@@ -297,14 +297,14 @@ async fn metrics(State(app): State<Shared>) -> Response {
         load(&s.fsync_micros) as f64 / 1e6
     ));
     // Run outcomes, from the run history.
-    let runs = crate::schedule::history(&app.state_dir)
+    let runs = crate::pipeline::history::history(&app.state_dir)
         .read()
-        .map(crate::schedule::latest_runs)
+        .map(crate::pipeline::history::latest_runs)
         .unwrap_or_default();
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     for r in runs
         .iter()
-        .filter(|r| r.kind != crate::schedule::RunKind::Registered)
+        .filter(|r| r.kind != crate::pipeline::history::RunKind::Registered)
     {
         *by_status
             .entry(format!("{:?}", r.status).to_lowercase())
@@ -322,8 +322,19 @@ async fn metrics(State(app): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Serve the receiver on `ingest.listen` until `shutdown` resolves.
+/// Bind `ingest.listen`.
+pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(config.ingest.listen)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("listening on {} (ingest.listen)", config.ingest.listen),
+            source: e,
+        })
+}
+
+/// Serve the receiver on `listener` until `shutdown` resolves.
 pub async fn serve(
+    listener: tokio::net::TcpListener,
     config: &Config,
     spool: Spool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -348,12 +359,6 @@ pub async fn serve(
             config.ingest.max_body_bytes.0 as usize,
         ))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(&config.ingest.listen)
-        .await
-        .map_err(|e| Error::Io {
-            context: format!("listening on {} (ingest.listen)", config.ingest.listen),
-            source: e,
-        })?;
     let local = listener.local_addr().map_err(|e| Error::Io {
         context: "reading the listen address".into(),
         source: e,

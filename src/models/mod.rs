@@ -677,44 +677,6 @@ async fn pagerank_batch(ctx: &SessionContext) -> Result<RecordBatch> {
     )?)
 }
 
-/// Community ids with events in the lake.
-pub fn communities_in_lake(lake: &Lake) -> Result<Vec<String>> {
-    Ok(lake
-        .list_dirs(crate::lake::EVENTS)?
-        .iter()
-        .filter_map(|d| d.strip_prefix("community_id="))
-        .map(str::to_string)
-        .collect())
-}
-
-/// The communities a run covers: every configured community (or every community in the lake
-/// when none is configured), or only `only`.
-pub fn select_communities(
-    config: &Config,
-    lake: &Lake,
-    only: Option<&str>,
-) -> Result<Vec<CommunitySettings>> {
-    let mut communities = config.communities();
-    if communities.is_empty() {
-        communities = communities_in_lake(lake)?
-            .iter()
-            .map(|id| config.community(id))
-            .collect();
-    }
-    if let Some(id) = only {
-        communities.retain(|c| c.id == id);
-        if communities.is_empty() {
-            if !communities_in_lake(lake)?.iter().any(|c| c == id) {
-                return Err(Error::Usage(format!(
-                    "community `{id}` is neither configured nor in the lake (see `pulse query \"SELECT DISTINCT community_id FROM events\"`)"
-                )));
-            }
-            communities.push(config.community(id));
-        }
-    }
-    Ok(communities)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

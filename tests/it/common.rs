@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests: a scratch directory with a lake, and `pulse` runs.
+//! Helpers shared by the integration tests: a scratch directory with a lake; `pulse` runs as a
+//! process (for what the command line does) and the library called in process (imports,
+//! model runs and queries, for what the numbers are).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -70,9 +72,81 @@ impl Scratch {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
-    /// `pulse query --format csv SQL` as rows of fields (header dropped).
+    /// The scratch's config (`config/pulse.toml`, or the defaults) as the library sees it when
+    /// called in process: the scratch's lake, and relative paths taken from the scratch dir.
+    pub fn library_config(&self) -> (pulse::config::Config, pulse::lake::Lake) {
+        let file = self.path("config/pulse.toml");
+        let mut config = if file.exists() {
+            pulse::config::Config::load(Some(&file)).expect("config").0
+        } else {
+            pulse::config::Config::default_config()
+        };
+        config.state_dir = self.dir.path().join(&config.state_dir);
+        let lake = pulse::lake::Lake::open(self.lake().to_str().unwrap()).expect("lake");
+        (config, lake)
+    }
+
+    /// Run `future` on a runtime like the one `pulse` uses.
+    pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    /// Compute every metric table for `as_of` in process (the pipeline of `pulse run`, without
+    /// email or sinks unless configured): what each community's run produced.
+    pub fn compute(&self, as_of: &str) -> Vec<pulse::models::CommunityRun> {
+        self.compute_only(as_of, None)
+    }
+
+    /// [`Scratch::compute`] for one community.
+    pub fn compute_only(
+        &self,
+        as_of: &str,
+        community: Option<&str>,
+    ) -> Vec<pulse::models::CommunityRun> {
+        let (config, lake) = self.library_config();
+        let as_of = as_of.parse().expect("as_of date");
+        let runs = Self::block_on(pulse::pipeline::run_now(
+            &config,
+            &lake,
+            Some(as_of),
+            community,
+            pulse::pipeline::DeliverOptions::default(),
+        ))
+        .expect("run");
+        runs.into_iter()
+            .map(|r| {
+                assert!(r.ok(), "run failed: {:?}", r.record);
+                r.models.expect("models ran")
+            })
+            .collect()
+    }
+
+    /// A query's result as CSV text (`pulse query --format csv`), in process on the local
+    /// engine, through the `pulse` process on other backends.
+    fn query_csv(&self, sql: &str) -> String {
+        if self.backend != Backend::Local {
+            return self.ok(&["query", "--format", "csv", sql]);
+        }
+        let (config, lake) = self.library_config();
+        let (schema, batches) = Self::block_on(async {
+            let ctx = pulse::engine::session(&config.engine, &lake).await?;
+            pulse::models::prepare_session(&ctx, &lake).await?;
+            pulse::engine::query(&ctx, sql).await
+        })
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut out = Vec::new();
+        pulse::cli::output::write_csv(&mut out, schema, &batches).expect("csv");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// A query's rows as fields (header dropped).
     pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        let out = self.ok(&["query", "--format", "csv", sql]);
+        let out = self.query_csv(sql);
         let mut reader = csv::Reader::from_reader(out.as_bytes());
         reader
             .records()
@@ -165,8 +239,15 @@ impl Scratch {
             .collect();
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let f = self.write(&format!("batch{id}.ndjson"), &text);
-        let out = self.ok(&["import", f.to_str().unwrap()]);
-        assert!(out.contains("quarantined 0"), "{out}");
+        let (_, lake) = self.library_config();
+        let stats = pulse::ingest::files::import_files(
+            &lake,
+            &[f],
+            pulse::ingest::files::InputFormat::Auto,
+            pulse::lake::events::WriterOptions::default(),
+        )
+        .expect("import");
+        assert_eq!(stats.quarantined, 0, "{stats:?}");
     }
 
     /// `pulse run --as-of D`.
@@ -176,7 +257,7 @@ impl Scratch {
 
     /// Rows of a query as maps column → value (strings, as CSV prints them).
     pub fn records(&self, sql: &str) -> Vec<std::collections::HashMap<String, String>> {
-        let out = self.ok(&["query", "--format", "csv", sql]);
+        let out = self.query_csv(sql);
         let mut reader = csv::Reader::from_reader(out.as_bytes());
         let headers = reader.headers().unwrap().clone();
         reader

@@ -52,7 +52,7 @@ fn demo_produces_a_consistent_pipeline() {
         let text = std::fs::read_to_string(report.join("report.txt")).unwrap();
         let shown = format!(
             "{label}{} ",
-            pulse::deliver::render::group_number(members as f64, 0, false)
+            pulse::report::render::group_number(members as f64, 0, false)
         );
         assert!(text.contains(&shown), "{community}: {shown} not in report");
 

@@ -1,10 +1,10 @@
-//! `pulse demo` and `pulse init`: the whole pipeline on a generated community, and a starter
-//! config for a real one.
+//! `pulse demo`: the whole pipeline on a generated community, in one command, with no network.
 
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+use super::Outcome;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::lake::Lake;
@@ -44,19 +44,51 @@ path = "out/ranked"
 formats = ["csv", "json", "parquet"]
 "#;
 
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to put it (replaced if it holds an earlier demo)
+    #[arg(long, default_value = "pulse-demo")]
+    pub dir: PathBuf,
+    /// Members per community
+    #[arg(long, default_value_t = 2000)]
+    pub members: u32,
+    /// Days of history
+    #[arg(long, default_value_t = 120)]
+    pub days: u32,
+    /// Random seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The as_of date of the run [default: today, UTC]
+    #[arg(long)]
+    pub as_of: Option<chrono::NaiveDate>,
+}
+
+pub fn cmd(args: Args) -> Result<Outcome> {
+    demo(&DemoOptions {
+        dir: args.dir,
+        members: args.members,
+        days: args.days,
+        seed: args.seed,
+        as_of: args
+            .as_of
+            .unwrap_or_else(|| chrono::Utc::now().date_naive()),
+    })?;
+    Ok(Outcome::Success)
+}
+
 /// What `pulse demo` does.
 #[derive(Debug, Clone)]
-pub struct DemoOptions {
-    pub dir: PathBuf,
-    pub members: u32,
-    pub days: u32,
-    pub seed: u64,
+struct DemoOptions {
+    dir: PathBuf,
+    members: u32,
+    days: u32,
+    seed: u64,
     /// The as_of of the run; the generated history ends the day before.
-    pub as_of: NaiveDate,
+    as_of: NaiveDate,
 }
 
 /// Generate, import, run every stage, and print where everything is.
-pub fn demo(options: &DemoOptions) -> Result<()> {
+fn demo(options: &DemoOptions) -> Result<()> {
     let started = std::time::Instant::now();
     let dir = &options.dir;
     prepare_dir(dir)?;
@@ -65,7 +97,8 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         .io_context(|| format!("writing {}", config_path.display()))?;
     // Paths in the config are relative to the directory pulse runs in: the demo directory.
     let mut config = Config::from_toml(DEMO_CONFIG, &config_path)?;
-    config.lake = dir.join("lake").display().to_string();
+    config.lake = crate::config::LakeLocation::try_from(dir.join("lake").display().to_string())
+        .map_err(Error::Usage)?;
     config.state_dir = dir.join("state");
     for sink in &mut config.sinks {
         if let crate::config::SinkConfig::File { path, .. } = sink {
@@ -94,7 +127,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         sample.display()
     );
 
-    let lake = Lake::open(&config.lake)?;
+    let lake = Lake::open(config.lake.as_str())?;
     let stats = crate::ingest::files::import_files(
         &lake,
         std::slice::from_ref(&sample),
@@ -106,16 +139,14 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         stats.imported, stats.files, stats.quarantined
     );
 
-    let runtime = crate::cli::tokio_runtime()?;
-    let runs = runtime
-        .block_on(crate::schedule::run_now(
-            &config,
-            &lake,
-            Some(options.as_of),
-            None,
-            crate::deliver::DeliverOptions::default(),
-        ))?
-        .map_err(|holder| Error::Usage(format!("another run holds the demo's lock: {holder}")))?;
+    let runtime = super::context::runtime()?;
+    let runs = runtime.block_on(crate::pipeline::run_now(
+        &config,
+        &lake,
+        Some(options.as_of),
+        None,
+        crate::pipeline::DeliverOptions::default(),
+    ))?;
     let models: Vec<_> = runs.iter().filter_map(|r| r.models.as_ref()).collect();
     println!(
         "3/4 computed 7 metric tables for as_of {} ({})",
@@ -127,11 +158,19 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
             .join(", ")
     );
     let deliveries: Vec<_> = runs.iter().filter_map(|r| r.delivery.as_ref()).collect();
-    if runs.iter().any(|r| !r.ok()) || deliveries.len() != 2 {
-        return Err(Error::Report(format!(
-            "the demo did not complete: {:?}",
-            runs.iter().map(|r| &r.record).collect::<Vec<_>>()
-        )));
+    if let Some(failed) = runs.iter().find(|r| !r.ok()) {
+        return Err(Error::RunFailed {
+            community: failed.record.community.clone(),
+            as_of: failed.record.as_of,
+            message: format!(
+                "the demo did not complete: {}",
+                failed
+                    .record
+                    .error
+                    .as_deref()
+                    .unwrap_or("something was not delivered")
+            ),
+        });
     }
     println!(
         "4/4 wrote {} reports, emailed {} (to the file outbox), delivered {} ranked lists",
@@ -239,23 +278,6 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     .io_context(|| format!("writing in {}", dir.display()))
 }
 
-/// `pulse init [DIR]`: write `DIR/config/pulse.toml`, the commented reference config with every
-/// key and its default, ready to edit. Refuses to overwrite.
-pub fn init(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(crate::config::DEFAULT_CONFIG_PATH);
-    if path.exists() {
-        return Err(Error::Usage(format!(
-            "{} already exists; edit it, or check it with `pulse check-config`",
-            path.display()
-        )));
-    }
-    let parent = path.parent().expect("config path has a parent");
-    std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    std::fs::write(&path, crate::config::EXAMPLE_CONFIG)
-        .io_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,15 +286,6 @@ mod tests {
     fn the_demo_config_is_valid() {
         let config = Config::from_toml(DEMO_CONFIG, Path::new("pulse.toml")).unwrap();
         assert_eq!(config.communities().len(), 2);
-    }
-
-    #[test]
-    fn init_writes_a_valid_config_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = init(dir.path()).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        Config::from_toml(&text, &path).unwrap();
-        assert!(init(dir.path()).is_err());
     }
 
     #[test]

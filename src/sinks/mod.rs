@@ -14,25 +14,10 @@ use chrono::NaiveDate;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::report::Queries;
 use crate::config::{SinkConfig, SinkFormat};
 use crate::error::{Error, IoContext, Result};
+use crate::report::read::{decode, Queries, RankedMember};
 use crate::state::StateDir;
-
-/// One member of a ranked list, as webhooks carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RankedMember {
-    pub rank: i64,
-    pub member_id: String,
-    pub activity_score: f64,
-    pub points: f64,
-    pub tier: String,
-    pub participation: i64,
-    pub interaction: i64,
-    pub contribution: i64,
-    pub retention: f64,
-    pub active_days: i64,
-}
 
 /// The ranked list of one community and as_of.
 #[derive(Debug, Clone)]
@@ -53,7 +38,7 @@ impl RankedList {
             community: community.to_string(),
             as_of: q.window.as_of,
             window: (q.window.w_start, q.window.as_of - chrono::Duration::days(1)),
-            members: super::report::decode("top_members", &batches)?,
+            members: decode("top_members", &batches)?,
             batches,
         })
     }
@@ -144,6 +129,8 @@ pub struct SinkOutcome {
     pub as_of: NaiveDate,
     pub detail: String,
     pub ok: bool,
+    /// A dry run's requests, one line each: what would have been sent.
+    pub planned: Vec<String>,
 }
 
 /// Options of a delivering run.
@@ -209,6 +196,7 @@ fn write_files(
         as_of: list.as_of,
         detail,
         ok: true,
+        planned: Vec::new(),
     };
     if options.dry_run {
         return Ok(outcome(format!(
@@ -221,7 +209,11 @@ fn write_files(
         .batches
         .first()
         .map(|b| b.schema())
-        .ok_or_else(|| Error::Report("the ranked list query returned no schema".into()))?;
+        .ok_or_else(|| Error::Sink {
+            sink: name.to_string(),
+            message: "the ranked list query returned no schema".into(),
+            source: None,
+        })?;
     for (format, path) in formats.iter().zip(&paths) {
         let bytes = encode(*format, &schema, &list.batches)?;
         crate::lake::write_atomic(path, &bytes)?;

@@ -33,7 +33,8 @@ fn register_font() {
 }
 
 fn chart_error(e: impl std::fmt::Display) -> Error {
-    Error::Report(format!("drawing a chart: {e}"))
+    // plotters' errors borrow the drawing backend's types: keep their message.
+    Error::Chart(e.to_string().into())
 }
 
 /// Horizontal bars: one per `(label, value)`, the value printed at the end of each bar.

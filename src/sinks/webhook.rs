@@ -25,7 +25,7 @@ use super::{
 };
 use crate::config::SinkConfig;
 use crate::error::{Error, Result};
-use crate::ingest::signature::{decode_secret, standard_sign as sign};
+use crate::signature::{decode_secret, standard_sign as sign};
 use crate::state::StateDir;
 
 /// The event type of a ranked-list message.
@@ -66,10 +66,14 @@ fn paginate(
     for (i, m) in members.iter().enumerate() {
         let len = serde_json::to_vec(m)?.len() + 1;
         if overhead + len > limit {
-            return Err(Error::Report(format!(
-                "member `{}` alone needs more than max_body_bytes = {limit}",
-                m.member_id
-            )));
+            return Err(Error::Sink {
+                sink: "webhook".into(),
+                message: format!(
+                    "member `{}` alone needs more than max_body_bytes = {limit}",
+                    m.member_id
+                ),
+                source: None,
+            });
         }
         if overhead + size + len > limit {
             pages.push(&members[start..i]);
@@ -191,12 +195,13 @@ pub async fn deliver(
     else {
         unreachable!("webhook::deliver is only called for webhook sinks")
     };
-    let outcome = |detail: String, ok: bool| SinkOutcome {
+    let outcome = |detail: String, ok: bool, planned: Vec<String>| SinkOutcome {
         sink: name.to_string(),
         community: list.community.clone(),
         as_of: list.as_of,
         detail,
         ok,
+        planned,
     };
     let ledger = ledger(state);
     let history = ledger.read()?;
@@ -213,16 +218,21 @@ pub async fn deliver(
                 disabled.error.as_deref().unwrap_or("410 Gone")
             ),
             false,
+            Vec::new(),
         ));
     }
     let secret = std::env::var(secret_env)
-        .map_err(|_| {
-            Error::Report(format!(
-                "sink {name}: the environment variable {secret_env} (secret_env) is not set"
-            ))
+        .map_err(|_| Error::Sink {
+            sink: name.to_string(),
+            message: format!("the environment variable {secret_env} (secret_env) is not set"),
+            source: None,
         })
         .and_then(|s| {
-            decode_secret(&s).map_err(|e| Error::Report(format!("sink {name}: {secret_env} {e}")))
+            decode_secret(&s).map_err(|e| Error::Sink {
+                sink: name.to_string(),
+                message: format!("{secret_env} {e}"),
+                source: None,
+            })
         })?;
 
     let fingerprint = list.fingerprint();
@@ -262,10 +272,15 @@ pub async fn deliver(
         .timeout(Duration::from_secs(*timeout_secs))
         .user_agent(concat!("community-pulse/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::Report(format!("sink {name}: {e}")))?;
+        .map_err(|e| Error::Sink {
+            sink: name.to_string(),
+            message: "building the HTTP client".into(),
+            source: Some(e.into()),
+        })?;
 
     let (mut sent, mut skipped) = (0, 0);
     let mut failures = Vec::new();
+    let mut planned = Vec::new();
     for (i, members) in pages.into_iter().enumerate() {
         let page = i as u32 + 1;
         let id = message_id(&fingerprint, page, page_count);
@@ -288,12 +303,12 @@ pub async fn deliver(
             .map(|r| r.id.clone());
         let body = body_of(members, page, page_count, supersedes.clone())?;
         if options.dry_run {
-            println!(
+            planned.push(format!(
                 "would POST {url} webhook-id {id} page {page}/{page_count}: {} member(s), {} bytes{}",
                 members.len(),
                 body.len(),
                 supersedes.as_ref().map(|s| format!(", supersedes {s}")).unwrap_or_default()
-            );
+            ));
             sent += 1;
             continue;
         }
@@ -373,7 +388,7 @@ pub async fn deliver(
     for f in &failures {
         detail.push_str(&format!("; {f}"));
     }
-    Ok(outcome(detail, failures.is_empty()))
+    Ok(outcome(detail, failures.is_empty(), planned))
 }
 
 /// Keep a message that could not be delivered: `<state_dir>/dead_letters/<id>.json`.

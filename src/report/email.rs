@@ -26,8 +26,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
+use super::gather::ReportData;
 use super::render::Rendered;
-use super::report::ReportData;
 use crate::config::{EmailConfig, EmailTransport, SmtpTls};
 use crate::error::{Error, IoContext, Result};
 use crate::state::StateDir;
@@ -150,7 +150,10 @@ fn build_message(
                 .singlepart(SinglePart::plain(report.text.clone()))
                 .multipart(related),
         )
-        .map_err(|e| Error::Report(format!("building the message for {to}: {e}")))
+        .map_err(|e| Error::Email {
+            context: format!("building the message for {to}"),
+            source: e.into(),
+        })
 }
 
 /// Queue the report for every recipient that has not been sent it yet (every recipient when
@@ -165,7 +168,10 @@ pub fn enqueue(
 ) -> Result<(usize, usize)> {
     let from: Mailbox = from
         .parse()
-        .map_err(|e| Error::Report(format!("report.from `{from}`: {e}")))?;
+        .map_err(|e: lettre::address::AddressError| Error::Email {
+            context: format!("report.from `{from}`"),
+            source: e.into(),
+        })?;
     let ledger = ledger(state);
     let status = latest(&ledger.read()?);
     let dir = queue_dir(state);
@@ -186,7 +192,10 @@ pub fn enqueue(
         }
         let to: Mailbox = recipient
             .parse()
-            .map_err(|e| Error::Report(format!("recipient `{recipient}`: {e}")))?;
+            .map_err(|e: lettre::address::AddressError| Error::Email {
+                context: format!("recipient `{recipient}`"),
+                source: e.into(),
+            })?;
         let message_id = format!("<{file_key}.{generation}@{}>", from.email.domain());
         let message = build_message(&from, &to, &message_id, data, report)?;
         crate::lake::write_atomic(&dir.join(format!("{file_key}.eml")), &message.formatted())?;
@@ -241,7 +250,10 @@ impl Transport {
                         host,
                     )),
                 }
-                .map_err(|e| Error::Report(format!("email.host `{host}`: {e}")))?;
+                .map_err(|e| Error::Email {
+                    context: format!("email.host `{host}`"),
+                    source: e.into(),
+                })?;
                 let mut builder = builder
                     .port(config.port)
                     .timeout(Some(Duration::from_secs(config.timeout_secs)));
@@ -250,10 +262,11 @@ impl Transport {
                         .password_env
                         .as_deref()
                         .unwrap_or("PULSE_SMTP_PASSWORD");
-                    let password = std::env::var(var).map_err(|_| {
-                        Error::Report(format!(
+                    let password = std::env::var(var).map_err(|e| Error::Email {
+                        context: format!(
                             "email.username is set but the environment variable {var} (email.password_env) that holds the SMTP password is not"
-                        ))
+                        ),
+                        source: e.into(),
                     })?;
                     builder = builder.credentials(Credentials::new(user.clone(), password));
                 }

@@ -1,6 +1,6 @@
-//! Webhook signatures, verified on the raw body bytes in constant time (HMAC's own
-//! `verify_slice`): Standard Webhooks (also used to sign outgoing ranked lists), Discourse and
-//! Stripe.
+//! Webhook signature schemes, shared by the receiver ([`crate::ingest::server`] verifies) and
+//! the webhook sink ([`crate::sinks::webhook`] signs). Verified on the raw body bytes in
+//! constant time (HMAC's own `verify_slice`): Standard Webhooks, Discourse and Stripe.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -1,19 +1,27 @@
-//! The scheduler of `pulse serve`: wake at the next fire of any community, run what is due
-//! (oldest first, one run at a time, never overlapping another process's run), sleep again;
-//! stop cleanly on a shutdown signal.
+//! `pulse serve`: the webhook receiver ([`crate::ingest::server`]), the spool compactor and
+//! the scheduler, side by side until SIGTERM or Ctrl-C — roapi's shape:
+//! [`Application::build`] opens the spool and binds the listener (so a bad address fails
+//! before anything runs), [`Application::run_until_stopped`] runs the three.
+//!
+//! The scheduler wakes at the next fire of any community ([`crate::schedule`] says what is
+//! due), runs what is due (oldest first, one run at a time, never overlapping another
+//! process's run), sleeps again, and stops cleanly on a shutdown signal.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::{
-    history, intake, latest_runs, next_fire, parse_cron, plan, record_abandoned, register,
-    run_pipeline, Limits, PipelineOptions, RunKind, RunLock, RunStatus,
-};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lake::Lake;
+use crate::pipeline::history::{
+    history, latest_runs, record_abandoned, register, RunKind, RunLock, RunStatus,
+};
+use crate::pipeline::{intake, run_pipeline, select_communities, PipelineOptions};
+use crate::schedule::{next_fire, plan, Limits};
 use crate::spool::Spool;
 use crate::state::StateDir;
 
@@ -28,7 +36,7 @@ pub async fn compactor(
     spool: Spool,
     mut shutdown: Shutdown,
 ) -> Result<()> {
-    let cron = parse_cron(&config.ingest.schedule)?;
+    let cron = config.ingest.schedule.schedule();
     let state = StateDir::new(&config.state_dir);
     loop {
         let now = Utc::now();
@@ -41,8 +49,10 @@ pub async fn compactor(
         if *shutdown.borrow() > 0 {
             return Ok(());
         }
-        let Ok(_lock) = RunLock::try_acquire(&state)? else {
-            continue;
+        let _lock = match RunLock::try_acquire(&state) {
+            Ok(lock) => lock,
+            Err(Error::RunInProgress { .. }) => continue,
+            Err(e) => return Err(e),
         };
         match spool.compact(lake).await {
             Ok(s) if s.read > 0 => tracing::info!(
@@ -68,13 +78,13 @@ pub async fn scheduler(
     mut shutdown: Shutdown,
 ) -> Result<()> {
     let state = StateDir::new(&config.state_dir);
-    let cron = parse_cron(&config.report.schedule)?;
-    let ingest_cron = parse_cron(&config.ingest.schedule)?;
+    let cron = config.report.schedule.schedule();
+    let ingest_cron = config.ingest.schedule.schedule();
     let limits = Limits {
         catch_up: config.report.catch_up as usize,
         max_attempts: config.report.max_attempts as usize,
     };
-    for c in crate::models::select_communities(config, lake, None)? {
+    for c in select_communities(config, lake, None)? {
         if let Some(next) = next_fire(&cron, c.timezone, Utc::now()) {
             tracing::info!(community = %c.id, next = %next.with_timezone(&c.timezone), "scheduled `{}`", config.report.schedule);
         }
@@ -86,7 +96,7 @@ pub async fn scheduler(
         let now = Utc::now();
         // Looked up every tick: a community whose first events just arrived (by webhook, with
         // none configured) is scheduled from then on.
-        let communities = crate::models::select_communities(config, lake, None)?;
+        let communities = select_communities(config, lake, None)?;
         for c in register(&state, &communities, now)? {
             tracing::info!(community = %c.id, "community seen for the first time: scheduled from now on");
         }
@@ -105,13 +115,14 @@ pub async fn scheduler(
             if *shutdown.borrow() > 0 {
                 break;
             }
-            let lock = match RunLock::try_acquire(&state)? {
+            let lock = match RunLock::try_acquire(&state) {
                 Ok(lock) => lock,
-                Err(holder) => {
+                Err(Error::RunInProgress { holder }) => {
                     tracing::info!(holder = %holder, "another run is in progress; trying again on the next tick");
                     retry_soon = true;
                     break;
                 }
+                Err(e) => return Err(e),
             };
             // Seal the open spool segment and move it, then pick up exports: the run sees
             // every event acknowledged before it.
@@ -226,18 +237,52 @@ pub fn shutdown_signals() -> Result<Shutdown> {
     Ok(rx)
 }
 
-/// `pulse serve`: the webhook receiver, the spool compactor and the scheduler, until SIGTERM
-/// or Ctrl-C: then the receiver stops accepting, the current run finishes, and the spool
-/// (every acknowledged event already fsynced) is left for the next start or run to compact.
-pub async fn serve(config: &Config, lake: &Lake) -> Result<()> {
-    let shutdown = shutdown_signals()?;
-    let spool = Spool::open(&config.state_dir.join("spool"))?;
-    let mut stop_http = shutdown.clone();
-    let http = crate::ingest::server::serve(config, spool.clone(), async move {
-        let _ = stop_http.changed().await;
-    });
-    let compactor = compactor(config, lake, spool.clone(), shutdown.clone());
-    let scheduler = scheduler(config, lake, Some(spool), shutdown);
-    let (http, compactor, scheduler) = tokio::join!(http, compactor, scheduler);
-    http.and(compactor).and(scheduler)
+/// A built `pulse serve`: spool open, listener bound.
+pub struct Application {
+    config: Config,
+    lake: Lake,
+    spool: Spool,
+    listener: TcpListener,
+}
+
+impl Application {
+    /// Open the spool (recovering a torn tail) and bind `ingest.listen`.
+    pub async fn build(config: Config, lake: Lake) -> Result<Application> {
+        let spool = Spool::open(&config.state_dir.join("spool"))?;
+        let listener = crate::ingest::server::bind(&config).await?;
+        Ok(Application {
+            config,
+            lake,
+            spool,
+            listener,
+        })
+    }
+
+    /// The address the receiver listens on (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(|e| Error::Io {
+            context: "reading the listen address".into(),
+            source: e,
+        })
+    }
+
+    /// The receiver, the compactor and the scheduler until `shutdown`: then the receiver stops
+    /// accepting, the current run finishes, and the spool (every acknowledged event already
+    /// fsynced) is left for the next start or run to compact.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<()> {
+        let Application {
+            config,
+            lake,
+            spool,
+            listener,
+        } = self;
+        let mut stop_http = shutdown.clone();
+        let http = crate::ingest::server::serve(listener, &config, spool.clone(), async move {
+            let _ = stop_http.changed().await;
+        });
+        let compactor = compactor(&config, &lake, spool.clone(), shutdown.clone());
+        let scheduler = scheduler(&config, &lake, Some(spool), shutdown);
+        let (http, compactor, scheduler) = tokio::join!(http, compactor, scheduler);
+        http.and(compactor).and(scheduler)
+    }
 }

@@ -15,7 +15,7 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{context, Environment};
 
 use super::charts;
-use super::report::ReportData;
+use super::gather::ReportData;
 use crate::config::Locale;
 use crate::error::{Error, IoContext, Result};
 
@@ -78,7 +78,10 @@ impl Templates {
             ("report.txt.j2", &templates.text),
         ] {
             env.add_template(name, source)
-                .map_err(|e| Error::Report(format!("{}/{name}: {e}", templates.origin)))?;
+                .map_err(|e| Error::Template {
+                    template: format!("{}/{name}", templates.origin),
+                    source: e,
+                })?;
         }
         Ok(templates)
     }
@@ -212,13 +215,10 @@ pub fn render(
 }
 
 fn template_error(templates: &Templates, name: &str, e: minijinja::Error) -> Error {
-    let mut message = format!("{} {name}: {e}", templates.origin);
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
+    Error::Template {
+        template: format!("{} {name}", templates.origin),
+        source: e,
     }
-    Error::Report(message)
 }
 
 /// Locale- and timezone-aware formatting, shared by the filters.

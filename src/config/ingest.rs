@@ -1,0 +1,107 @@
+//! `[ingest]`: the webhook receiver, its sources, export folders and identities.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ByteSize, Cron};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address of the webhook receiver.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Cron with seconds: how often the spool is moved into the lake.
+    #[serde(default = "default_ingest_schedule")]
+    pub schedule: Cron,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub exports: Vec<ExportConfig>,
+    /// The variable holding the bearer token for `POST /v1/events` (unset: that endpoint
+    /// answers 401 to everyone).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Largest request body accepted (413 beyond).
+    #[serde(default = "default_ingest_body")]
+    pub max_body_bytes: ByteSize,
+    /// Spool size beyond which requests get 503 with Retry-After until compaction catches up.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: ByteSize,
+    /// A CSV file of `alias,member_id` (e.g. `stripe:cus_123,u42`) unifying one person across
+    /// platforms.
+    #[serde(default)]
+    pub identities: Option<PathBuf>,
+    /// The same, inline: `"stripe:cus_123" = "u42"`.
+    #[serde(default)]
+    pub identity: BTreeMap<String, String>,
+}
+
+fn default_ingest_body() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_spool_max() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            schedule: default_ingest_schedule(),
+            sources: Vec::new(),
+            exports: Vec::new(),
+            token_env: None,
+            max_body_bytes: default_ingest_body(),
+            spool_max_bytes: default_spool_max(),
+            identities: None,
+            identity: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_ingest_schedule() -> Cron {
+    Cron::try_from("0 */15 * * * *".to_string()).expect("a valid cron expression")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    pub community: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Generic,
+    Discourse,
+    Stripe,
+    StandardWebhooks,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    pub path: PathBuf,
+    pub format: ExportFormat,
+    pub community: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+    SlackExport,
+    DiscordExport,
+}

@@ -1,0 +1,668 @@
+//! Typed configuration (SPEC §7), parsed and validated once at load.
+//!
+//! Parsing is pure: [`Config::from_toml`] turns text into a validated [`Config`] or an
+//! [`Error::Config`] naming the file, the dotted key and the problem. Unknown keys are errors
+//! (`deny_unknown_fields` everywhere). Secrets never live here: the config names environment
+//! variables (`password_env`, `secret_env`) that hold them.
+//!
+//! Settings that shape metrics live in [`Settings`]: `[defaults]` holds them for every
+//! community and each `[[communities]]` entry may override any of them. Resolution is field by
+//! field (community, then `[defaults]`, then the built-in default), and for the `points`,
+//! `activity_weights` and `tiers` tables key by key, so overriding one point weight keeps the
+//! others. Relative paths (`lake`, `state_dir`, sink and export paths) are taken relative to the
+//! directory `pulse` runs in, like the paths given on its command line.
+
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+mod engine;
+mod ingest;
+mod metrics;
+mod report;
+mod sinks;
+
+pub use engine::*;
+pub use ingest::*;
+pub use metrics::*;
+pub use report::*;
+pub use sinks::*;
+
+/// The reference config: every key with its default and a comment (`pulse init` writes it).
+pub const EXAMPLE_CONFIG: &str = include_str!("../../config/pulse.example.toml");
+
+/// Where `pulse` looks for its config when neither `--config` nor `PULSE_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/pulse.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Lake location: a local path (default `./lake`) or an object-store URL.
+    #[serde(default = "default_lake")]
+    pub lake: LakeLocation,
+    /// Run history, sent/delivered records and the email outbox (default `./state`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub defaults: Settings,
+    #[serde(default)]
+    pub communities: Vec<CommunityConfig>,
+    /// Demand taxonomies (SPEC §4.6). When absent, the built-in ones of
+    /// `config/pulse.example.toml` are used.
+    #[serde(default)]
+    pub taxonomies: Option<Vec<Taxonomy>>,
+    #[serde(default)]
+    pub report: ReportConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+fn default_lake() -> LakeLocation {
+    LakeLocation("./lake".into())
+}
+fn default_state_dir() -> PathBuf {
+    "./state".into()
+}
+
+/// Lake URL schemes `Lake::open` understands.
+const LAKE_SCHEMES: [&str; 8] = ["file", "s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
+
+/// Where the lake is: a local path, or an object-store URL (`s3://bucket/prefix`, `gs://…`,
+/// `az://…`, `file://…`) whose scheme is one pulse knows and that names a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LakeLocation(String);
+
+impl LakeLocation {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LakeLocation {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            if !LAKE_SCHEMES.contains(&scheme) {
+                return Err(format!(
+                    "unsupported scheme `{scheme}://`: use a path, file://, s3://, gs:// or az://"
+                ));
+            }
+            if scheme != "file" && rest.split('/').next().unwrap_or("").is_empty() {
+                return Err(format!(
+                    "`{text}` names no bucket: write {scheme}://<bucket>/<prefix>"
+                ));
+            }
+        }
+        Ok(LakeLocation(text))
+    }
+}
+
+impl std::fmt::Display for LakeLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A cron expression with seconds first (`"0 0 9 * * Mon"`), parsed once at load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Cron {
+    text: String,
+    schedule: cron::Schedule,
+}
+
+impl Cron {
+    /// The expression as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn schedule(&self) -> &cron::Schedule {
+        &self.schedule
+    }
+}
+
+impl PartialEq for Cron {
+    fn eq(&self, other: &Cron) -> bool {
+        self.text == other.text
+    }
+}
+
+impl TryFrom<String> for Cron {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        let schedule = text.parse::<cron::Schedule>().map_err(|e| {
+            format!("`{text}` is not a cron expression with seconds (e.g. \"0 0 9 * * Mon\"): {e}")
+        })?;
+        Ok(Cron { text, schedule })
+    }
+}
+
+impl std::fmt::Display for Cron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// An IANA timezone name (`"Asia/Shanghai"`, `"UTC"`), parsed once at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Timezone(pub Tz);
+
+impl TryFrom<String> for Timezone {
+    type Error = String;
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        name.parse::<Tz>().map(Timezone).map_err(|_| {
+            format!("`{name}` is not an IANA timezone name such as \"Asia/Shanghai\" or \"UTC\"")
+        })
+    }
+}
+
+/// A byte count written as `"2GiB"`, `"512MiB"`, `"64KiB"`, `"1GB"` or a bare integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size such as \"2GiB\" or \"512MiB\""))?;
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kib" | "k" => 1 << 10,
+            "mib" | "m" => 1 << 20,
+            "gib" | "g" => 1 << 30,
+            "tib" | "t" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{s}` (use KiB, MiB, GiB)"
+                ))
+            }
+        };
+        Ok(ByteSize((value * factor as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Config {
+    /// Load the config named by `explicit` (`--config` / `PULSE_CONFIG`), else
+    /// `config/pulse.toml` when it exists, else the built-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+                if !p.exists() {
+                    return Ok((Config::default_config(), None));
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+            file: path.clone(),
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Ok((Config::from_toml(&text, &path)?, Some(path)))
+    }
+
+    /// The configuration used when no config file exists: every key at its default.
+    pub fn default_config() -> Config {
+        Config::from_toml("", Path::new("<built-in defaults>")).expect("defaults are valid")
+    }
+
+    /// Parse and validate TOML text; `file` is only used to name the file in errors.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            Error::Config {
+                file: file.to_path_buf(),
+                key: if key == "." { String::new() } else { key },
+                message: inner.message().to_string() + &line_of(text, inner.span()),
+            }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &Path) -> Result<()> {
+        let err = |key: String, message: String| Error::Config {
+            file: file.to_path_buf(),
+            key,
+            message,
+        };
+        // DataFusion 55 needs headroom: at 128MiB a 10M-event run panics inside RepartitionExec's
+        // spill path ("partition not used yet"); 256MiB completes by spilling.
+        if self.engine.memory_limit.0 < (256 << 20) {
+            return Err(err(
+                "engine.memory_limit".into(),
+                "must be at least 256MiB (DataFusion needs that much headroom to spill)".into(),
+            ));
+        }
+        if self.engine.target_partitions == 0 {
+            return Err(err(
+                "engine.target_partitions".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        match self.engine.backend {
+            Backend::Local => {}
+            Backend::Ballista | Backend::BallistaStandalone if !cfg!(feature = "ballista") => {
+                return Err(err(
+                    "engine.backend".into(),
+                    "Ballista backends are not built into this binary (build with `--features ballista`); use \"local\"".into(),
+                ))
+            }
+            Backend::Ballista => match self.engine.ballista_url.as_deref() {
+                Some(url) if url.starts_with("df://") && url.len() > 5 => {}
+                Some(url) => {
+                    return Err(err(
+                        "engine.ballista_url".into(),
+                        format!("`{url}` is not a scheduler address: write df://<host>:<port>"),
+                    ))
+                }
+                None => {
+                    return Err(err(
+                        "engine.ballista_url".into(),
+                        "backend = \"ballista\" needs the scheduler's address, e.g. \"df://scheduler:50050\"".into(),
+                    ))
+                }
+            },
+            Backend::BallistaStandalone => {}
+        }
+        check_settings(&self.defaults, "defaults", &err)?;
+        if let Some(t) = &self.taxonomies {
+            check_taxonomies(t, "taxonomies", &err)?;
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, c) in self.communities.iter().enumerate() {
+            let at = format!("communities[{i}]");
+            if let Err(reason) = crate::event::check_community_id(&c.id) {
+                return Err(err(format!("{at}.id"), reason));
+            }
+            if !ids.insert(c.id.as_str()) {
+                return Err(err(
+                    format!("{at}.id"),
+                    format!("community `{}` is configured twice", c.id),
+                ));
+            }
+            check_settings(&c.settings(), &at, &err)?;
+        }
+        if !looks_like_mailbox(&self.report.from) {
+            return Err(err(
+                "report.from".into(),
+                format!("`{}` is not an email address", self.report.from),
+            ));
+        }
+        if self.email.transport == EmailTransport::Smtp
+            && self.email.host.as_deref().unwrap_or("").is_empty()
+        {
+            return Err(err(
+                "email.host".into(),
+                "is required when email.transport = \"smtp\"".into(),
+            ));
+        }
+        check_env_name(
+            self.email.password_env.as_deref(),
+            "email.password_env",
+            &err,
+        )?;
+        for (key, value) in [
+            ("report.catch_up", self.report.catch_up),
+            ("report.max_attempts", self.report.max_attempts),
+        ] {
+            if value == 0 {
+                return Err(err(key.into(), "must be at least 1".into()));
+            }
+        }
+        if self.email.max_attempts == 0 {
+            return Err(err(
+                "email.max_attempts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if let SinkConfig::Webhook {
+                url,
+                secret_env,
+                max_attempts,
+                max_body_bytes,
+                ..
+            } = sink
+            {
+                if *max_attempts == 0 {
+                    return Err(err(
+                        format!("sinks[{i}].max_attempts"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if max_body_bytes.0 < 4096 {
+                    return Err(err(
+                        format!("sinks[{i}].max_body_bytes"),
+                        "must be at least 4KiB (one page holds the envelope and one member at least)".into(),
+                    ));
+                }
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(err(
+                        format!("sinks[{i}].url"),
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
+                }
+                check_env_name(Some(secret_env), &format!("sinks[{i}].secret_env"), &err)?;
+            }
+            if let SinkConfig::File { formats, .. } = sink {
+                if formats.is_empty() {
+                    return Err(err(
+                        format!("sinks[{i}].formats"),
+                        "must list at least one format".into(),
+                    ));
+                }
+            }
+        }
+        check_env_name(self.ingest.token_env.as_deref(), "ingest.token_env", &err)?;
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.ingest.sources.iter().enumerate() {
+            if s.secret_env.is_none() {
+                return Err(err(
+                    format!("ingest.sources[{i}].secret_env"),
+                    "is required: every webhook source is verified with its secret".into(),
+                ));
+            }
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err(
+                    format!("ingest.sources[{i}].name"),
+                    "must be letters, digits, `_` or `-`".into(),
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(err(
+                    format!("ingest.sources[{i}].name"),
+                    format!("source `{}` is configured twice", s.name),
+                ));
+            }
+            check_env_name(
+                s.secret_env.as_deref(),
+                &format!("ingest.sources[{i}].secret_env"),
+                &err,
+            )?;
+            if let Err(reason) = crate::event::check_community_id(&s.community) {
+                return Err(err(format!("ingest.sources[{i}].community"), reason));
+            }
+        }
+        for (i, x) in self.ingest.exports.iter().enumerate() {
+            if let Err(reason) = crate::event::check_community_id(&x.community) {
+                return Err(err(format!("ingest.exports[{i}].community"), reason));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// " (line N)" for a TOML span, so errors point into the file.
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) if r.start <= text.len() => {
+            format!(" (line {})", text[..r.start].matches('\n').count() + 1)
+        }
+        _ => String::new(),
+    }
+}
+
+fn check_env_name(
+    name: Option<&str>,
+    key: &str,
+    err: &impl Fn(String, String) -> Error,
+) -> Result<()> {
+    match name {
+        Some(n) if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => Err(err(
+            key.into(),
+            format!("`{n}` is not an environment variable name; put the secret in an environment variable and name it here"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `name@domain` or `Display Name <name@domain>`.
+/// An address the mailer will accept: `a@b.c` or `Name <a@b.c>` (RFC 5322, as lettre parses it).
+pub(crate) fn looks_like_mailbox(s: &str) -> bool {
+    s.parse::<lettre::message::Mailbox>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_toml(text, Path::new("pulse.toml"))
+    }
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.lake.as_str(), "./lake");
+        assert_eq!(c.engine.memory_limit, ByteSize(2 << 30));
+        let s = c.community("x");
+        assert_eq!(s.window_days, 30);
+        assert_eq!(
+            s.points[&EventType::Checkin],
+            PointRule {
+                weight: 5.0,
+                daily_cap: 1
+            }
+        );
+        assert_eq!(s.taxonomies.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = parse("[defaults]\nwindow_dayz = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("pulse.toml: key `defaults"), "{e}");
+        assert!(e.contains("unknown field `window_dayz`"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let e = parse("[engine]\ntarget_partitions = \"two\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `engine.target_partitions`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_problem() {
+        let cases = [
+            (
+                "[defaults]\ntimezone = \"Mars/Olympus\"\n",
+                "defaults.timezone",
+                "IANA",
+            ),
+            (
+                "[[communities]]\nid = \"a\"\nwindow_days = 0\n",
+                "communities[0].window_days",
+                "at least 1",
+            ),
+            (
+                "[report]\nschedule = \"every monday\"\n",
+                "report.schedule",
+                "cron",
+            ),
+            (
+                "[engine]\nmemory_limit = \"lots\"\n",
+                "engine.memory_limit",
+                "size",
+            ),
+            (
+                "[defaults.points]\nhug = { weight = 1, daily_cap = 1 }\n",
+                "defaults.points.hug",
+                "not an event type",
+            ),
+            (
+                "[email]\npassword_env = \"hunter2 secret\"\n",
+                "email.password_env",
+                "environment variable",
+            ),
+            (
+                "[[communities]]\nid = \"a\"\n[[communities]]\nid = \"a\"\n",
+                "communities[1].id",
+                "twice",
+            ),
+            (
+                "[[communities]]\nid = \"a/b\"\n",
+                "communities[0].id",
+                "letters",
+            ),
+            ("lake = \"ftp://host/lake\"\n", "lake", "unsupported scheme"),
+            ("lake = \"s3:///prefix\"\n", "lake", "names no bucket"),
+            (
+                "[engine]\nbackend = \"ballista\"\nballista_url = \"http://x:50050\"\n",
+                if cfg!(feature = "ballista") {
+                    "engine.ballista_url"
+                } else {
+                    "engine.backend"
+                },
+                if cfg!(feature = "ballista") {
+                    "df://<host>:<port>"
+                } else {
+                    "--features ballista"
+                },
+            ),
+        ];
+        for (text, key, problem) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("key `{key}`")), "{text:?} gave {e}");
+            assert!(e.contains(problem), "{text:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn community_overrides_merge_key_by_key() {
+        let c = parse(
+            r#"
+            [defaults]
+            timezone = "Asia/Shanghai"
+            points = { post = { weight = 20, daily_cap = 2 } }
+            activity_weights = { participation = 0.7 }
+            [[communities]]
+            id = "c1"
+            window_days = 7
+            activity_weights = { retention = 0.4 }
+            "#,
+        )
+        .unwrap();
+        let s = c.community("c1");
+        assert_eq!(s.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(s.window_days, 7);
+        assert_eq!(
+            s.points[&EventType::Post],
+            PointRule {
+                weight: 20.0,
+                daily_cap: 2
+            }
+        );
+        assert_eq!(
+            s.points[&EventType::Comment],
+            PointRule {
+                weight: 3.0,
+                daily_cap: 20
+            }
+        );
+        assert_eq!(s.activity_weights.participation, 0.7);
+        assert_eq!(s.activity_weights.interaction, 0.3);
+        assert_eq!(s.activity_weights.retention, 0.4);
+    }
+
+    #[test]
+    fn memory_limit_has_a_floor() {
+        let e = parse("[engine]\nmemory_limit = \"128MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `engine.memory_limit`: must be at least 256MiB"),
+            "{e}"
+        );
+        assert!(parse("[engine]\nmemory_limit = \"256MiB\"\n").is_ok());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!("2GiB".parse::<ByteSize>().unwrap(), ByteSize(2 << 30));
+        assert_eq!("512 MiB".parse::<ByteSize>().unwrap(), ByteSize(512 << 20));
+        assert_eq!("1.5GiB".parse::<ByteSize>().unwrap(), ByteSize(3 << 29));
+        assert!("2 parsecs".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn example_config_is_valid_and_matches_builtin_defaults() {
+        let text = EXAMPLE_CONFIG;
+        let c = parse(text).unwrap();
+        assert!(default_taxonomies().iter().all(|t| t.categories.len() == 3));
+        // The example documents the built-in taxonomies, and every other section's defaults.
+        assert_eq!(
+            format!("{:?}", c.taxonomies.as_deref().unwrap()),
+            format!("{:?}", default_taxonomies())
+        );
+        let defaults = Config::default_config();
+        assert_eq!(format!("{:?}", c.engine), format!("{:?}", defaults.engine));
+        assert_eq!(format!("{:?}", c.report), format!("{:?}", defaults.report));
+        assert_eq!(format!("{:?}", c.email), format!("{:?}", defaults.email));
+        assert_eq!(format!("{:?}", c.ingest), format!("{:?}", defaults.ingest));
+        assert_eq!(c.lake, defaults.lake);
+        assert_eq!(c.state_dir, defaults.state_dir);
+        let builtin = Config::default_config().community("python-camp");
+        let mut example = c.community("python-camp");
+        // The example configures a community; its resolved metric settings must be the defaults.
+        example.name = builtin.name.clone();
+        example.timezone = builtin.timezone;
+        example.locale = builtin.locale;
+        example.report_to = builtin.report_to.clone();
+        assert_eq!(example, builtin);
+    }
+}
