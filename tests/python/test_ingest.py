@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -69,10 +70,12 @@ class Server:
         self.env = {"PATH": "/usr/bin:/bin", "PULSE_TEST_TOKEN": TOKEN, "PULSE_TEST_DISCOURSE": DISCOURSE_SECRET,
                     "PULSE_TEST_STRIPE": STRIPE_SECRET, "PULSE_TEST_WHSEC": WHSEC}
         self.proc = None
+        self.preexec_fn, self.stderr = None, subprocess.PIPE
 
     def start(self):
         self.proc = subprocess.Popen([self.pulse_bin, "--config", "pulse.toml", "serve"], cwd=self.dir,
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                     preexec_fn=self.preexec_fn)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -80,7 +83,8 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError(f"serve did not start: {self.proc.stderr.read().decode() if self.proc.poll() is not None else ''}")
+        failed = self.proc.poll() is not None and self.proc.stderr
+        raise AssertionError(f"serve did not start: {self.proc.stderr.read().decode() if failed else ''}")
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -238,6 +242,56 @@ def test_acknowledged_events_survive_sigkill(pulse_bin, tmp_path):
     assert all(n == 1 for n in stored.values())
     print(f"crash test: {len(acked)} acknowledged events over 4 SIGKILLs and restarts, "
           f"{len(stored)} distinct events in the lake, 0 lost, 0 twice")
+
+
+def test_acknowledged_events_survive_a_file_size_limit(pulse_bin, tmp_path):
+    """A real file-size limit (`ulimit -f`, SIGXFSZ ignored so writes fail with EFBIG) cuts spool
+    writes part-way through a frame. Failed requests get 503; every request answered 200 —
+    before, between and after the failures, once the limit is lifted — reaches the lake."""
+    import resource
+    server = Server(pulse_bin, tmp_path)
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (48 << 10, resource.RLIM_INFINITY))
+
+    server.preexec_fn, server.stderr = limited, subprocess.DEVNULL
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    counter, lock = iter(range(10**9)), threading.Lock()
+    acked, refused, retry_after = set(), set(), set()
+
+    def send(n):
+        with lock:
+            ids = [next(counter) for _ in range(n)]
+        body = json.dumps([event(i, source="generic", body="x" * 150) for i in ids]).encode()
+        status, _, headers = server.post("/v1/events", body, auth)
+        with lock:
+            (acked if status == 200 else refused).update(f"e{i}" for i in ids)
+            if status == 503:
+                retry_after.add(headers.get("retry-after"))
+        return status
+
+    server.start()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        # ~200 KB of events against a 48 KiB limit; concurrent requests share (failing) writes.
+        limited_phase = list(pool.map(send, [1 + i % 9 for i in range(150)]))
+        assert set(limited_phase) == {200, 503}, limited_phase
+        assert retry_after == {"10"}, retry_after
+        # Space returns: new batches are acknowledged (and, below, kept).
+        resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        after = list(pool.map(send, [1 + i % 9 for i in range(40)]))
+        assert set(after) == {200}, after
+    assert server.stop() == 0
+    p = server.pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    stored = {r["event_id"] for r in json.loads(server.pulse("query", "--format", "json",
+                                                            "SELECT event_id FROM events").stdout)}
+    missing = acked - stored
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
+    assert not stored & refused, "events of refused requests were rolled back"
+    print(f"file-size limit: {limited_phase.count(200)} requests answered 200 and {limited_phase.count(503)} "
+          f"answered 503 under the limit, {len(after)} answered 200 after it; {len(acked)} events acknowledged, "
+          f"{len(stored)} in the lake")
 
 
 def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
