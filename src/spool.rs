@@ -16,9 +16,9 @@
 //! batch fails.
 //!
 //! Compaction ([`Spool::compact`]) seals the open segment, imports the sealed ones into the lake
-//! through the same path as `pulse import` (validation, quarantine, dedupe on (source,
-//! event_id)), and deletes a segment only after the import published its Parquet files. A crash
-//! between the two imports the segment again, and dedupe makes that harmless.
+//! through the same path as `pulse import` (validation, quarantine, dedupe on (community_id,
+//! source, event_id)), and deletes a segment only after the import published its Parquet
+//! files. A crash between the two imports the segment again, and dedupe makes that harmless.
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -294,6 +294,26 @@ def test_acknowledged_events_survive_a_file_size_limit(pulse_bin, tmp_path):
           f"{len(stored)} in the lake")
 
 
+def lake_events(server, columns="community_id, source, event_id, member_id"):
+    """Stop the server, move the spool into the lake, return the stored events."""
+    if server.proc.poll() is None:
+        assert server.stop() == 0
+    p = server.pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    rows = server.pulse("query", "--format", "json", f"SELECT {columns} FROM events ORDER BY 1, 2, 3")
+    assert rows.returncode == 0, rows.stderr
+    return json.loads(rows.stdout)
+
+
+def test_the_same_source_and_event_id_in_two_communities_are_both_kept(server):
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    for community, member in [("c1", "m1"), ("c2", "x1")]:
+        body = json.dumps(event(1, source="generic", community_id=community, member_id=member)).encode()
+        assert server.post("/v1/events", body, auth)[:2] == (200, {"accepted": 1})
+    assert [(e["community_id"], e["event_id"], e["member_id"]) for e in lake_events(server)] == \
+        [("c1", "e1", "m1"), ("c2", "e1", "x1")]
+
+
 def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
     import zipfile
     drop_slack, drop_discord = tmp_path / "drop" / "slack", tmp_path / "drop" / "discord"
