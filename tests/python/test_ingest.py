@@ -3,6 +3,7 @@ answer code, the spool into the lake, and a crash test (SIGKILL under load, rest
 acknowledged event is in the lake exactly once)."""
 import base64
 import concurrent.futures
+import datetime
 import hashlib
 import hmac
 import json
@@ -29,7 +30,7 @@ TOKEN = "t0ken-for-tests"
 
 class Server:
     def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"', spool_max="1GiB",
-                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *"):
+                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *", extra=""):
         self.pulse_bin, self.dir, self.port = pulse_bin, tmp_path, free_port()
         (tmp_path / "pulse.toml").write_text(textwrap.dedent(f"""
             lake = "lake"
@@ -66,7 +67,7 @@ class Server:
             kind = "standard_webhooks"
             community = "c1"
             secret_env = "PULSE_TEST_WHSEC"
-        """))
+        """) + textwrap.dedent(extra))
         self.env = {"PATH": "/usr/bin:/bin", "PULSE_TEST_TOKEN": TOKEN, "PULSE_TEST_DISCOURSE": DISCOURSE_SECRET,
                     "PULSE_TEST_STRIPE": STRIPE_SECRET, "PULSE_TEST_WHSEC": WHSEC}
         self.proc = None
@@ -172,7 +173,7 @@ def test_answers_and_signatures(server):
     assert server.post("/v1/events", ndjson)[0] == 401
     assert server.post("/v1/events", ndjson, {"authorization": "Bearer wrong"})[0] == 401
     assert server.post("/v1/events", b"{not json", auth)[0] == 400
-    status, body, _ = server.post("/v1/events", json.dumps([event(20), event(21, event_type="dance")]).encode(), auth)
+    status, body, _ = server.post("/v1/events", json.dumps([event(20, source="generic"), event(21, source="generic", event_type="dance")]).encode(), auth)
     assert status == 422 and body["rejected"] == [{"index": 1, "reason": "unknown event_type `dance`"}]
     big = json.dumps([event(i, body="x" * 1000) for i in range(100)]).encode()
     assert server.post("/v1/events", big, auth)[0] == 413
@@ -294,6 +295,16 @@ def test_acknowledged_events_survive_a_file_size_limit(pulse_bin, tmp_path):
           f"{len(stored)} in the lake")
 
 
+C2_TOKEN = "t0ken-for-c2-only"
+TWO_SENDERS = """
+    [[ingest.sources]]
+    name = "gen"
+    kind = "generic"
+    community = "c1"
+    secret_env = "PULSE_TEST_WHSEC"
+"""
+
+
 def lake_events(server, columns="community_id, source, event_id, member_id"):
     """Stop the server, move the spool into the lake, return the stored events."""
     if server.proc.poll() is None:
@@ -312,6 +323,67 @@ def test_the_same_source_and_event_id_in_two_communities_are_both_kept(server):
         assert server.post("/v1/events", body, auth)[:2] == (200, {"accepted": 1})
     assert [(e["community_id"], e["event_id"], e["member_id"]) for e in lake_events(server)] == \
         [("c1", "e1", "m1"), ("c2", "e1", "x1")]
+
+
+def test_v1_events_may_not_use_a_webhook_endpoints_name_as_source(server):
+    # A token holder sends the id the forum will give its next post, ahead of the signed delivery.
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    forged = event(0, source="forum", event_id="post-12", member_id="attacker")
+    status, body, _ = server.post("/v1/events", json.dumps([event(1, source="generic"), forged]).encode(), auth)
+    assert status == 422, (status, body)
+    assert body["rejected"] == [{"index": 1, "reason": "source `forum` is the name of a webhook endpoint "
+                                 "([[ingest.sources]]); only that endpoint sends it"}]
+    post = (FIXTURES / "discourse_post_created.json").read_bytes()
+    sig = "sha256=" + hmac.new(DISCOURSE_SECRET.encode(), post, hashlib.sha256).hexdigest()
+    headers = {"X-Discourse-Event": "post_created", "X-Discourse-Event-Signature": sig}
+    assert server.post("/v1/webhooks/forum", post, headers)[:2] == (200, {"accepted": 1})
+    assert [(e["source"], e["event_id"], e["member_id"]) for e in lake_events(server)] == \
+        [("forum", "post-12", "forum:1")]
+
+
+def test_received_at_is_set_by_the_server_and_source_by_the_endpoint(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, extra=TWO_SENDERS)
+    server.start()
+    started = time.time()
+    claimed = {"received_at": "2001-01-01T00:00:00Z"}
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    body = json.dumps(event(1, source="generic", **claimed)).encode()
+    assert server.post("/v1/events", body, auth)[0] == 200
+    # Signed by the endpoint's own secret, but claiming another endpoint's source.
+    body = json.dumps(event(2, source="forum", **claimed)).encode()
+    assert server.post("/v1/webhooks/app", body, sw_headers(body))[:2] == (200, {"accepted": 1})
+    body = json.dumps(event(3, source="pay", **claimed)).encode()
+    assert server.post("/v1/webhooks/gen", body, sw_headers(body))[:2] == (200, {"accepted": 1})
+    rows = lake_events(server, "event_id, source, CAST(received_at AS VARCHAR) AS received_at")
+    assert [(e["event_id"], e["source"]) for e in rows] == [("e1", "generic"), ("e2", "app"), ("e3", "gen")]
+    for e in rows:
+        received = datetime.datetime.fromisoformat(e["received_at"].replace("Z", "+00:00")).timestamp()
+        assert started - 1 <= received <= time.time(), e
+
+
+def test_a_token_limited_to_some_communities(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"\n[[communities]]\nid = "c2"',
+                    extra=TWO_SENDERS + """
+    [[ingest.tokens]]
+    token_env = "PULSE_TEST_TOKEN_C2"
+    communities = ["c2"]
+""")
+    server.env["PULSE_TEST_TOKEN_C2"] = C2_TOKEN
+    server.start()
+    c2_only = {"authorization": f"Bearer {C2_TOKEN}"}
+    assert server.post("/v1/events", json.dumps(event(1, community_id="c2", source="generic")).encode(),
+                       c2_only)[:2] == (200, {"accepted": 1})
+    # Another community, alone or in a batch: the whole request is refused.
+    status, body, _ = server.post("/v1/events", json.dumps(event(2, source="generic")).encode(), c2_only)
+    assert status == 403 and "c1" in body["error"], (status, body)
+    mixed = [event(3, community_id="c2", source="generic"), event(4, source="generic")]
+    assert server.post("/v1/events", json.dumps(mixed).encode(), c2_only)[0] == 403
+    assert server.post("/v1/events", json.dumps(event(5, source="generic")).encode(),
+                       {"authorization": "Bearer wrong"})[0] == 401
+    # The unrestricted token (ingest.token_env) still sends for every community.
+    assert server.post("/v1/events", json.dumps(event(6, source="generic")).encode(),
+                       {"authorization": f"Bearer {TOKEN}"})[0] == 200
+    assert [(e["community_id"], e["event_id"]) for e in lake_events(server)] == [("c1", "e6"), ("c2", "e1")]
 
 
 def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
