@@ -5,8 +5,8 @@ Needs the release build (built here) and DuckDB's Python package (scripts/test i
 ~/.cache/pulse-venv; run this with that venv's python).
 
 Both sides: validate (required fields non-empty, known event_type, timestamps with an offset,
-non-negative amounts), dedupe on (source, event_id) keeping the earliest received, write zstd
-Parquet in the Hive layout community_id=/event_date= (UTC), sorted by member then time.
+non-negative amounts), dedupe on (community_id, source, event_id) keeping the earliest received,
+write zstd Parquet in the Hive layout community_id=/event_date= (UTC), sorted by member then time.
 """
 import argparse
 import shutil
@@ -45,7 +45,7 @@ COPY (
   ),
   deduped AS (
     SELECT * FROM valid
-    QUALIFY row_number() OVER (PARTITION BY source, event_id ORDER BY coalesce(received, now())) = 1
+    QUALIFY row_number() OVER (PARTITION BY community_id, source, event_id ORDER BY coalesce(received, now())) = 1
   )
   SELECT event_id, source, member_id, event_type, occurred AS occurred_at,
          coalesce(received, now()) AS received_at, content_id, parent_id, target_member_id, title, body,

@@ -165,18 +165,22 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
-    /// The dedupe key `(source, event_id)` as a 128-bit hash (collisions are negligible:
-    /// ~10⁻²⁴ for 10⁹ events).
+    /// The dedupe key `(community_id, source, event_id)` (SPEC §2) as a 128-bit hash
+    /// (collisions are negligible: ~10⁻²⁴ for 10⁹ events).
     pub fn key(&self) -> u128 {
-        dedupe_key(&self.source, &self.event_id)
+        dedupe_key(&self.community_id, &self.source, &self.event_id)
     }
 }
 
-pub fn dedupe_key(source: &str, event_id: &str) -> u128 {
+/// The hash of a dedupe key. Each part is preceded by its length, so no two different keys
+/// hash the same bytes. Keys are only ever compared within one process (the lake's are read
+/// back from its files each import), so the encoding may change between versions.
+pub fn dedupe_key(community_id: &str, source: &str, event_id: &str) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(source.as_bytes());
-    h.update(&[0]);
-    h.update(event_id.as_bytes());
+    for part in [community_id, source, event_id] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
     h.digest128()
 }
 

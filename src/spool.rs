@@ -7,10 +7,18 @@
 //! is sealed and a new one begun. Opening the spool scans the open segment and truncates a torn
 //! tail (a record cut short or with a bad checksum: it was never acknowledged).
 //!
+//! A write or fsync that fails part-way (disk full, file-size limit, EIO) fails every batch of
+//! its group (the HTTP server answers 503), and the appender cuts the segment back to its last
+//! acknowledged length before it writes anything else — otherwise later batches would sit
+//! behind a torn frame, where recovery stops reading. A segment that cannot be cut back is
+//! sealed as it is (recovery reads its whole records up to the tear, all of them written before
+//! the failure) and writing continues in a new one; until one of the two succeeds, every
+//! batch fails.
+//!
 //! Compaction ([`Spool::compact`]) seals the open segment, imports the sealed ones into the lake
-//! through the same path as `pulse import` (validation, quarantine, dedupe on (source,
-//! event_id)), and deletes a segment only after the import published its Parquet files. A crash
-//! between the two imports the segment again, and dedupe makes that harmless.
+//! through the same path as `pulse import` (validation, quarantine, dedupe on (community_id,
+//! source, event_id)), and deletes a segment only after the import published its Parquet
+//! files. A crash between the two imports the segment again, and dedupe makes that harmless.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -107,7 +115,12 @@ struct Appender {
     dir: PathBuf,
     number: u64,
     file: File,
+    /// Bytes of whole, durable records in `file`: everything acknowledged, nothing after.
     len: u64,
+    /// A write failed and `file` may hold bytes past `len` that are not cut off yet.
+    torn: bool,
+    /// A new segment's directory entry is not synced yet.
+    dir_unsynced: bool,
 }
 
 impl Appender {
@@ -155,23 +168,90 @@ impl Appender {
             number,
             file,
             len,
+            torn: false,
+            dir_unsynced: false,
         })
     }
 
-    /// Start a new segment; the current one is sealed (never written again).
+    /// Start a new segment unless the open one is empty; the current one is sealed (never
+    /// written again).
     fn rotate(&mut self) -> Result<()> {
-        if self.len == 0 {
+        if self.len == 0 && !self.torn {
             return Ok(());
         }
-        self.number += 1;
-        let path = self.dir.join(format!("segment-{}.log", self.number));
+        self.next_segment()
+    }
+
+    fn next_segment(&mut self) -> Result<()> {
+        let path = self.dir.join(format!("segment-{}.log", self.number + 1));
         self.file = File::options()
             .create(true)
             .append(true)
             .open(&path)
             .io_context(|| format!("creating {}", path.display()))?;
+        self.number += 1;
         self.len = 0;
-        sync_dir(&self.dir)
+        self.torn = false;
+        self.dir_unsynced = true;
+        sync_dir(&self.dir)?;
+        self.dir_unsynced = false;
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(format!("segment-{}.log", self.number))
+    }
+
+    /// Append `buf` (whole frames) and make it durable. When that fails, nothing of `buf` may
+    /// stay where a later write would follow it: see [`Appender::repair`].
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if self.torn {
+            self.repair()?;
+        }
+        if self.dir_unsynced {
+            sync_dir(&self.dir)?;
+            self.dir_unsynced = false;
+        }
+        self.torn = true;
+        let written = self
+            .file
+            .write_all(buf)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.torn = false;
+                self.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // If this fails too, `torn` stays set and the next write tries again first.
+                if let Err(again) = self.repair() {
+                    tracing::error!("the spool cannot be repaired yet: {again}");
+                }
+                Err(e).io_context(|| format!("writing {}", self.path().display()))
+            }
+        }
+    }
+
+    /// After a failed write: cut the segment back to its acknowledged length, or, if that fails
+    /// too, seal it as it is and continue in a new segment.
+    fn repair(&mut self) -> Result<()> {
+        let path = self.path();
+        let cut = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.sync_all());
+        match cut {
+            Ok(()) => {
+                tracing::warn!(segment = %path.display(), len = self.len, "cut a failed write back");
+                self.torn = false;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(segment = %path.display(), "cannot cut a failed write back ({e}); sealing the segment");
+                self.next_segment()
+            }
+        }
     }
 }
 
@@ -271,11 +351,8 @@ fn append(
     let started = std::time::Instant::now();
     if !buf.is_empty() {
         appender
-            .file
-            .write_all(&buf)
-            .and_then(|()| appender.file.sync_data())
+            .write(&buf)
             .map_err(|e| format!("writing the spool: {e}"))?;
-        appender.len += buf.len() as u64;
         stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
@@ -402,6 +479,97 @@ mod tests {
         let (records, valid) = read_segment(&path).unwrap();
         assert_eq!(records.len(), 50);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), valid);
+    }
+
+    /// Set this process's file-size limit (`ulimit -f`), in bytes.
+    fn limit_file_size(bytes: libc::rlim_t) {
+        let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: plain system calls with valid arguments.
+        unsafe {
+            // Ignored, SIGXFSZ does not kill the process: the write fails with EFBIG.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        }
+    }
+
+    const FSIZE_CHILD: &str = "PULSE_TEST_SPOOL_FSIZE_DIR";
+
+    /// A real file-size limit (not a mock) makes writes fail part-way through a frame. Every
+    /// record acknowledged — before the limit, between failures, and after the limit is raised
+    /// again — must survive recovery; failed appends must report their failure. The limit
+    /// applies to a whole process, so the body runs in a child: this test binary, this test only.
+    #[test]
+    fn acknowledged_records_survive_a_file_size_limit() {
+        if let Ok(dir) = std::env::var(FSIZE_CHILD) {
+            return file_size_limit_child(Path::new(&dir));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "spool::tests::acknowledged_records_survive_a_file_size_limit",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(FSIZE_CHILD, dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    }
+
+    fn file_size_limit_child(dir: &Path) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        limit_file_size(16 << 10);
+        let spool = Spool::open(dir).unwrap();
+        let mut acked = Vec::new();
+        let mut failed = 0;
+        let mut append = |spool: &Spool, i: usize| {
+            // 1 to 7 records of ~130 bytes: a batch rarely fits exactly.
+            let batch: Vec<Vec<u8>> = (0..i % 7 + 1)
+                .map(|j| format!(r#"{{"n":"{i}-{j}","pad":"{}"}}"#, "x".repeat(110)).into_bytes())
+                .collect();
+            let outcome = rt.block_on(spool.append(batch.clone()));
+            if outcome.is_ok() {
+                acked.extend(batch);
+            }
+            outcome
+        };
+        for i in 0..300 {
+            if append(&spool, i).is_err() {
+                failed += 1;
+            }
+        }
+        assert!(failed > 0, "the limit was never reached");
+        // Space returns: every append is acknowledged again.
+        limit_file_size(libc::RLIM_INFINITY);
+        for i in 300..350 {
+            append(&spool, i).unwrap();
+        }
+        drop(spool);
+        // Recovery (as after a crash or restart), then every record in the spool.
+        let reopened = Spool::open(dir).unwrap();
+        let stored: Vec<Vec<u8>> = segments(dir)
+            .unwrap()
+            .iter()
+            .flat_map(|(_, path)| read_segment(path).unwrap().0)
+            .collect();
+        drop(reopened);
+        let lost = acked.iter().filter(|r| !stored.contains(r)).count();
+        assert_eq!(
+            lost,
+            0,
+            "{lost} of {} acknowledged records lost ({failed} appends failed)",
+            acked.len()
+        );
+        assert_eq!(stored, acked, "only acknowledged records, in order, once");
     }
 
     #[test]

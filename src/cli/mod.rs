@@ -116,7 +116,7 @@ pub enum Command {
     /// (spool → lake, models, report, email, ranked lists) for each community at
     /// `report.schedule`, evaluated in the community's timezone, until SIGTERM or Ctrl-C.
     ///
-    /// Endpoints: POST /v1/events (canonical events, bearer token from `ingest.token_env`),
+    /// Endpoints: POST /v1/events (canonical events, bearer token from `ingest.token_env`, or from `[[ingest.tokens]]` for some communities),
     /// POST /v1/webhooks/<source> (`[[ingest.sources]]`: discourse, stripe,
     /// standard_webhooks, generic), GET /healthz, GET /metrics (Prometheus). A 2xx means the
     /// events are fsynced in <state_dir>/spool; the spool moves into the lake on

@@ -21,10 +21,13 @@ pub struct IngestConfig {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub exports: Vec<ExportConfig>,
-    /// The variable holding the bearer token for `POST /v1/events` (unset: that endpoint
-    /// answers 401 to everyone).
+    /// The variable holding the bearer token for `POST /v1/events`, good for every community
+    /// (unset, and no `[[ingest.tokens]]`: that endpoint answers 401 to everyone).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// More bearer tokens for `POST /v1/events`, each good for the listed communities only.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
     /// Largest request body accepted (413 beyond).
     #[serde(default = "default_ingest_body")]
     pub max_body_bytes: ByteSize,
@@ -55,6 +58,7 @@ impl Default for IngestConfig {
             sources: Vec::new(),
             exports: Vec::new(),
             token_env: None,
+            tokens: Vec::new(),
             max_body_bytes: default_ingest_body(),
             spool_max_bytes: default_spool_max(),
             identities: None,
@@ -68,6 +72,16 @@ fn default_listen() -> SocketAddr {
 }
 fn default_ingest_schedule() -> Cron {
     Cron::try_from("0 */15 * * * *".to_string()).expect("a valid cron expression")
+}
+
+/// `[[ingest.tokens]]`: a bearer token for `POST /v1/events` limited to some communities
+/// (events for any other community: 403, the whole request refused).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The variable holding the token.
+    pub token_env: String,
+    pub communities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -399,6 +399,32 @@ impl Config {
             }
         }
         check_env_name(self.ingest.token_env.as_deref(), "ingest.token_env", &err)?;
+        let mut token_envs: std::collections::HashSet<&str> =
+            self.ingest.token_env.as_deref().into_iter().collect();
+        for (i, t) in self.ingest.tokens.iter().enumerate() {
+            let key = format!("ingest.tokens[{i}].token_env");
+            check_env_name(Some(&t.token_env), &key, &err)?;
+            if !token_envs.insert(t.token_env.as_str()) {
+                return Err(err(
+                    key,
+                    format!(
+                        "`{}` is already the variable of another token (ingest.token_env or ingest.tokens)",
+                        t.token_env
+                    ),
+                ));
+            }
+            if t.communities.is_empty() {
+                return Err(err(
+                    format!("ingest.tokens[{i}].communities"),
+                    "must list at least one community (a token for every community is ingest.token_env)".into(),
+                ));
+            }
+            for (j, c) in t.communities.iter().enumerate() {
+                if let Err(reason) = crate::event::check_community_id(c) {
+                    return Err(err(format!("ingest.tokens[{i}].communities[{j}]"), reason));
+                }
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.ingest.sources.iter().enumerate() {
             if s.secret_env.is_none() {
@@ -558,6 +584,26 @@ mod tests {
                 "[[communities]]\nid = \"a/b\"\n",
                 "communities[0].id",
                 "letters",
+            ),
+            (
+                "[[ingest.tokens]]\ntoken_env = \"T_A\"\ncommunities = []\n",
+                "ingest.tokens[0].communities",
+                "at least one community",
+            ),
+            (
+                "[[ingest.tokens]]\ntoken_env = \"T_A\"\ncommunities = [\"a\", \"../b\"]\n",
+                "ingest.tokens[0].communities[1]",
+                "letters",
+            ),
+            (
+                "[ingest]\ntoken_env = \"T_A\"\n[[ingest.tokens]]\ntoken_env = \"T_A\"\ncommunities = [\"a\"]\n",
+                "ingest.tokens[0].token_env",
+                "already the variable of another token",
+            ),
+            (
+                "[[ingest.tokens]]\ntoken_env = \"my token\"\ncommunities = [\"a\"]\n",
+                "ingest.tokens[0].token_env",
+                "environment variable",
             ),
             ("lake = \"ftp://host/lake\"\n", "lake", "unsupported scheme"),
             ("lake = \"s3:///prefix\"\n", "lake", "names no bucket"),

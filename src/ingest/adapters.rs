@@ -296,7 +296,9 @@ pub fn stripe(
     Ok(Mapped::Events(vec![e]))
 }
 
-/// Canonical events: one JSON object, a JSON array of them, or NDJSON.
+/// Canonical events: one JSON object, a JSON array of them, or NDJSON (`/v1/events` and the
+/// `generic` and `standard_webhooks` endpoints). What the body says about `received_at` — and,
+/// at an endpoint, about `source` — is overwritten by the server (SPEC §4.8).
 pub fn canonical(body: &[u8]) -> std::result::Result<Vec<Map<String, Value>>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
     let trimmed = text.trim_start();

@@ -5,14 +5,19 @@
 //! |---|---|
 //! | events durable in the spool | 200 `{"accepted": n}` (or `{"ignored": reason}`) |
 //! | missing or bad token / signature | 401, nothing stored |
+//! | a token of `[[ingest.tokens]]` sending for a community it does not list | 403, nothing stored |
 //! | body is not JSON | 400 |
 //! | body over `ingest.max_body_bytes` | 413 |
-//! | well-formed events that fail validation | 422 with each reason; none stored |
+//! | well-formed events that fail validation, or `/v1/events` events whose `source` is the name of a webhook endpoint | 422 with each reason; none stored |
 //! | spool over `ingest.spool_max_bytes`, or it cannot be written | 503 with Retry-After |
 //!
-//! Replays of an event are accepted again and deduplicated when the spool moves to the lake.
+//! `received_at` is always the moment the server accepted the request, whatever the body says,
+//! and a webhook endpoint's events always have its name as `source`: a sender can neither make
+//! its copy of an event older than another's nor speak for another endpoint. Replays of an
+//! event are accepted again and deduplicated on `(community_id, source, event_id)` when the
+//! spool moves to the lake.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -76,6 +81,7 @@ impl AppState {
     fn reject(&self, source: &str, status: StatusCode, reason: &str) -> Response {
         let outcome = match status {
             StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::BAD_REQUEST => "malformed",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid",
             _ => "unavailable",
@@ -84,8 +90,14 @@ impl AppState {
         answer(status, json!({ "error": reason }))
     }
 
-    /// Validate, stamp received_at, spool, answer.
-    async fn accept(&self, source: &str, events: Vec<Map<String, Value>>) -> Response {
+    /// Stamp received_at, validate (and `refuse`, which gives a reason to refuse an event),
+    /// spool, answer.
+    async fn accept(
+        &self,
+        source: &str,
+        events: Vec<Map<String, Value>>,
+        refuse: impl Fn(&Map<String, Value>) -> Option<String>,
+    ) -> Response {
         if self.spool.bytes() > self.config.ingest.spool_max_bytes.0 {
             self.count(source, "spool_full", 1);
             return (
@@ -100,7 +112,12 @@ impl AppState {
         let mut lines = Vec::with_capacity(events.len());
         let mut rejected = Vec::new();
         for (i, mut e) in events.into_iter().enumerate() {
-            e.entry("received_at").or_insert_with(|| now.clone().into());
+            // Ours, never the sender's: dedupe keeps the earliest received copy.
+            e.insert("received_at".into(), now.clone().into());
+            if let Some(reason) = refuse(&e) {
+                rejected.push(json!({ "index": i, "reason": reason }));
+                continue;
+            }
             let line = Value::Object(e).to_string();
             match crate::event::parse_json_line(&line) {
                 Ok(_) => lines.push(line.into_bytes()),
@@ -146,28 +163,88 @@ fn secret(env: Option<&str>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whom a bearer token speaks for.
+enum Bearer {
+    /// `ingest.token_env`: every community.
+    Any,
+    /// Tokens of `[[ingest.tokens]]`: their communities only.
+    Communities(BTreeSet<String>),
+}
+
+/// Check the bearer token of a request against `ingest.token_env` and `[[ingest.tokens]]`
+/// (each compared in constant time, all of them every time).
+fn bearer(
+    config: &crate::config::IngestConfig,
+    headers: &HeaderMap,
+) -> std::result::Result<Bearer, &'static str> {
+    let any = secret(config.token_env.as_deref());
+    let scoped: Vec<(String, &Vec<String>)> = config
+        .tokens
+        .iter()
+        .filter_map(|t| secret(Some(&t.token_env)).map(|s| (s, &t.communities)))
+        .collect();
+    if any.is_none() && scoped.is_empty() {
+        return Err("POST /v1/events is closed: set ingest.token_env (or [[ingest.tokens]]) and that variable");
+    }
+    let given = header(headers, "authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or("missing or wrong bearer token")?;
+    let matches = |t: &str| bool::from(t.as_bytes().ct_eq(given.as_bytes()));
+    let is_any = any.as_deref().is_some_and(matches);
+    let mut communities = BTreeSet::new();
+    let mut matched = false;
+    for (token, listed) in &scoped {
+        if matches(token) {
+            matched = true;
+            communities.extend(listed.iter().cloned());
+        }
+    }
+    match (is_any, matched) {
+        (true, _) => Ok(Bearer::Any),
+        (false, true) => Ok(Bearer::Communities(communities)),
+        (false, false) => Err("missing or wrong bearer token"),
+    }
+}
+
 /// `POST /v1/events`: canonical events with a bearer token.
 async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let started = std::time::Instant::now();
-    let token = secret(app.config.ingest.token_env.as_deref());
-    let given = header(&headers, "authorization").and_then(|h| h.strip_prefix("Bearer "));
-    let response = match (token, given) {
-        (Some(t), Some(g)) if bool::from(t.as_bytes().ct_eq(g.as_bytes())) => {
-            match adapters::canonical(&body) {
-                Ok(events) => app.accept("events", events).await,
-                Err(e) => app.reject("events", StatusCode::BAD_REQUEST, &e),
+    let response = match bearer(&app.config.ingest, &headers) {
+        Err(reason) => app.reject("events", StatusCode::UNAUTHORIZED, reason),
+        Ok(bearer) => match adapters::canonical(&body) {
+            Err(e) => app.reject("events", StatusCode::BAD_REQUEST, &e),
+            Ok(events) => {
+                let forbidden: BTreeSet<String> = match &bearer {
+                    Bearer::Any => BTreeSet::new(),
+                    Bearer::Communities(allowed) => events
+                        .iter()
+                        .filter_map(|e| e.get("community_id").and_then(Value::as_str))
+                        .filter(|c| !allowed.contains(*c))
+                        .map(str::to_string)
+                        .collect(),
+                };
+                if forbidden.is_empty() {
+                    let endpoints = &app.config.ingest.sources;
+                    app.accept("events", events, |e| {
+                        let source = e.get("source").and_then(Value::as_str)?;
+                        endpoints.iter().any(|s| s.name == source).then(|| {
+                            format!("source `{source}` is the name of a webhook endpoint ([[ingest.sources]]); only that endpoint sends it")
+                        })
+                    })
+                    .await
+                } else {
+                    let listed: Vec<String> = forbidden.iter().map(|c| format!("`{c}`")).collect();
+                    app.reject(
+                        "events",
+                        StatusCode::FORBIDDEN,
+                        &format!(
+                            "this token may not send events of community {}; none were stored",
+                            listed.join(", ")
+                        ),
+                    )
+                }
             }
-        }
-        (None, _) => app.reject(
-            "events",
-            StatusCode::UNAUTHORIZED,
-            "POST /v1/events is closed: set ingest.token_env and that variable",
-        ),
-        _ => app.reject(
-            "events",
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ),
+        },
     };
     app.observe("/v1/events", started);
     response
@@ -231,7 +308,8 @@ async fn handle_webhook(app: &AppState, name: &str, headers: &HeaderMap, body: &
             Err(e) => return app.reject(name, StatusCode::BAD_REQUEST, &e),
             Ok(mut events) => {
                 for e in &mut events {
-                    e.entry("source").or_insert_with(|| name.into());
+                    // The endpoint's name, whatever the payload says.
+                    e.insert("source".into(), name.into());
                     let community = e
                         .entry("community_id")
                         .or_insert_with(|| source.community.clone().into());
@@ -270,7 +348,7 @@ async fn handle_webhook(app: &AppState, name: &str, headers: &HeaderMap, body: &
             app.count(name, "ignored", 1);
             answer(StatusCode::OK, json!({ "ignored": reason }))
         }
-        Ok(Mapped::Events(events)) => app.accept(name, events).await,
+        Ok(Mapped::Events(events)) => app.accept(name, events, |_| None).await,
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! One [`EventWriter`] is one import. It holds the lake lock from [`EventWriter::begin`] to
 //! [`EventWriter::commit`]:
-//! 1. `begin` loads the dedupe keys `(source, event_id)` of every event already in the lake.
+//! 1. `begin` loads the dedupe keys `(community_id, source, event_id)` of every event already
+//!    in the lake (a file's community is its Hive partition `community_id=`, as it always was,
+//!    so lakes written before the community joined the key need no migration).
 //! 2. `add_all` keeps an event unless its key is already in the lake or an earlier copy in this
 //!    import wins (the copy with the smaller `received_at`, then the one read first). Kept events
 //!    are appended to Arrow builders per partition `(community_id, UTC event_date)`; when the
@@ -52,8 +54,8 @@ pub struct ImportStats {
     pub read: u64,
     /// New events written to the lake.
     pub imported: u64,
-    /// Valid events skipped because their `(source, event_id)` was already in the lake or
-    /// appeared again in this import.
+    /// Valid events skipped because their `(community_id, source, event_id)` was already in
+    /// the lake or appeared again in this import.
     pub duplicate: u64,
     /// Lines rejected to quarantine.
     pub quarantined: u64,
@@ -61,8 +63,9 @@ pub struct ImportStats {
     pub files: u64,
 }
 
-/// A dedupe key: the 128-bit hash of `(source, event_id)`, kept as two words so a map entry
-/// with its winning sequence number takes 24 bytes (a `u128` key would align it to 32).
+/// A dedupe key: the 128-bit hash of `(community_id, source, event_id)`, kept as two words so
+/// a map entry with its winning sequence number takes 24 bytes (a `u128` key would align it to
+/// 32).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key(u64, u64);
 
@@ -488,8 +491,9 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .expect("staged batches have the file schema")
 }
 
-/// Read `(source, event_id)` of every event file in the lake, in parallel, a few files at a
-/// time so only those files' bytes and keys are held besides the map.
+/// Read `(community_id, source, event_id)` of every event file in the lake, in parallel, a few
+/// files at a time so only those files' bytes and keys are held besides the map. The community
+/// is not a column of the files: it is their partition directory `community_id=<c>`.
 fn load_keys(lake: &Lake) -> Result<KeyMap> {
     let files: Vec<String> = lake
         .list_files(super::EVENTS)?
@@ -504,16 +508,20 @@ fn load_keys(lake: &Lake) -> Result<KeyMap> {
                 .par_iter()
                 .map(|name| {
                     let path = root.join(name);
+                    let community = file_community(name, &path.display().to_string())?;
                     let file =
                         File::open(&path).io_context(|| format!("opening {}", path.display()))?;
-                    file_keys(file, &path.display().to_string())
+                    file_keys(file, community, &path.display().to_string())
                 })
                 .collect::<Result<_>>()?,
             None => lake
                 .read_many(chunk)?
                 .into_par_iter()
                 .zip(chunk.par_iter())
-                .map(|(bytes, name)| file_keys(bytes, &lake.display(name)))
+                .map(|(bytes, name)| {
+                    let shown = lake.display(name);
+                    file_keys(bytes, file_community(name, &shown)?, &shown)
+                })
                 .collect::<Result<_>>()?,
         };
         map.reserve(keys.iter().map(Vec::len).sum());
@@ -524,7 +532,17 @@ fn load_keys(lake: &Lake) -> Result<KeyMap> {
     Ok(map)
 }
 
-fn file_keys<R: ChunkReader + 'static>(reader: R, name: &str) -> Result<Vec<Key>> {
+/// The community of an events file: its `community_id=<c>` directory.
+fn file_community<'a>(name: &'a str, shown: &str) -> Result<&'a str> {
+    name.split('/')
+        .find_map(|part| part.strip_prefix("community_id="))
+        .ok_or_else(|| crate::error::Error::Input {
+            path: PathBuf::from(shown),
+            message: "an events file outside a `community_id=` partition".into(),
+        })
+}
+
+fn file_keys<R: ChunkReader + 'static>(reader: R, community: &str, name: &str) -> Result<Vec<Key>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader)?;
     let schema = builder.parquet_schema();
     let wanted: Vec<usize> = ["source", "event_id"]
@@ -552,7 +570,7 @@ fn file_keys<R: ChunkReader + 'static>(reader: R, name: &str) -> Result<Vec<Key>
         let event_id = column::<StringArray>(&batch, "event_id");
         keys.extend(
             (0..batch.num_rows())
-                .map(|i| Key::from(dedupe_key(source.value(i), event_id.value(i)))),
+                .map(|i| Key::from(dedupe_key(community, source.value(i), event_id.value(i)))),
         );
     }
     Ok(keys)

@@ -119,6 +119,51 @@ fn dedupe_holds_within_and_across_imports() {
 }
 
 #[test]
+fn the_same_source_and_event_id_in_two_communities_are_two_events() {
+    // SPEC §2: the dedupe key is (community_id, source, event_id). One community's sender must
+    // not erase another's event by reusing its (predictable) id.
+    let s = Scratch::new();
+    let in_c2 = |id: &str, member: &str| {
+        event(id, member, "post", "2026-11-20T10:00:00Z").replace(r#""c1""#, r#""c2""#)
+    };
+    // Within one import: both copies are kept.
+    let a = s.write(
+        "a.ndjson",
+        &[
+            event("e1", "m1", "post", "2026-11-20T10:00:00Z"),
+            in_c2("e1", "x1"),
+        ]
+        .join("\n"),
+    );
+    let out = s.ok(&["import", a.to_str().unwrap()]);
+    assert!(out.contains("read 2 · imported 2 · duplicate 0"), "{out}");
+    // Across imports (keys read back from the lake's files): c2's e2 does not hide c1's.
+    let b = s.write("b.ndjson", &in_c2("e2", "x2"));
+    assert!(s
+        .ok(&["import", b.to_str().unwrap()])
+        .contains("imported 1"));
+    let c = s.write(
+        "c.ndjson",
+        &[
+            event("e2", "m2", "post", "2026-11-20T10:00:00Z"),
+            in_c2("e1", "x9"), // a true duplicate in c2: dropped
+        ]
+        .join("\n"),
+    );
+    let out = s.ok(&["import", c.to_str().unwrap()]);
+    assert!(out.contains("read 2 · imported 1 · duplicate 1"), "{out}");
+    assert_eq!(
+        s.rows("SELECT community_id, event_id, member_id FROM events ORDER BY 1, 2"),
+        [
+            ["c1", "e1", "m1"],
+            ["c1", "e2", "m2"],
+            ["c2", "e1", "x1"],
+            ["c2", "e2", "x2"]
+        ]
+    );
+}
+
+#[test]
 fn within_an_import_the_earliest_received_copy_wins() {
     let s = Scratch::new();
     let with_received = |member: &str, received: &str| {

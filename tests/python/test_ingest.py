@@ -3,6 +3,7 @@ answer code, the spool into the lake, and a crash test (SIGKILL under load, rest
 acknowledged event is in the lake exactly once)."""
 import base64
 import concurrent.futures
+import datetime
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +30,7 @@ TOKEN = "t0ken-for-tests"
 
 class Server:
     def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"', spool_max="1GiB",
-                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *"):
+                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *", extra=""):
         self.pulse_bin, self.dir, self.port = pulse_bin, tmp_path, free_port()
         (tmp_path / "pulse.toml").write_text(textwrap.dedent(f"""
             lake = "lake"
@@ -65,14 +67,16 @@ class Server:
             kind = "standard_webhooks"
             community = "c1"
             secret_env = "PULSE_TEST_WHSEC"
-        """))
+        """) + textwrap.dedent(extra))
         self.env = {"PATH": "/usr/bin:/bin", "PULSE_TEST_TOKEN": TOKEN, "PULSE_TEST_DISCOURSE": DISCOURSE_SECRET,
                     "PULSE_TEST_STRIPE": STRIPE_SECRET, "PULSE_TEST_WHSEC": WHSEC}
         self.proc = None
+        self.preexec_fn, self.stderr = None, subprocess.PIPE
 
     def start(self):
         self.proc = subprocess.Popen([self.pulse_bin, "--config", "pulse.toml", "serve"], cwd=self.dir,
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                     preexec_fn=self.preexec_fn)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -80,7 +84,8 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError(f"serve did not start: {self.proc.stderr.read().decode() if self.proc.poll() is not None else ''}")
+        failed = self.proc.poll() is not None and self.proc.stderr
+        raise AssertionError(f"serve did not start: {self.proc.stderr.read().decode() if failed else ''}")
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -168,7 +173,7 @@ def test_answers_and_signatures(server):
     assert server.post("/v1/events", ndjson)[0] == 401
     assert server.post("/v1/events", ndjson, {"authorization": "Bearer wrong"})[0] == 401
     assert server.post("/v1/events", b"{not json", auth)[0] == 400
-    status, body, _ = server.post("/v1/events", json.dumps([event(20), event(21, event_type="dance")]).encode(), auth)
+    status, body, _ = server.post("/v1/events", json.dumps([event(20, source="generic"), event(21, source="generic", event_type="dance")]).encode(), auth)
     assert status == 422 and body["rejected"] == [{"index": 1, "reason": "unknown event_type `dance`"}]
     big = json.dumps([event(i, body="x" * 1000) for i in range(100)]).encode()
     assert server.post("/v1/events", big, auth)[0] == 413
@@ -238,6 +243,147 @@ def test_acknowledged_events_survive_sigkill(pulse_bin, tmp_path):
     assert all(n == 1 for n in stored.values())
     print(f"crash test: {len(acked)} acknowledged events over 4 SIGKILLs and restarts, "
           f"{len(stored)} distinct events in the lake, 0 lost, 0 twice")
+
+
+def test_acknowledged_events_survive_a_file_size_limit(pulse_bin, tmp_path):
+    """A real file-size limit (`ulimit -f`, SIGXFSZ ignored so writes fail with EFBIG) cuts spool
+    writes part-way through a frame. Failed requests get 503; every request answered 200 —
+    before, between and after the failures, once the limit is lifted — reaches the lake."""
+    import resource
+    server = Server(pulse_bin, tmp_path)
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (48 << 10, resource.RLIM_INFINITY))
+
+    server.preexec_fn, server.stderr = limited, subprocess.DEVNULL
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    counter, lock = iter(range(10**9)), threading.Lock()
+    acked, refused, retry_after = set(), set(), set()
+
+    def send(n):
+        with lock:
+            ids = [next(counter) for _ in range(n)]
+        body = json.dumps([event(i, source="generic", body="x" * 150) for i in ids]).encode()
+        status, _, headers = server.post("/v1/events", body, auth)
+        with lock:
+            (acked if status == 200 else refused).update(f"e{i}" for i in ids)
+            if status == 503:
+                retry_after.add(headers.get("retry-after"))
+        return status
+
+    server.start()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        # ~200 KB of events against a 48 KiB limit; concurrent requests share (failing) writes.
+        limited_phase = list(pool.map(send, [1 + i % 9 for i in range(150)]))
+        assert set(limited_phase) == {200, 503}, limited_phase
+        assert retry_after == {"10"}, retry_after
+        # Space returns: new batches are acknowledged (and, below, kept).
+        resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        after = list(pool.map(send, [1 + i % 9 for i in range(40)]))
+        assert set(after) == {200}, after
+    assert server.stop() == 0
+    p = server.pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    stored = {r["event_id"] for r in json.loads(server.pulse("query", "--format", "json",
+                                                            "SELECT event_id FROM events").stdout)}
+    missing = acked - stored
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
+    assert not stored & refused, "events of refused requests were rolled back"
+    print(f"file-size limit: {limited_phase.count(200)} requests answered 200 and {limited_phase.count(503)} "
+          f"answered 503 under the limit, {len(after)} answered 200 after it; {len(acked)} events acknowledged, "
+          f"{len(stored)} in the lake")
+
+
+C2_TOKEN = "t0ken-for-c2-only"
+TWO_SENDERS = """
+    [[ingest.sources]]
+    name = "gen"
+    kind = "generic"
+    community = "c1"
+    secret_env = "PULSE_TEST_WHSEC"
+"""
+
+
+def lake_events(server, columns="community_id, source, event_id, member_id"):
+    """Stop the server, move the spool into the lake, return the stored events."""
+    if server.proc.poll() is None:
+        assert server.stop() == 0
+    p = server.pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    rows = server.pulse("query", "--format", "json", f"SELECT {columns} FROM events ORDER BY 1, 2, 3")
+    assert rows.returncode == 0, rows.stderr
+    return json.loads(rows.stdout)
+
+
+def test_the_same_source_and_event_id_in_two_communities_are_both_kept(server):
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    for community, member in [("c1", "m1"), ("c2", "x1")]:
+        body = json.dumps(event(1, source="generic", community_id=community, member_id=member)).encode()
+        assert server.post("/v1/events", body, auth)[:2] == (200, {"accepted": 1})
+    assert [(e["community_id"], e["event_id"], e["member_id"]) for e in lake_events(server)] == \
+        [("c1", "e1", "m1"), ("c2", "e1", "x1")]
+
+
+def test_v1_events_may_not_use_a_webhook_endpoints_name_as_source(server):
+    # A token holder sends the id the forum will give its next post, ahead of the signed delivery.
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    forged = event(0, source="forum", event_id="post-12", member_id="attacker")
+    status, body, _ = server.post("/v1/events", json.dumps([event(1, source="generic"), forged]).encode(), auth)
+    assert status == 422, (status, body)
+    assert body["rejected"] == [{"index": 1, "reason": "source `forum` is the name of a webhook endpoint "
+                                 "([[ingest.sources]]); only that endpoint sends it"}]
+    post = (FIXTURES / "discourse_post_created.json").read_bytes()
+    sig = "sha256=" + hmac.new(DISCOURSE_SECRET.encode(), post, hashlib.sha256).hexdigest()
+    headers = {"X-Discourse-Event": "post_created", "X-Discourse-Event-Signature": sig}
+    assert server.post("/v1/webhooks/forum", post, headers)[:2] == (200, {"accepted": 1})
+    assert [(e["source"], e["event_id"], e["member_id"]) for e in lake_events(server)] == \
+        [("forum", "post-12", "forum:1")]
+
+
+def test_received_at_is_set_by_the_server_and_source_by_the_endpoint(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, extra=TWO_SENDERS)
+    server.start()
+    started = time.time()
+    claimed = {"received_at": "2001-01-01T00:00:00Z"}
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    body = json.dumps(event(1, source="generic", **claimed)).encode()
+    assert server.post("/v1/events", body, auth)[0] == 200
+    # Signed by the endpoint's own secret, but claiming another endpoint's source.
+    body = json.dumps(event(2, source="forum", **claimed)).encode()
+    assert server.post("/v1/webhooks/app", body, sw_headers(body))[:2] == (200, {"accepted": 1})
+    body = json.dumps(event(3, source="pay", **claimed)).encode()
+    assert server.post("/v1/webhooks/gen", body, sw_headers(body))[:2] == (200, {"accepted": 1})
+    rows = lake_events(server, "event_id, source, CAST(received_at AS VARCHAR) AS received_at")
+    assert [(e["event_id"], e["source"]) for e in rows] == [("e1", "generic"), ("e2", "app"), ("e3", "gen")]
+    for e in rows:
+        received = datetime.datetime.fromisoformat(e["received_at"].replace("Z", "+00:00")).timestamp()
+        assert started - 1 <= received <= time.time(), e
+
+
+def test_a_token_limited_to_some_communities(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"\n[[communities]]\nid = "c2"',
+                    extra=TWO_SENDERS + """
+    [[ingest.tokens]]
+    token_env = "PULSE_TEST_TOKEN_C2"
+    communities = ["c2"]
+""")
+    server.env["PULSE_TEST_TOKEN_C2"] = C2_TOKEN
+    server.start()
+    c2_only = {"authorization": f"Bearer {C2_TOKEN}"}
+    assert server.post("/v1/events", json.dumps(event(1, community_id="c2", source="generic")).encode(),
+                       c2_only)[:2] == (200, {"accepted": 1})
+    # Another community, alone or in a batch: the whole request is refused.
+    status, body, _ = server.post("/v1/events", json.dumps(event(2, source="generic")).encode(), c2_only)
+    assert status == 403 and "c1" in body["error"], (status, body)
+    mixed = [event(3, community_id="c2", source="generic"), event(4, source="generic")]
+    assert server.post("/v1/events", json.dumps(mixed).encode(), c2_only)[0] == 403
+    assert server.post("/v1/events", json.dumps(event(5, source="generic")).encode(),
+                       {"authorization": "Bearer wrong"})[0] == 401
+    # The unrestricted token (ingest.token_env) still sends for every community.
+    assert server.post("/v1/events", json.dumps(event(6, source="generic")).encode(),
+                       {"authorization": f"Bearer {TOKEN}"})[0] == 200
+    assert [(e["community_id"], e["event_id"]) for e in lake_events(server)] == [("c1", "e6"), ("c2", "e1")]
 
 
 def test_export_folders_are_picked_up_once(pulse_bin, tmp_path):
