@@ -691,7 +691,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (config, _) = Config::load(config_path)?;
             let lake = lake_from(&config, &cli.global)?;
             let templates = crate::deliver::templates(&config)?;
-            let mut communities = crate::models::communities_in_lake(&lake)?;
+            let mut communities = lake.communities()?;
             if let Some(only) = &community {
                 communities.retain(|c| c == only);
                 if communities.is_empty() {
@@ -751,7 +751,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio_runtime()?;
             let (schema, batches) = runtime.block_on(async {
                 let ctx = crate::engine::session(&config.engine, &lake).await?;
-                crate::models::prepare_session(&ctx, &lake).await?;
                 crate::engine::query(&ctx, &sql).await
             })?;
             write_result(schema, &batches, format, output.as_deref())?;

@@ -280,13 +280,12 @@ impl Queries {
         let prev_as_of = dates.iter().rev().find(|d| **d < as_of).copied();
         let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
         let ctx = crate::engine::session(&config.engine, lake).await?;
-        crate::models::prepare_session(&ctx, lake).await?;
         crate::models::register_parameter_tables(&ctx, settings).await?;
         let mut params = crate::models::parameters(settings, &window);
         params.push((
             "prev_as_of",
             match prev_as_of {
-                Some(d) => crate::models::date_scalar(d),
+                Some(d) => crate::engine::functions::date_scalar(d),
                 None => ScalarValue::Date32(None),
             },
         ));

@@ -64,7 +64,7 @@ pub async fn context(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
     let session = state(base.with_extension(Arc::new(Scratch::new(lake))))?;
     let ctx = SessionContext::remote_with_state(&url, session).await?;
     // Upgrading the state for Ballista replaces its scalar functions with Ballista's set.
-    for udf in crate::models::functions() {
+    for udf in super::functions::all() {
         ctx.register_udf(udf);
     }
     Ok(ctx)
@@ -114,7 +114,7 @@ async fn standalone_cluster(state: &SessionState) -> Result<String> {
 
 /// `state` with pulse's SQL functions registered.
 fn with_functions(mut state: SessionState) -> datafusion::error::Result<SessionState> {
-    for udf in crate::models::functions() {
+    for udf in super::functions::all() {
         state.register_udf(Arc::new(udf))?;
     }
     Ok(state)
@@ -223,7 +223,7 @@ impl Scratch {
         batches: &[RecordBatch],
     ) -> Result<()> {
         let dir = format!("{}/{name}", self.rel);
-        let bytes = crate::models::parquet_bytes(&schema, batches)?;
+        let bytes = crate::lake::parquet::parquet_bytes(&schema, batches)?;
         self.lake.write(&format!("{dir}/part-0.parquet"), &bytes)?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");

@@ -12,27 +12,22 @@
 //! Before the models run, the rollups ([`rollups`]) are brought up to date, so the models read
 //! compact per-day tables plus the raw events of W and W′ only.
 
-mod functions;
 pub mod pagerank;
 pub mod rollups;
-mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone};
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, StringBuilder};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 
-pub use functions::{all as functions, date_scalar, local_day_number};
-pub use schema::metric_tables;
-
 use crate::config::{CohortGrain, CommunitySettings, Config, Normalization};
+use crate::engine::catalog;
 use crate::error::{Error, IoContext, Result};
+use crate::lake::parquet::{conform, write_parquet};
 use crate::lake::Lake;
 
 /// The SQL models, compiled into the binary so it runs anywhere.
@@ -277,7 +272,7 @@ fn timestamp(micros: i64) -> ScalarValue {
 
 /// The bound parameters of the metric models (and of the report queries).
 pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, ScalarValue)> {
-    let date = functions::date_scalar;
+    let date = crate::engine::functions::date_scalar;
     let utf8 = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
     let int = |v: u32| ScalarValue::Int64(Some(v as i64));
     let float = |v: f64| ScalarValue::Float64(Some(v));
@@ -431,54 +426,6 @@ pub async fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettin
     .await
 }
 
-/// Cast `batch` to `schema` column by column (by name), so stored files have the contract's
-/// types whatever type an expression produced (row_number() is UInt64, for instance).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let column = batch.column_by_name(f.name()).ok_or_else(|| {
-                Error::Usage(format!(
-                    "model output lacks column `{}` (has {:?})",
-                    f.name(),
-                    batch.schema()
-                ))
-            })?;
-            Ok(if column.data_type() == f.data_type() {
-                column.clone()
-            } else {
-                cast(column, f.data_type())?
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-/// Write `batches` as one zstd Parquet file at `path` (an empty file when there are none).
-pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, parquet_bytes(schema, batches)?)
-        .io_context(|| format!("writing {}", path.display()))
-}
-
-/// `batches`, conformed to `schema`, as the bytes of one zstd Parquet file.
-pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    use datafusion::parquet::basic::{Compression, ZstdLevel};
-    use datafusion::parquet::file::properties::WriterProperties;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let mut writer =
-        datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
-    for b in batches {
-        writer.write(&conform(b, schema)?)?;
-    }
-    Ok(writer.into_inner()?)
-}
-
 /// What one community's run produced.
 #[derive(Debug, Clone)]
 pub struct CommunityRun {
@@ -488,26 +435,6 @@ pub struct CommunityRun {
     /// Rows per metric table.
     pub tables: Vec<(&'static str, usize)>,
     pub seconds: f64,
-}
-
-/// Register the rollup tables (explicit schemas, so an empty lake works); `pulse query` calls
-/// it too, so growth teams can query the rollups.
-pub async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    for (name, schema) in rollups::schemas(ctx).await? {
-        crate::engine::register_table(
-            ctx,
-            name,
-            lake,
-            &crate::lake::rollups_path(name),
-            schema,
-            &[
-                ("community_id", DataType::Utf8),
-                ("event_month", DataType::Date32),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// Compute every metric table of one community for one as_of, and replace their partitions.
@@ -523,7 +450,6 @@ pub async fn run_community(
     // without starting an engine (and Ballista 55 can stall on plans over zero files).
     let engine = if rollups::has_events(lake, &settings.id)? {
         let ctx = crate::engine::session(&config.engine, lake).await?;
-        prepare_session(&ctx, lake).await?;
         let refreshed =
             rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
         tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
@@ -533,7 +459,10 @@ pub async fn run_community(
         None
     };
     let params = parameters(settings, &window);
-    let metric_schemas: BTreeMap<&str, SchemaRef> = metric_tables().into_iter().collect();
+    let metric_schemas: BTreeMap<&str, SchemaRef> = catalog::of_kind(catalog::TableKind::Metric)
+        .into_iter()
+        .map(|t| (t.name, t.file_schema))
+        .collect();
     let staging = lake
         .staging_dir()
         .join(format!("run-{}", crate::lake::unique_suffix()));
@@ -677,16 +606,6 @@ async fn pagerank_batch(ctx: &SessionContext) -> Result<RecordBatch> {
     )?)
 }
 
-/// Community ids with events in the lake.
-pub fn communities_in_lake(lake: &Lake) -> Result<Vec<String>> {
-    Ok(lake
-        .list_dirs(crate::lake::EVENTS)?
-        .iter()
-        .filter_map(|d| d.strip_prefix("community_id="))
-        .map(str::to_string)
-        .collect())
-}
-
 /// The communities a run covers: every configured community (or every community in the lake
 /// when none is configured), or only `only`.
 pub fn select_communities(
@@ -696,7 +615,8 @@ pub fn select_communities(
 ) -> Result<Vec<CommunitySettings>> {
     let mut communities = config.communities();
     if communities.is_empty() {
-        communities = communities_in_lake(lake)?
+        communities = lake
+            .communities()?
             .iter()
             .map(|id| config.community(id))
             .collect();
@@ -704,7 +624,7 @@ pub fn select_communities(
     if let Some(id) = only {
         communities.retain(|c| c.id == id);
         if communities.is_empty() {
-            if !communities_in_lake(lake)?.iter().any(|c| c == id) {
+            if !lake.communities()?.iter().any(|c| c == id) {
                 return Err(Error::Usage(format!(
                     "community `{id}` is neither configured nor in the lake (see `pulse query \"SELECT DISTINCT community_id FROM events\"`)"
                 )));

@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 
+use crate::engine::functions::date_scalar;
 use crate::error::{IoContext, Result};
 use crate::lake::Lake;
 
@@ -56,24 +57,9 @@ fn params(
     vec![
         ("community", ScalarValue::Utf8(Some(community.to_string()))),
         ("tz", ScalarValue::Utf8(Some(tz.to_string()))),
-        ("from_date", super::functions::date_scalar(from)),
-        ("to_date", super::functions::date_scalar(to)),
+        ("from_date", date_scalar(from)),
+        ("to_date", date_scalar(to)),
     ]
-}
-
-/// The file schema of each rollup (its SQL's output), found by planning the SQL, so the schema
-/// cannot drift from the query.
-pub async fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, SchemaRef)>> {
-    let day = super::functions::epoch();
-    let mut out = Vec::new();
-    for (name, sql) in ROLLUPS {
-        let df = ctx
-            .sql(sql)
-            .await?
-            .with_param_values(params("", "UTC", day, day))?;
-        out.push((name, std::sync::Arc::new(df.schema().as_arrow().clone())));
-    }
-    Ok(out)
 }
 
 /// The event partitions of `community` by month: first day of the UTC month → every
@@ -159,7 +145,7 @@ pub async fn refresh(
             let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             let staged_dir = staging.join(table).join(month.to_string());
-            super::write_parquet(&staged_dir.join(&name), &schema, &batches)?;
+            crate::lake::parquet::write_parquet(&staged_dir.join(&name), &schema, &batches)?;
             swaps.push((staged_dir, target));
         }
         stats.refreshed = stats.refreshed.max(swaps.len());
@@ -170,4 +156,48 @@ pub async fn refresh(
             .io_context(|| format!("removing {}", staging.display()))?;
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalog's schema of each rollup (what readers are given) is what its SQL plans
+    /// (what refresh writes).
+    #[test]
+    fn catalog_schemas_are_the_planned_ones() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+            let ctx = SessionContext::new();
+            for udf in crate::engine::functions::all() {
+                ctx.register_udf(udf);
+            }
+            crate::engine::catalog::register_all(&ctx, &lake)
+                .await
+                .unwrap();
+            let day = crate::engine::functions::epoch();
+            for (name, sql) in ROLLUPS {
+                let df = ctx
+                    .sql(sql)
+                    .await
+                    .unwrap()
+                    .with_param_values(params("", "UTC", day, day))
+                    .unwrap();
+                let planned: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
+                let table = crate::engine::catalog::table(name).unwrap();
+                assert_eq!(table.file_schema, planned, "rollup `{name}`");
+            }
+            let in_catalog =
+                crate::engine::catalog::of_kind(crate::engine::catalog::TableKind::Rollup);
+            assert_eq!(
+                in_catalog.len(),
+                ROLLUPS.len(),
+                "a rollup table without SQL"
+            );
+        });
+    }
 }
