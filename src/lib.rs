@@ -2,9 +2,9 @@
 //! DataFusion SQL, reports and ranked member lists delivered.
 //!
 //! The modules follow the data: [`ingest`] (files, later webhooks) → [`lake`] (Parquet) →
-//! [`models`] (DataFusion over `queries/*.sql`) → [`deliver`] (the emailed report); [`engine`]
-//! builds the DataFusion sessions, [`state`] remembers what was sent, [`config`] is the typed
-//! configuration and [`cli`] drives it all.
+//! [`models`] (DataFusion over the SQL in `queries/`) → [`deliver`] (the emailed report);
+//! [`engine`] builds the DataFusion sessions over the lake's tables, [`state`] remembers what
+//! was sent, [`config`] is the typed configuration and [`cli`] drives it all.
 
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The report's numbers: read back from the metric tables of one community and as_of (and the
-//! previous report's as_of, for deltas) by the SQL in `queries/report/`. Nothing here
-//! recomputes a metric: the report shows what the lake holds, so the two always agree.
+//! previous report's as_of, for deltas) by the SQL in `queries/report/` (discovered with the
+//! rest of the project, [`crate::models::project`]). Nothing here recomputes a metric: the
+//! report shows what the lake holds, so the two always agree.
 
 use std::collections::BTreeMap;
 
@@ -15,42 +16,6 @@ use crate::config::{CommunitySettings, Config};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::models::RunWindow;
-
-/// The report queries, compiled into the binary.
-const QUERIES: [(&str, &str); 11] = [
-    ("kpis", include_str!("../../queries/report/kpis.sql")),
-    ("tiers", include_str!("../../queries/report/tiers.sql")),
-    (
-        "top_members",
-        include_str!("../../queries/report/top_members.sql"),
-    ),
-    (
-        "new_contributors",
-        include_str!("../../queries/report/new_contributors.sql"),
-    ),
-    (
-        "community_influence",
-        include_str!("../../queries/report/community_influence.sql"),
-    ),
-    (
-        "top_influencers",
-        include_str!("../../queries/report/top_influencers.sql"),
-    ),
-    (
-        "retention",
-        include_str!("../../queries/report/retention.sql"),
-    ),
-    ("demand", include_str!("../../queries/report/demand.sql")),
-    (
-        "unanswered_posts",
-        include_str!("../../queries/report/unanswered_posts.sql"),
-    ),
-    ("at_risk", include_str!("../../queries/report/at_risk.sql")),
-    (
-        "daily_active",
-        include_str!("../../queries/report/daily_active.sql"),
-    ),
-];
 
 /// Tiers in the order the report lists them (SPEC §4.3).
 pub const TIERS: [&str; 8] = [
@@ -299,10 +264,7 @@ impl Queries {
 
     /// Run the report query `name` (at most `limit` rows where it has a LIMIT).
     pub async fn batches(&self, name: &str, limit: i64) -> Result<Vec<RecordBatch>> {
-        let sql = QUERIES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, sql)| *sql)
+        let sql = crate::models::project::sql(crate::models::project::Kind::Report, name)
             .expect("known report query");
         let mut params = self.params.clone();
         params.push(("limit", ScalarValue::Int64(Some(limit))));
@@ -490,17 +452,6 @@ fn cohort_table(rows: Vec<CohortCell>) -> (Vec<Cohort>, Vec<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_report_query_has_a_header() {
-        for (name, sql) in QUERIES {
-            let header = sql.lines().next().unwrap_or("");
-            assert!(
-                header.starts_with(&format!("-- report {name}:")),
-                "{name}: {header}"
-            );
-        }
-    }
 
     #[test]
     fn cohorts_pivot_with_gaps_for_periods_not_started() {

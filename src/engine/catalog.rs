@@ -4,8 +4,9 @@
 //! all, with explicit schemas so an empty lake is a valid lake; every session gets them
 //! ([`super::session`]), so models, the report, the sinks and `pulse query` see the same tables.
 //!
-//! The SQL that produces the metric tables and rollups is in `queries/`; a unit test in
-//! `models::rollups` checks that each rollup's schema below is the one its SQL plans.
+//! The SQL that produces the metric tables and rollups is in `queries/` (`marts/`, `rollups/`);
+//! `models` checks that every mart and rollup has its table here, and a unit test there checks
+//! that each rollup's schema below is the one its SQL plans.
 
 use std::sync::Arc;
 
@@ -137,7 +138,7 @@ fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The file schema of each rollup: what its SQL (`queries/rollup_<name>.sql`) plans, checked
+/// The file schema of each rollup: what its SQL (`queries/rollups/<name>.sql`) plans, checked
 /// by `models::rollups`' tests.
 fn rollup_schemas() -> Vec<(&'static str, SchemaRef)> {
     use DataType::*;

@@ -1,18 +1,28 @@
-//! The metric models (SPEC §4): SQL files in `queries/`, run by DataFusion in dependency order.
+//! The metric models (SPEC §4): the SQL project in `queries/` ([`project`]), run by DataFusion
+//! in dependency order.
 //!
-//! Each `queries/<name>.sql` is one model. Its header comment says what it computes and which
-//! SPEC section it implements, and a `-- depends_on: a, b` line names the models it reads.
-//! Models whose name is a metric table (SPEC §5) are written to
-//! `<lake>/metrics/<name>/community_id=<c>/as_of=<D>/part-0.parquet`; the others are helpers,
-//! kept in memory for the models after them. PageRank is the one model written in Rust
-//! ([`pagerank`]). Values — dates, weights, thresholds — are bound parameters (`$name` in the
-//! SQL); lists from the config (point rules, keywords, active types, excluded members) are small
-//! parameter tables (`p_*`). Nothing from the config is pasted into SQL text.
+//! A model is a file `queries/intermediate/<name>.sql` (a helper, kept in memory for the models
+//! after it) or `queries/marts/<name>.sql` (a metric table of SPEC §5, written to
+//! `<lake>/metrics/<name>/community_id=<c>/as_of=<D>/part-0.parquet`). Its header comment says
+//! what it computes and which SPEC section it implements, and may declare data tests
+//! (`-- test unique: a, b`, `-- test accepted_values: col = v1, v2`). PageRank is the one model
+//! written in Rust ([`pagerank`]; it reads `pagerank_edges`, and `member_influence` reads it).
+//!
+//! Dependencies come from the SQL itself: each model's statement is parsed with DataFusion's
+//! parser and its table references resolved ([`referenced_tables`]: CTE names are not
+//! references); a model depends on every other model it reads. Everything else a model reads is
+//! a lake table of the catalog ([`crate::engine::catalog`]: `events`, the rollups) or a
+//! parameter table ([`PARAMETER_TABLES`]). Models run in topological order, which names a cycle.
+//!
+//! Values — dates, weights, thresholds — are bound parameters (`$name` in the SQL); lists from
+//! the config (point rules, keywords, active types, excluded members) are small parameter
+//! tables (`p_*`). Nothing from the config is pasted into SQL text.
 //!
 //! Before the models run, the rollups ([`rollups`]) are brought up to date, so the models read
 //! compact per-day tables plus the raw events of W and W′ only.
 
 pub mod pagerank;
+pub mod project;
 pub mod rollups;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,46 +39,15 @@ use crate::engine::catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::lake::parquet::{conform, write_parquet};
 use crate::lake::Lake;
+use project::Kind;
 
-/// The SQL models, compiled into the binary so it runs anywhere.
-const QUERIES: [(&str, &str); 10] = [
-    (
-        "member_state",
-        include_str!("../../queries/member_state.sql"),
-    ),
-    (
-        "member_window",
-        include_str!("../../queries/member_window.sql"),
-    ),
-    (
-        "member_activity",
-        include_str!("../../queries/member_activity.sql"),
-    ),
-    (
-        "pagerank_edges",
-        include_str!("../../queries/pagerank_edges.sql"),
-    ),
-    (
-        "member_influence",
-        include_str!("../../queries/member_influence.sql"),
-    ),
-    (
-        "community_influence",
-        include_str!("../../queries/community_influence.sql"),
-    ),
-    (
-        "retention_cohorts",
-        include_str!("../../queries/retention_cohorts.sql"),
-    ),
-    (
-        "demand_categories",
-        include_str!("../../queries/demand_categories.sql"),
-    ),
-    (
-        "ranked_members",
-        include_str!("../../queries/ranked_members.sql"),
-    ),
-    ("kpis", include_str!("../../queries/kpis.sql")),
+/// The parameter tables ([`register_parameter_tables`]): lists from the config the SQL joins with.
+pub const PARAMETER_TABLES: [&str; 5] = [
+    "p_active_types",
+    "p_points",
+    "p_excluded",
+    "p_categories",
+    "p_keywords",
 ];
 
 /// How a model is computed.
@@ -82,6 +61,9 @@ pub enum Body {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub name: &'static str,
+    /// [`Kind::Mart`]: written to the lake as the metric table `name`; [`Kind::Intermediate`]:
+    /// kept in memory for the models after it.
+    pub kind: Kind,
     pub body: Body,
     pub depends_on: Vec<String>,
     pub tests: Vec<DataTest>,
@@ -147,14 +129,6 @@ fn comma_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The names after `-- depends_on:` in a model's header ("(…)" means none).
-fn declared_dependencies(sql: &str) -> Vec<String> {
-    header_values(sql, "depends_on")
-        .flat_map(comma_list)
-        .filter(|d| !d.starts_with('('))
-        .collect()
-}
-
 fn declared_tests(sql: &str) -> Vec<DataTest> {
     let unique = header_values(sql, "test unique").map(|cols| DataTest::Unique(comma_list(cols)));
     let accepted = header_values(sql, "test accepted_values").filter_map(|spec| {
@@ -167,23 +141,53 @@ fn declared_tests(sql: &str) -> Vec<DataTest> {
     unique.chain(accepted).collect()
 }
 
+/// The tables `sql` (one statement) reads, by name as DataFusion normalizes them (unquoted
+/// identifiers lowercased), without CTE names, sorted.
+pub fn referenced_tables(sql: &str) -> Result<Vec<String>> {
+    use datafusion::sql::parser::DFParser;
+    let mut statements = DFParser::parse_sql(sql)?;
+    let (Some(statement), true) = (statements.pop_front(), statements.is_empty()) else {
+        return Err(Error::Usage("expected one SQL statement".into()));
+    };
+    let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(&statement, true)?;
+    let names: BTreeSet<String> = tables.iter().map(|t| t.table().to_string()).collect();
+    Ok(names.into_iter().collect())
+}
+
 /// Every model, in an order where each comes after what it depends on.
 pub fn models() -> Result<Vec<Model>> {
-    let mut all: Vec<Model> = QUERIES
-        .iter()
-        .map(|(name, sql)| Model {
-            name,
-            body: Body::Sql(sql),
-            depends_on: declared_dependencies(sql),
-            tests: declared_tests(sql),
-        })
+    let files: Vec<project::SqlFile> = project::files()?
+        .into_iter()
+        .filter(|f| matches!(f.kind, Kind::Intermediate | Kind::Mart))
         .collect();
-    all.push(Model {
+    let pagerank = Model {
         name: "pagerank",
+        kind: Kind::Intermediate,
         body: Body::PageRank,
         depends_on: vec!["pagerank_edges".into()],
         tests: vec![DataTest::Unique(vec!["member_id".into()])],
-    });
+    };
+    let names: BTreeSet<&str> = files
+        .iter()
+        .map(|f| f.name)
+        .chain([pagerank.name])
+        .collect();
+    let mut all = Vec::new();
+    for f in files {
+        let reads = referenced_tables(f.sql)
+            .map_err(|e| Error::Usage(format!("{}: cannot read its SQL: {e}", f.path())))?;
+        all.push(Model {
+            name: f.name,
+            kind: f.kind,
+            body: Body::Sql(f.sql),
+            depends_on: reads
+                .into_iter()
+                .filter(|t| names.contains(t.as_str()))
+                .collect(),
+            tests: declared_tests(f.sql),
+        });
+    }
+    all.push(pagerank);
     topological_order(all)
 }
 
@@ -459,10 +463,6 @@ pub async fn run_community(
         None
     };
     let params = parameters(settings, &window);
-    let metric_schemas: BTreeMap<&str, SchemaRef> = catalog::of_kind(catalog::TableKind::Metric)
-        .into_iter()
-        .map(|t| (t.name, t.file_schema))
-        .collect();
     let staging = lake
         .staging_dir()
         .join(format!("run-{}", crate::lake::unique_suffix()));
@@ -482,13 +482,18 @@ pub async fn run_community(
                 batches
             }
         };
-        if let Some(schema) = metric_schemas.get(model.name) {
+        if model.kind == Kind::Mart {
+            let schema = catalog::table(model.name)
+                .ok_or_else(|| {
+                    Error::Usage(format!("mart `{}` has no table in the catalog", model.name))
+                })?
+                .file_schema;
             let conformed = batches
                 .iter()
-                .map(|b| conform(b, schema))
+                .map(|b| conform(b, &schema))
                 .collect::<Result<Vec<_>>>()?;
             let dir = staging.join(model.name);
-            write_parquet(&dir.join("part-0.parquet"), schema, &conformed)?;
+            write_parquet(&dir.join("part-0.parquet"), &schema, &conformed)?;
             let target = format!(
                 "{}/community_id={}/as_of={as_of}",
                 crate::lake::metrics_path(model.name),
@@ -648,7 +653,63 @@ mod tests {
         assert!(pos("member_activity") < pos("ranked_members"));
         assert!(pos("pagerank_edges") < pos("pagerank"));
         assert!(pos("pagerank") < pos("member_influence"));
-        assert_eq!(order.len(), QUERIES.len() + 1);
+        let sql_models = project::files()
+            .unwrap()
+            .iter()
+            .filter(|f| matches!(f.kind, Kind::Intermediate | Kind::Mart))
+            .count();
+        assert_eq!(order.len(), sql_models + 1);
+    }
+
+    #[test]
+    fn dependencies_are_the_models_a_model_reads() {
+        let all = models().unwrap();
+        let deps = |n: &str| -> Vec<String> {
+            let mut d = all.iter().find(|m| m.name == n).unwrap().depends_on.clone();
+            d.sort();
+            d
+        };
+        assert_eq!(deps("member_state"), Vec::<String>::new());
+        assert_eq!(deps("member_window"), ["member_state"]);
+        assert_eq!(deps("demand_categories"), ["member_state"]);
+        assert_eq!(
+            deps("member_influence"),
+            ["member_state", "pagerank", "pagerank_edges"]
+        );
+        assert_eq!(deps("ranked_members"), ["member_activity"]);
+        // CTE names are not references, even when a CTE is named like a table.
+        let reads = referenced_tables(
+            "WITH member_state AS (SELECT 1 AS x), b AS (SELECT * FROM member_state) \
+             SELECT * FROM b JOIN Events e ON true WHERE $x IN (SELECT x FROM p_points)",
+        )
+        .unwrap();
+        assert_eq!(reads, ["events", "p_points"]);
+    }
+
+    #[test]
+    fn models_read_only_models_lake_tables_and_parameter_tables() {
+        let all = models().unwrap();
+        for m in &all {
+            let Body::Sql(sql) = m.body else { continue };
+            for t in referenced_tables(sql).unwrap() {
+                assert!(
+                    all.iter().any(|other| other.name == t)
+                        || catalog::table(&t).is_some()
+                        || PARAMETER_TABLES.contains(&t.as_str()),
+                    "model `{}` reads `{t}`, which is neither a model, a lake table nor a parameter table",
+                    m.name
+                );
+            }
+        }
+        for m in &all {
+            if m.kind == Kind::Intermediate {
+                assert!(
+                    catalog::table(m.name).is_none(),
+                    "intermediate model `{}` would hide the lake table of that name",
+                    m.name
+                );
+            }
+        }
     }
 
     #[test]
@@ -672,6 +733,7 @@ mod tests {
                 .unwrap();
             let model = Model {
                 name: "m",
+                kind: Kind::Intermediate,
                 body: Body::PageRank,
                 depends_on: vec![],
                 tests: vec![
@@ -703,6 +765,7 @@ mod tests {
     fn a_cycle_is_named() {
         let m = |name: &'static str, dep: &str| Model {
             name,
+            kind: Kind::Intermediate,
             body: Body::PageRank,
             depends_on: vec![dep.to_string()],
             tests: Vec::new(),
@@ -715,21 +778,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown model `zzz`"), "{err}");
-    }
-
-    #[test]
-    fn every_model_has_a_header_naming_its_spec_section() {
-        for (name, sql) in QUERIES.iter().chain(rollups::ROLLUPS.iter()) {
-            let header: String = sql.lines().take_while(|l| l.starts_with("--")).collect();
-            assert!(
-                header.contains(name.trim_start_matches("rollup_")),
-                "{name}: header must name the model"
-            );
-            assert!(
-                header.contains("SPEC §"),
-                "{name}: header must cite the SPEC section"
-            );
-        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Incremental rollups: the reason a daily run's cost follows the window, not the history.
 //!
-//! Each rollup (`queries/rollup_*.sql`) is computed per UTC month of `events` partitions and
+//! Each rollup (`queries/rollups/<name>.sql`) is computed per UTC month of `events` partitions and
 //! stored at `<lake>/rollups/<name>/community_id=<c>/event_month=<YYYY-MM-01>/part-<fingerprint>.parquet`
 //! (rows keep their `event_date`, so models prune by it). A month is one file, so a year of
 //! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
@@ -16,25 +16,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 
+use super::project::{self, Kind};
 use crate::engine::functions::date_scalar;
 use crate::error::{IoContext, Result};
 use crate::lake::Lake;
-
-/// The rollups, by table name, with their SQL.
-pub const ROLLUPS: [(&str, &str); 3] = [
-    (
-        "member_day_types",
-        include_str!("../../queries/rollup_member_day_types.sql"),
-    ),
-    (
-        "member_edges",
-        include_str!("../../queries/rollup_member_edges.sql"),
-    ),
-    (
-        "membership_events",
-        include_str!("../../queries/rollup_membership_events.sql"),
-    ),
-];
 
 /// What a refresh did, for the run summary (counted in months).
 #[derive(Debug, Default, Clone, Copy)]
@@ -127,7 +112,8 @@ pub async fn refresh(
     let staging = lake
         .staging_dir()
         .join(format!("rollup-{}", crate::lake::unique_suffix()));
-    for (table, sql) in ROLLUPS {
+    for rollup in project::of_kind(Kind::Rollup)? {
+        let (table, sql) = (rollup.name, rollup.sql);
         let mut swaps = Vec::new();
         for (month, files) in &months {
             let name = fingerprint(sql, tz, files);
@@ -179,23 +165,24 @@ mod tests {
             crate::engine::catalog::register_all(&ctx, &lake)
                 .await
                 .unwrap();
+            let rollups = project::of_kind(Kind::Rollup).unwrap();
             let day = crate::engine::functions::epoch();
-            for (name, sql) in ROLLUPS {
+            for r in &rollups {
                 let df = ctx
-                    .sql(sql)
+                    .sql(r.sql)
                     .await
                     .unwrap()
                     .with_param_values(params("", "UTC", day, day))
                     .unwrap();
                 let planned: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
-                let table = crate::engine::catalog::table(name).unwrap();
-                assert_eq!(table.file_schema, planned, "rollup `{name}`");
+                let table = crate::engine::catalog::table(r.name).unwrap();
+                assert_eq!(table.file_schema, planned, "rollup `{}`", r.name);
             }
             let in_catalog =
                 crate::engine::catalog::of_kind(crate::engine::catalog::TableKind::Rollup);
             assert_eq!(
                 in_catalog.len(),
-                ROLLUPS.len(),
+                rollups.len(),
                 "a rollup table without SQL"
             );
         });

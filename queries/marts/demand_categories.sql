@@ -6,7 +6,6 @@
 -- priority = members × (1 + unanswered_rate), and priority_rank within the taxonomy by priority
 -- desc, posts desc, category asc. Every configured category appears, with zeros if need be.
 -- Reads raw `events` for W and W′ only (partition-pruned by event_date).
--- depends_on: member_state
 -- test unique: taxonomy, category
 -- test unique: taxonomy, priority_rank
 WITH posts AS (
