@@ -254,6 +254,12 @@ impl Queries {
                 None => ScalarValue::Date32(None),
             },
         ));
+        // Report queries may read intermediate models (unanswered_posts reads answered_posts,
+        // the one definition of SPEC §4.6's 48-hour rule). They are registered as views over
+        // the lake, computed inside the query that reads them: one definition of each rule,
+        // and nothing written to the lake that the models run does not write.
+        let reports = crate::models::project::of_kind(crate::models::project::Kind::Report)?;
+        crate::models::register_views(&ctx, reports.iter().map(|f| f.sql), &params).await?;
         Ok(Queries {
             ctx,
             params,

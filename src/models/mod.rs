@@ -564,6 +564,59 @@ async fn compute(
     }
 }
 
+/// Register, as views in `ctx`, the intermediate models that the queries `reads` read (and the
+/// intermediate models those read), with `params` bound. A view is planned now and computed
+/// only when a query reads it, inside that query; nothing is written. This is how a session
+/// other than a models run (the report's) applies a rule that lives in an intermediate model —
+/// the 48-hour answer rule of `answered_posts`, say — without a second definition of it.
+///
+/// Only SQL models over the lake can be views: one that reads a mart (which the lake holds for
+/// every as_of, not this run's) or PageRank (computed in Rust) is refused.
+pub async fn register_views<'a>(
+    ctx: &SessionContext,
+    reads: impl IntoIterator<Item = &'a str>,
+    params: &[(&'static str, ScalarValue)],
+) -> Result<()> {
+    let all = models()?;
+    let by_name: BTreeMap<&str, &Model> = all.iter().map(|m| (m.name, m)).collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for sql in reads {
+        wanted.extend(referenced_tables(sql)?);
+    }
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    while let Some(name) = wanted.pop() {
+        let Some(model) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        if model.kind == Kind::Mart || !needed.insert(model.name) {
+            continue;
+        }
+        wanted.extend(model.depends_on.iter().cloned());
+    }
+    // `all` is in dependency order, so each view's inputs are registered before it.
+    for model in all.iter().filter(|m| needed.contains(m.name)) {
+        let unsuitable = model.depends_on.iter().find(|d| {
+            by_name
+                .get(d.as_str())
+                .is_some_and(|m| m.kind == Kind::Mart || matches!(m.body, Body::PageRank))
+        });
+        let (Body::Sql(sql), None) = (&model.body, unsuitable) else {
+            return Err(Error::Usage(format!(
+                "model `{}` cannot be read as a view (it reads a mart or PageRank)",
+                model.name
+            )));
+        };
+        let view = ctx
+            .sql_with_options(sql, crate::engine::read_only())
+            .await?
+            .with_param_values(params.to_vec())?
+            .into_view();
+        ctx.deregister_table(model.name)?;
+        ctx.register_table(model.name, view)?;
+    }
+    Ok(())
+}
+
 /// The `pagerank` model: PageRank over `pagerank_edges`, as (member_id, pagerank).
 async fn pagerank_batch(ctx: &SessionContext) -> Result<RecordBatch> {
     let rows = ctx
@@ -653,6 +706,7 @@ mod tests {
         assert!(pos("member_activity") < pos("ranked_members"));
         assert!(pos("pagerank_edges") < pos("pagerank"));
         assert!(pos("pagerank") < pos("member_influence"));
+        assert!(pos("answered_posts") < pos("demand_categories"));
         let sql_models = project::files()
             .unwrap()
             .iter()
@@ -671,7 +725,10 @@ mod tests {
         };
         assert_eq!(deps("member_state"), Vec::<String>::new());
         assert_eq!(deps("member_window"), ["member_state"]);
-        assert_eq!(deps("demand_categories"), ["member_state"]);
+        assert_eq!(
+            deps("demand_categories"),
+            ["answered_posts", "member_state"]
+        );
         assert_eq!(
             deps("member_influence"),
             ["member_state", "pagerank", "pagerank_edges"]

@@ -129,7 +129,12 @@ mod tests {
         );
         assert_eq!(
             names(Kind::Intermediate),
-            ["member_state", "member_window", "pagerank_edges"]
+            [
+                "answered_posts",
+                "member_state",
+                "member_window",
+                "pagerank_edges"
+            ]
         );
         assert_eq!(
             names(Kind::Mart),
