@@ -42,6 +42,11 @@ pub enum Error {
         message: String,
     },
 
+    /// The SQL project compiled into pulse (`queries/`) does not hold together: a file in an
+    /// unknown folder, a cycle, a mart without a catalog table, output that lacks a column.
+    #[error("the SQL project (queries/): {0}")]
+    Project(String),
+
     /// A metric model (a `queries/` SQL model or PageRank) failed.
     #[error("model `{model}` ({community})")]
     Model {

@@ -10,18 +10,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::config::{CommunitySettings, Config};
+
+use crate::error::{Chain, Error, Result};
 use crate::lake::Lake;
 use crate::pipeline::history::{
-    history, latest_runs, record_abandoned, register, RunKind, RunLock, RunStatus,
+    history, latest_runs, record_abandoned, RunKind, RunLock, RunRecord, RunStatus,
 };
 use crate::pipeline::{intake, run_pipeline, select_communities, PipelineOptions};
-use crate::schedule::{next_fire, plan, Limits};
+use crate::schedule::{as_of_for, next_fire, plan, Limits};
 use crate::spool::Spool;
 use crate::state::StateDir;
 
@@ -63,7 +64,10 @@ pub async fn compactor(
             ),
             Ok(_) => {}
             Err(e) => {
-                tracing::error!("spool compaction failed (the segments stay and are retried): {e}")
+                tracing::error!(
+                    "spool compaction failed (the segments stay and are retried): {}",
+                    Chain(&e)
+                )
             }
         }
     }
@@ -129,12 +133,13 @@ pub async fn scheduler(
             if let Some(spool) = &spool {
                 if let Err(e) = spool.compact(lake).await {
                     tracing::error!(
-                        "spool compaction failed (the segments stay and are retried): {e}"
+                        "spool compaction failed (the segments stay and are retried): {}",
+                        Chain(&e)
                     );
                 }
             }
             let intake = tokio::task::block_in_place(|| intake(config, lake)).unwrap_or_else(|e| {
-                tracing::error!("intake failed (retried before the next run): {e}");
+                tracing::error!("intake failed (retried before the next run): {}", Chain(&e));
                 Vec::new()
             });
             tracing::info!(community = %settings.id, as_of = %d.as_of, late = d.late, "run started");
@@ -172,7 +177,7 @@ pub async fn scheduler(
                 }
                 Some(Err(e)) => {
                     retry_soon = true;
-                    tracing::error!("run could not be recorded: {e}");
+                    tracing::error!("run could not be recorded: {}", Chain(&e));
                 }
                 None => {
                     let latest = latest_runs(history(&state).read()?)
@@ -214,6 +219,41 @@ pub async fn scheduler(
     }
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// Record that the scheduler has seen each community, the first time it does; returns the
+/// communities seen for the first time.
+fn register<'a>(
+    state: &StateDir,
+    communities: &'a [CommunitySettings],
+    now: DateTime<Utc>,
+) -> Result<Vec<&'a CommunitySettings>> {
+    let ledger = history(state);
+    let runs = ledger.read()?;
+    let mut new = Vec::new();
+    for c in communities {
+        let seen = runs
+            .iter()
+            .any(|r| r.community == c.id && r.kind == RunKind::Registered);
+        if !seen {
+            ledger.append(&RunRecord {
+                run_id: format!("registered-{}", c.id),
+                kind: RunKind::Registered,
+                community: c.id.clone(),
+                as_of: as_of_for(now, c.timezone),
+                due_at: None,
+                job: None,
+                status: RunStatus::Succeeded,
+                late: false,
+                started_at: now,
+                finished_at: Some(now),
+                stages: Vec::new(),
+                error: None,
+            })?;
+            new.push(c);
+        }
+    }
+    Ok(new)
 }
 
 /// A shutdown channel fed by SIGTERM and SIGINT (each signal increments the count).

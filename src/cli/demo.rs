@@ -228,7 +228,7 @@ async fn headline(config: &Config, lake: &Lake, as_of: NaiveDate) -> Result<Vec<
              FROM kpis WHERE as_of = $1 GROUP BY community_id ORDER BY community_id",
         )
         .await?
-        .with_param_values(vec![crate::models::date_scalar(as_of)])?;
+        .with_param_values(vec![crate::engine::functions::date_scalar(as_of)])?;
     let batches = df.collect().await?;
     let mut lines = Vec::new();
     for b in &batches {

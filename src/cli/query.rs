@@ -23,7 +23,6 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
     let (config, lake) = (ctx.config()?, ctx.lake()?);
     let (schema, batches) = ctx.block_on(async {
         let ctx = crate::engine::session(&config.engine, lake).await?;
-        crate::models::prepare_session(&ctx, lake).await?;
         crate::engine::query(&ctx, &args.sql).await
     })??;
     write_result(schema, &batches, args.format, args.output.as_deref())?;

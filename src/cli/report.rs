@@ -24,7 +24,7 @@ pub struct Args {
 pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
     let (config, lake) = (ctx.config()?, ctx.lake()?);
     let templates = crate::report::templates(config)?;
-    let mut communities = crate::pipeline::communities_in_lake(lake)?;
+    let mut communities = lake.communities()?;
     if let Some(only) = &args.community {
         communities.retain(|c| c == only);
         if communities.is_empty() {

@@ -64,7 +64,7 @@ pub async fn context(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
     let session = state(base.with_extension(Arc::new(Scratch::new(lake))))?;
     let ctx = SessionContext::remote_with_state(&url, session).await?;
     // Upgrading the state for Ballista replaces its scalar functions with Ballista's set.
-    for udf in crate::models::functions() {
+    for udf in super::functions::all() {
         ctx.register_udf(udf);
     }
     Ok(ctx)
@@ -82,8 +82,9 @@ async fn standalone_cluster(state: &SessionState) -> Result<String> {
     {
         return Ok(url.clone());
     }
-    let started = |e: ballista_core::error::BallistaError| {
-        Error::Usage(format!("starting the in-process Ballista cluster: {e}"))
+    let started = |e: ballista_core::error::BallistaError| Error::Ballista {
+        context: "starting the in-process Ballista cluster".into(),
+        source: Box::new(e),
     };
     let addr = ballista_scheduler::standalone::new_standalone_scheduler_from_state(state)
         .await
@@ -114,7 +115,7 @@ async fn standalone_cluster(state: &SessionState) -> Result<String> {
 
 /// `state` with pulse's SQL functions registered.
 fn with_functions(mut state: SessionState) -> datafusion::error::Result<SessionState> {
-    for udf in crate::models::functions() {
+    for udf in super::functions::all() {
         state.register_udf(Arc::new(udf))?;
     }
     Ok(state)
@@ -150,8 +151,9 @@ pub async fn run_scheduler(engine: &EngineConfig, lake: &Lake, bind: SocketAddr)
         ..SchedulerConfig::default()
     }
     .with_override_session_builder(Arc::new(process_state(engine, lake)?));
-    let failed = |e: ballista_core::error::BallistaError| {
-        Error::Usage(format!("Ballista scheduler on {bind}: {e}"))
+    let failed = |e: ballista_core::error::BallistaError| Error::Ballista {
+        context: format!("Ballista scheduler on {bind}"),
+        source: Box::new(e),
     };
     let cluster = BallistaCluster::new_from_config(&config)
         .await
@@ -196,7 +198,10 @@ pub async fn run_executor(
     };
     start_executor_process(Arc::new(config))
         .await
-        .map_err(|e| Error::Usage(format!("Ballista executor on {bind}: {e}")))
+        .map_err(|e| Error::Ballista {
+            context: format!("Ballista executor on {bind}"),
+            source: Box::new(e),
+        })
 }
 
 /// A Ballista session's place for in-memory tables: `<lake>/_scratch/<session>/<table>/`.
@@ -223,7 +228,7 @@ impl Scratch {
         batches: &[RecordBatch],
     ) -> Result<()> {
         let dir = format!("{}/{name}", self.rel);
-        let bytes = crate::models::parquet_bytes(&schema, batches)?;
+        let bytes = crate::lake::parquet::parquet_bytes(&schema, batches)?;
         self.lake.write(&format!("{dir}/part-0.parquet"), &bytes)?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");

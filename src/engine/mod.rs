@@ -3,8 +3,8 @@
 //! Every run gets a fresh [`SessionContext`] (a long-lived context caches directory listings
 //! and would miss files written since), with a memory pool that spills to disk beyond
 //! `engine.memory_limit`, `engine.target_partitions` threads, the SQL functions the models
-//! use, and every lake table registered with an explicit schema, so an empty lake is a valid
-//! lake.
+//! use ([`functions`]), and every lake table of the [`catalog`] registered with an explicit
+//! schema, so an empty lake is a valid lake.
 //!
 //! `engine.backend` picks who executes the plans: this process (`local`), or Apache DataFusion
 //! Ballista (`ballista-standalone`, `ballista`; only with `--features ballista`, see
@@ -13,13 +13,13 @@
 
 #[cfg(feature = "ballista")]
 pub mod ballista;
+pub mod catalog;
+pub mod functions;
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
 use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -48,14 +48,15 @@ pub fn session_config(config: &EngineConfig) -> SessionConfig {
         .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
-/// A fresh session over `lake` with `events` and every metric table registered.
+/// A fresh session over `lake` with every table of the lake [`catalog`] registered: `events`,
+/// the metric tables and the rollups.
 pub async fn session(config: &EngineConfig, lake: &Lake) -> Result<SessionContext> {
     let ctx = match config.backend {
         Backend::Local => {
             let ctx =
                 SessionContext::new_with_config_rt(session_config(config), runtime_env(config)?);
             lake.register_store(&ctx)?;
-            for udf in crate::models::functions() {
+            for udf in functions::all() {
                 ctx.register_udf(udf);
             }
             ctx
@@ -70,56 +71,8 @@ pub async fn session(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
                 .into(),
         )),
     };
-    register_table(
-        &ctx,
-        "events",
-        lake,
-        crate::lake::EVENTS,
-        crate::event::file_schema(),
-        &[
-            ("community_id", DataType::Utf8),
-            ("event_date", DataType::Date32),
-        ],
-    )
-    .await?;
-    for (table, schema) in crate::models::metric_tables() {
-        register_table(
-            &ctx,
-            table,
-            lake,
-            &crate::lake::metrics_path(table),
-            schema,
-            &[
-                ("community_id", DataType::Utf8),
-                ("as_of", DataType::Date32),
-            ],
-        )
-        .await?;
-    }
+    catalog::register_all(&ctx, lake).await?;
     Ok(ctx)
-}
-
-/// Register the Hive-partitioned Parquet table at lake path `rel` with a known file schema.
-pub async fn register_table(
-    ctx: &SessionContext,
-    name: &str,
-    lake: &Lake,
-    rel: &str,
-    file_schema: SchemaRef,
-    partition_cols: &[(&str, DataType)],
-) -> Result<()> {
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(
-            partition_cols
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.clone()))
-                .collect(),
-        );
-    let url = lake.table_url(rel)?;
-    ctx.register_listing_table(name, url, options, Some(file_schema), None)
-        .await?;
-    Ok(())
 }
 
 /// Make `batches` queryable as table `name`, replacing any table of that name. The local

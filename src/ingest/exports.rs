@@ -25,7 +25,8 @@ use serde_json::{json, Map, Value};
 
 use super::adapters::{event, Identities};
 use crate::config::{Config, ExportFormat};
-use crate::error::{Error, IoContext, Result};
+
+use crate::error::{Chain, Error, IoContext, Result};
 use crate::lake::Lake;
 use crate::state::StateDir;
 
@@ -405,8 +406,10 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
                     tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
                 }
                 Err(e) => {
-                    tracing::error!(file = %file.display(), "export not imported (tried again next run): {e}");
-                    stats.failed.push(format!("{}: {e}", file.display()));
+                    tracing::error!(file = %file.display(), "export not imported (tried again next run): {}", Chain(&e));
+                    stats
+                        .failed
+                        .push(format!("{}: {}", file.display(), Chain(&e)));
                 }
             }
         }

@@ -18,6 +18,7 @@
 //! so a killed writer never leaves the lake locked.
 
 pub mod events;
+pub mod parquet;
 pub mod remote;
 
 use std::fs::File;
@@ -34,7 +35,7 @@ pub fn metrics_path(table: &str) -> String {
     format!("metrics/{table}")
 }
 
-/// Derived per-partition rollups (see `models::rollups`).
+/// Derived per-month rollups (see `models::rollups`).
 pub fn rollups_path(table: &str) -> String {
     format!("rollups/{table}")
 }
@@ -272,6 +273,16 @@ impl Lake {
         dirs.retain(|d| !d.starts_with(['.', '_']));
         dirs.sort();
         Ok(dirs)
+    }
+
+    /// Ids of the communities with events in the lake, sorted.
+    pub fn communities(&self) -> Result<Vec<String>> {
+        Ok(self
+            .list_dirs(EVENTS)?
+            .iter()
+            .filter_map(|d| d.strip_prefix("community_id="))
+            .map(str::to_string)
+            .collect())
     }
 
     /// Read many lake files at once (in the order asked).

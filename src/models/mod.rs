@@ -1,79 +1,53 @@
-//! The metric models (SPEC §4): SQL files in `queries/`, run by DataFusion in dependency order.
+//! The metric models (SPEC §4): the SQL project in `queries/` ([`project`]), run by DataFusion
+//! in dependency order.
 //!
-//! Each `queries/<name>.sql` is one model. Its header comment says what it computes and which
-//! SPEC section it implements, and a `-- depends_on: a, b` line names the models it reads.
-//! Models whose name is a metric table (SPEC §5) are written to
-//! `<lake>/metrics/<name>/community_id=<c>/as_of=<D>/part-0.parquet`; the others are helpers,
-//! kept in memory for the models after them. PageRank is the one model written in Rust
-//! ([`pagerank`]). Values — dates, weights, thresholds — are bound parameters (`$name` in the
-//! SQL); lists from the config (point rules, keywords, active types, excluded members) are small
-//! parameter tables (`p_*`). Nothing from the config is pasted into SQL text.
+//! A model is a file `queries/intermediate/<name>.sql` (a helper, kept in memory for the models
+//! after it) or `queries/marts/<name>.sql` (a metric table of SPEC §5, written to
+//! `<lake>/metrics/<name>/community_id=<c>/as_of=<D>/part-0.parquet`). Its header comment says
+//! what it computes and which SPEC section it implements, and may declare data tests
+//! (`-- test unique: a, b`, `-- test accepted_values: col = v1, v2`). PageRank is the one model
+//! written in Rust ([`pagerank`]; it reads `pagerank_edges`, and `member_influence` reads it).
+//!
+//! Dependencies come from the SQL itself: each model's statement is parsed with DataFusion's
+//! parser and its table references resolved ([`referenced_tables`]: CTE names are not
+//! references); a model depends on every other model it reads. Everything else a model reads is
+//! a lake table of the catalog ([`crate::engine::catalog`]: `events`, the rollups) or a
+//! parameter table ([`PARAMETER_TABLES`]). Models run in topological order, which names a cycle.
+//!
+//! Values — dates, weights, thresholds — are bound parameters (`$name` in the SQL); lists from
+//! the config (point rules, keywords, active types, excluded members) are small parameter
+//! tables (`p_*`). Nothing from the config is pasted into SQL text.
 //!
 //! Before the models run, the rollups ([`rollups`]) are brought up to date, so the models read
 //! compact per-day tables plus the raw events of W and W′ only.
 
-mod functions;
 pub mod pagerank;
+pub mod project;
 pub mod rollups;
-mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone};
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, StringBuilder};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 
-pub use functions::{all as functions, date_scalar, local_day_number};
-pub use schema::metric_tables;
-
 use crate::config::{CohortGrain, CommunitySettings, Config, Normalization};
+use crate::engine::catalog;
 use crate::error::{Error, IoContext, Result};
+use crate::lake::parquet::{conform, write_parquet};
 use crate::lake::Lake;
+use project::Kind;
 
-/// The SQL models, compiled into the binary so it runs anywhere.
-const QUERIES: [(&str, &str); 10] = [
-    (
-        "member_state",
-        include_str!("../../queries/member_state.sql"),
-    ),
-    (
-        "member_window",
-        include_str!("../../queries/member_window.sql"),
-    ),
-    (
-        "member_activity",
-        include_str!("../../queries/member_activity.sql"),
-    ),
-    (
-        "pagerank_edges",
-        include_str!("../../queries/pagerank_edges.sql"),
-    ),
-    (
-        "member_influence",
-        include_str!("../../queries/member_influence.sql"),
-    ),
-    (
-        "community_influence",
-        include_str!("../../queries/community_influence.sql"),
-    ),
-    (
-        "retention_cohorts",
-        include_str!("../../queries/retention_cohorts.sql"),
-    ),
-    (
-        "demand_categories",
-        include_str!("../../queries/demand_categories.sql"),
-    ),
-    (
-        "ranked_members",
-        include_str!("../../queries/ranked_members.sql"),
-    ),
-    ("kpis", include_str!("../../queries/kpis.sql")),
+/// The parameter tables ([`register_parameter_tables`]): lists from the config the SQL joins with.
+pub const PARAMETER_TABLES: [&str; 5] = [
+    "p_active_types",
+    "p_points",
+    "p_excluded",
+    "p_categories",
+    "p_keywords",
 ];
 
 /// How a model is computed.
@@ -87,6 +61,9 @@ pub enum Body {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub name: &'static str,
+    /// [`Kind::Mart`]: written to the lake as the metric table `name`; [`Kind::Intermediate`]:
+    /// kept in memory for the models after it.
+    pub kind: Kind,
     pub body: Body,
     pub depends_on: Vec<String>,
     pub tests: Vec<DataTest>,
@@ -152,14 +129,6 @@ fn comma_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The names after `-- depends_on:` in a model's header ("(…)" means none).
-fn declared_dependencies(sql: &str) -> Vec<String> {
-    header_values(sql, "depends_on")
-        .flat_map(comma_list)
-        .filter(|d| !d.starts_with('('))
-        .collect()
-}
-
 fn declared_tests(sql: &str) -> Vec<DataTest> {
     let unique = header_values(sql, "test unique").map(|cols| DataTest::Unique(comma_list(cols)));
     let accepted = header_values(sql, "test accepted_values").filter_map(|spec| {
@@ -172,23 +141,53 @@ fn declared_tests(sql: &str) -> Vec<DataTest> {
     unique.chain(accepted).collect()
 }
 
+/// The tables `sql` (one statement) reads, by name as DataFusion normalizes them (unquoted
+/// identifiers lowercased), without CTE names, sorted.
+pub fn referenced_tables(sql: &str) -> Result<Vec<String>> {
+    use datafusion::sql::parser::DFParser;
+    let mut statements = DFParser::parse_sql(sql)?;
+    let (Some(statement), true) = (statements.pop_front(), statements.is_empty()) else {
+        return Err(Error::Project("expected one SQL statement".into()));
+    };
+    let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(&statement, true)?;
+    let names: BTreeSet<String> = tables.iter().map(|t| t.table().to_string()).collect();
+    Ok(names.into_iter().collect())
+}
+
 /// Every model, in an order where each comes after what it depends on.
 pub fn models() -> Result<Vec<Model>> {
-    let mut all: Vec<Model> = QUERIES
-        .iter()
-        .map(|(name, sql)| Model {
-            name,
-            body: Body::Sql(sql),
-            depends_on: declared_dependencies(sql),
-            tests: declared_tests(sql),
-        })
+    let files: Vec<project::SqlFile> = project::files()?
+        .into_iter()
+        .filter(|f| matches!(f.kind, Kind::Intermediate | Kind::Mart))
         .collect();
-    all.push(Model {
+    let pagerank = Model {
         name: "pagerank",
+        kind: Kind::Intermediate,
         body: Body::PageRank,
         depends_on: vec!["pagerank_edges".into()],
         tests: vec![DataTest::Unique(vec!["member_id".into()])],
-    });
+    };
+    let names: BTreeSet<&str> = files
+        .iter()
+        .map(|f| f.name)
+        .chain([pagerank.name])
+        .collect();
+    let mut all = Vec::new();
+    for f in files {
+        let reads = referenced_tables(f.sql)
+            .map_err(|e| Error::Project(format!("{}: cannot read its SQL: {e}", f.path())))?;
+        all.push(Model {
+            name: f.name,
+            kind: f.kind,
+            body: Body::Sql(f.sql),
+            depends_on: reads
+                .into_iter()
+                .filter(|t| names.contains(t.as_str()))
+                .collect(),
+            tests: declared_tests(f.sql),
+        });
+    }
+    all.push(pagerank);
     topological_order(all)
 }
 
@@ -198,7 +197,7 @@ pub fn topological_order(models: Vec<Model>) -> Result<Vec<Model>> {
     let names: BTreeSet<&str> = models.iter().map(|m| m.name).collect();
     for m in &models {
         if let Some(d) = m.depends_on.iter().find(|d| !names.contains(d.as_str())) {
-            return Err(Error::Usage(format!(
+            return Err(Error::Project(format!(
                 "model `{}` depends on unknown model `{d}`",
                 m.name
             )));
@@ -215,7 +214,7 @@ pub fn topological_order(models: Vec<Model>) -> Result<Vec<Model>> {
             .collect();
         if ready.is_empty() {
             let cycle: Vec<&str> = pending.keys().copied().collect();
-            return Err(Error::Usage(format!(
+            return Err(Error::Project(format!(
                 "models depend on each other in a cycle: {}",
                 cycle.join(", ")
             )));
@@ -277,7 +276,7 @@ fn timestamp(micros: i64) -> ScalarValue {
 
 /// The bound parameters of the metric models (and of the report queries).
 pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, ScalarValue)> {
-    let date = functions::date_scalar;
+    let date = crate::engine::functions::date_scalar;
     let utf8 = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
     let int = |v: u32| ScalarValue::Int64(Some(v as i64));
     let float = |v: f64| ScalarValue::Float64(Some(v));
@@ -431,54 +430,6 @@ pub async fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettin
     .await
 }
 
-/// Cast `batch` to `schema` column by column (by name), so stored files have the contract's
-/// types whatever type an expression produced (row_number() is UInt64, for instance).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let column = batch.column_by_name(f.name()).ok_or_else(|| {
-                Error::Usage(format!(
-                    "model output lacks column `{}` (has {:?})",
-                    f.name(),
-                    batch.schema()
-                ))
-            })?;
-            Ok(if column.data_type() == f.data_type() {
-                column.clone()
-            } else {
-                cast(column, f.data_type())?
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-/// Write `batches` as one zstd Parquet file at `path` (an empty file when there are none).
-pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, parquet_bytes(schema, batches)?)
-        .io_context(|| format!("writing {}", path.display()))
-}
-
-/// `batches`, conformed to `schema`, as the bytes of one zstd Parquet file.
-pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    use datafusion::parquet::basic::{Compression, ZstdLevel};
-    use datafusion::parquet::file::properties::WriterProperties;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let mut writer =
-        datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
-    for b in batches {
-        writer.write(&conform(b, schema)?)?;
-    }
-    Ok(writer.into_inner()?)
-}
-
 /// What one community's run produced.
 #[derive(Debug, Clone)]
 pub struct CommunityRun {
@@ -488,26 +439,6 @@ pub struct CommunityRun {
     /// Rows per metric table.
     pub tables: Vec<(&'static str, usize)>,
     pub seconds: f64,
-}
-
-/// Register the rollup tables (explicit schemas, so an empty lake works); `pulse query` calls
-/// it too, so growth teams can query the rollups.
-pub async fn prepare_session(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    for (name, schema) in rollups::schemas(ctx).await? {
-        crate::engine::register_table(
-            ctx,
-            name,
-            lake,
-            &crate::lake::rollups_path(name),
-            schema,
-            &[
-                ("community_id", DataType::Utf8),
-                ("event_month", DataType::Date32),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// Compute every metric table of one community for one as_of, and replace their partitions.
@@ -523,7 +454,6 @@ pub async fn run_community(
     // without starting an engine (and Ballista 55 can stall on plans over zero files).
     let engine = if rollups::has_events(lake, &settings.id)? {
         let ctx = crate::engine::session(&config.engine, lake).await?;
-        prepare_session(&ctx, lake).await?;
         let refreshed =
             rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
         tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
@@ -533,7 +463,6 @@ pub async fn run_community(
         None
     };
     let params = parameters(settings, &window);
-    let metric_schemas: BTreeMap<&str, SchemaRef> = metric_tables().into_iter().collect();
     let staging = lake
         .staging_dir()
         .join(format!("run-{}", crate::lake::unique_suffix()));
@@ -544,22 +473,32 @@ pub async fn run_community(
             None => Vec::new(),
             Some((ctx, _)) => {
                 let model_started = std::time::Instant::now();
-                let (schema, batches) = compute(ctx, &model, &params).await.map_err(|e| {
-                    Error::Usage(format!("model `{}` ({}): {e}", model.name, settings.id))
-                })?;
+                let (schema, batches) =
+                    compute(ctx, &model, &params)
+                        .await
+                        .map_err(|e| Error::Model {
+                            model: model.name.to_string(),
+                            community: settings.id.clone(),
+                            source: Box::new(e),
+                        })?;
                 crate::engine::register_batches(ctx, model.name, schema, batches.clone()).await?;
                 run_tests(ctx, &model, &settings.id).await?;
                 tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), "model computed");
                 batches
             }
         };
-        if let Some(schema) = metric_schemas.get(model.name) {
+        if model.kind == Kind::Mart {
+            let schema = catalog::table(model.name)
+                .ok_or_else(|| {
+                    Error::Project(format!("mart `{}` has no table in the catalog", model.name))
+                })?
+                .file_schema;
             let conformed = batches
                 .iter()
-                .map(|b| conform(b, schema))
+                .map(|b| conform(b, &schema))
                 .collect::<Result<Vec<_>>>()?;
             let dir = staging.join(model.name);
-            write_parquet(&dir.join("part-0.parquet"), schema, &conformed)?;
+            write_parquet(&dir.join("part-0.parquet"), &schema, &conformed)?;
             let target = format!(
                 "{}/community_id={}/as_of={as_of}",
                 crate::lake::metrics_path(model.name),
@@ -596,10 +535,12 @@ async fn run_tests(ctx: &SessionContext, model: &Model, community: &str) -> Resu
             })
             .map_or(0, |a| a.value(0));
         if failing > 0 {
-            return Err(Error::Usage(format!(
-                "model `{}` ({community}) failed its test `{test}`: {failing} offending row(s); nothing was written",
-                model.name
-            )));
+            return Err(Error::DataTest {
+                model: model.name.to_string(),
+                community: community.to_string(),
+                test: test.to_string(),
+                failing,
+            });
         }
     }
     Ok(())
@@ -628,6 +569,59 @@ async fn compute(
             Ok((batch.schema(), vec![batch]))
         }
     }
+}
+
+/// Register, as views in `ctx`, the intermediate models that the queries `reads` read (and the
+/// intermediate models those read), with `params` bound. A view is planned now and computed
+/// only when a query reads it, inside that query; nothing is written. This is how a session
+/// other than a models run (the report's) applies a rule that lives in an intermediate model —
+/// the 48-hour answer rule of `answered_posts`, say — without a second definition of it.
+///
+/// Only SQL models over the lake can be views: one that reads a mart (which the lake holds for
+/// every as_of, not this run's) or PageRank (computed in Rust) is refused.
+pub async fn register_views<'a>(
+    ctx: &SessionContext,
+    reads: impl IntoIterator<Item = &'a str>,
+    params: &[(&'static str, ScalarValue)],
+) -> Result<()> {
+    let all = models()?;
+    let by_name: BTreeMap<&str, &Model> = all.iter().map(|m| (m.name, m)).collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for sql in reads {
+        wanted.extend(referenced_tables(sql)?);
+    }
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    while let Some(name) = wanted.pop() {
+        let Some(model) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        if model.kind == Kind::Mart || !needed.insert(model.name) {
+            continue;
+        }
+        wanted.extend(model.depends_on.iter().cloned());
+    }
+    // `all` is in dependency order, so each view's inputs are registered before it.
+    for model in all.iter().filter(|m| needed.contains(m.name)) {
+        let unsuitable = model.depends_on.iter().find(|d| {
+            by_name
+                .get(d.as_str())
+                .is_some_and(|m| m.kind == Kind::Mart || matches!(m.body, Body::PageRank))
+        });
+        let (Body::Sql(sql), None) = (&model.body, unsuitable) else {
+            return Err(Error::Usage(format!(
+                "model `{}` cannot be read as a view (it reads a mart or PageRank)",
+                model.name
+            )));
+        };
+        let view = ctx
+            .sql_with_options(sql, crate::engine::read_only())
+            .await?
+            .with_param_values(params.to_vec())?
+            .into_view();
+        ctx.deregister_table(model.name)?;
+        ctx.register_table(model.name, view)?;
+    }
+    Ok(())
 }
 
 /// The `pagerank` model: PageRank over `pagerank_edges`, as (member_id, pagerank).
@@ -690,7 +684,67 @@ mod tests {
         assert!(pos("member_activity") < pos("ranked_members"));
         assert!(pos("pagerank_edges") < pos("pagerank"));
         assert!(pos("pagerank") < pos("member_influence"));
-        assert_eq!(order.len(), QUERIES.len() + 1);
+        assert!(pos("answered_posts") < pos("demand_categories"));
+        let sql_models = project::files()
+            .unwrap()
+            .iter()
+            .filter(|f| matches!(f.kind, Kind::Intermediate | Kind::Mart))
+            .count();
+        assert_eq!(order.len(), sql_models + 1);
+    }
+
+    #[test]
+    fn dependencies_are_the_models_a_model_reads() {
+        let all = models().unwrap();
+        let deps = |n: &str| -> Vec<String> {
+            let mut d = all.iter().find(|m| m.name == n).unwrap().depends_on.clone();
+            d.sort();
+            d
+        };
+        assert_eq!(deps("member_state"), Vec::<String>::new());
+        assert_eq!(deps("member_window"), ["member_state"]);
+        assert_eq!(
+            deps("demand_categories"),
+            ["answered_posts", "member_state"]
+        );
+        assert_eq!(
+            deps("member_influence"),
+            ["member_state", "pagerank", "pagerank_edges"]
+        );
+        assert_eq!(deps("ranked_members"), ["member_activity"]);
+        // CTE names are not references, even when a CTE is named like a table.
+        let reads = referenced_tables(
+            "WITH member_state AS (SELECT 1 AS x), b AS (SELECT * FROM member_state) \
+             SELECT * FROM b JOIN Events e ON true WHERE $x IN (SELECT x FROM p_points)",
+        )
+        .unwrap();
+        assert_eq!(reads, ["events", "p_points"]);
+    }
+
+    #[test]
+    fn models_read_only_models_lake_tables_and_parameter_tables() {
+        let all = models().unwrap();
+        for m in &all {
+            let Body::Sql(sql) = m.body else { continue };
+            for t in referenced_tables(sql).unwrap() {
+                assert!(
+                    all.iter().any(|other| other.name == t)
+                        || catalog::table(&t).is_some()
+                        || PARAMETER_TABLES.contains(&t.as_str()),
+                    "model `{}` reads `{t}`, which is neither a model, a lake table nor a parameter table",
+                    m.name
+                );
+            }
+        }
+        for m in &all {
+            if m.kind == Kind::Intermediate {
+                assert!(
+                    catalog::table(m.name).is_none(),
+                    "intermediate model `{}` would hide the lake table of that name",
+                    m.name
+                );
+            }
+        }
     }
 
     #[test]
@@ -714,6 +768,7 @@ mod tests {
                 .unwrap();
             let model = Model {
                 name: "m",
+                kind: Kind::Intermediate,
                 body: Body::PageRank,
                 depends_on: vec![],
                 tests: vec![
@@ -745,6 +800,7 @@ mod tests {
     fn a_cycle_is_named() {
         let m = |name: &'static str, dep: &str| Model {
             name,
+            kind: Kind::Intermediate,
             body: Body::PageRank,
             depends_on: vec![dep.to_string()],
             tests: Vec::new(),
@@ -757,21 +813,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown model `zzz`"), "{err}");
-    }
-
-    #[test]
-    fn every_model_has_a_header_naming_its_spec_section() {
-        for (name, sql) in QUERIES.iter().chain(rollups::ROLLUPS.iter()) {
-            let header: String = sql.lines().take_while(|l| l.starts_with("--")).collect();
-            assert!(
-                header.contains(name.trim_start_matches("rollup_")),
-                "{name}: header must name the model"
-            );
-            assert!(
-                header.contains("SPEC §"),
-                "{name}: header must cite the SPEC section"
-            );
-        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Incremental rollups: the reason a daily run's cost follows the window, not the history.
 //!
-//! Each rollup (`queries/rollup_*.sql`) is computed per UTC month of `events` partitions and
+//! Each rollup (`queries/rollups/<name>.sql`) is computed per UTC month of `events` partitions and
 //! stored at `<lake>/rollups/<name>/community_id=<c>/event_month=<YYYY-MM-01>/part-<fingerprint>.parquet`
 //! (rows keep their `event_date`, so models prune by it). A month is one file, so a year of
 //! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
@@ -16,24 +16,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 
+use super::project::{self, Kind};
+use crate::engine::functions::date_scalar;
 use crate::error::{IoContext, Result};
 use crate::lake::Lake;
-
-/// The rollups, by table name, with their SQL.
-pub const ROLLUPS: [(&str, &str); 3] = [
-    (
-        "member_day_types",
-        include_str!("../../queries/rollup_member_day_types.sql"),
-    ),
-    (
-        "member_edges",
-        include_str!("../../queries/rollup_member_edges.sql"),
-    ),
-    (
-        "membership_events",
-        include_str!("../../queries/rollup_membership_events.sql"),
-    ),
-];
 
 /// What a refresh did, for the run summary (counted in months).
 #[derive(Debug, Default, Clone, Copy)]
@@ -56,24 +42,9 @@ fn params(
     vec![
         ("community", ScalarValue::Utf8(Some(community.to_string()))),
         ("tz", ScalarValue::Utf8(Some(tz.to_string()))),
-        ("from_date", super::functions::date_scalar(from)),
-        ("to_date", super::functions::date_scalar(to)),
+        ("from_date", date_scalar(from)),
+        ("to_date", date_scalar(to)),
     ]
-}
-
-/// The file schema of each rollup (its SQL's output), found by planning the SQL, so the schema
-/// cannot drift from the query.
-pub async fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, SchemaRef)>> {
-    let day = super::functions::epoch();
-    let mut out = Vec::new();
-    for (name, sql) in ROLLUPS {
-        let df = ctx
-            .sql(sql)
-            .await?
-            .with_param_values(params("", "UTC", day, day))?;
-        out.push((name, std::sync::Arc::new(df.schema().as_arrow().clone())));
-    }
-    Ok(out)
 }
 
 /// The event partitions of `community` by month: first day of the UTC month → every
@@ -141,7 +112,8 @@ pub async fn refresh(
     let staging = lake
         .staging_dir()
         .join(format!("rollup-{}", crate::lake::unique_suffix()));
-    for (table, sql) in ROLLUPS {
+    for rollup in project::of_kind(Kind::Rollup)? {
+        let (table, sql) = (rollup.name, rollup.sql);
         let mut swaps = Vec::new();
         for (month, files) in &months {
             let name = fingerprint(sql, tz, files);
@@ -159,7 +131,7 @@ pub async fn refresh(
             let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             let staged_dir = staging.join(table).join(month.to_string());
-            super::write_parquet(&staged_dir.join(&name), &schema, &batches)?;
+            crate::lake::parquet::write_parquet(&staged_dir.join(&name), &schema, &batches)?;
             swaps.push((staged_dir, target));
         }
         stats.refreshed = stats.refreshed.max(swaps.len());
@@ -170,4 +142,49 @@ pub async fn refresh(
             .io_context(|| format!("removing {}", staging.display()))?;
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalog's schema of each rollup (what readers are given) is what its SQL plans
+    /// (what refresh writes).
+    #[test]
+    fn catalog_schemas_are_the_planned_ones() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+            let ctx = SessionContext::new();
+            for udf in crate::engine::functions::all() {
+                ctx.register_udf(udf);
+            }
+            crate::engine::catalog::register_all(&ctx, &lake)
+                .await
+                .unwrap();
+            let rollups = project::of_kind(Kind::Rollup).unwrap();
+            let day = crate::engine::functions::epoch();
+            for r in &rollups {
+                let df = ctx
+                    .sql(r.sql)
+                    .await
+                    .unwrap()
+                    .with_param_values(params("", "UTC", day, day))
+                    .unwrap();
+                let planned: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
+                let table = crate::engine::catalog::table(r.name).unwrap();
+                assert_eq!(table.file_schema, planned, "rollup `{}`", r.name);
+            }
+            let in_catalog =
+                crate::engine::catalog::of_kind(crate::engine::catalog::TableKind::Rollup);
+            assert_eq!(
+                in_catalog.len(),
+                rollups.len(),
+                "a rollup table without SQL"
+            );
+        });
+    }
 }

@@ -14,9 +14,7 @@ use std::io::{Read, Seek, Write};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::CommunitySettings;
 use crate::error::{Error, IoContext, Result};
-use crate::schedule::as_of_for;
 use crate::state::StateDir;
 
 /// What started a run.
@@ -93,41 +91,6 @@ pub fn latest_runs(records: Vec<RunRecord>) -> Vec<RunRecord> {
         .into_iter()
         .filter_map(|id| by_id.remove(&id))
         .collect()
-}
-
-/// Record that the scheduler has seen each community, the first time it does; returns the
-/// communities seen for the first time.
-pub fn register<'a>(
-    state: &StateDir,
-    communities: &'a [CommunitySettings],
-    now: DateTime<Utc>,
-) -> Result<Vec<&'a CommunitySettings>> {
-    let ledger = history(state);
-    let runs = ledger.read()?;
-    let mut new = Vec::new();
-    for c in communities {
-        let seen = runs
-            .iter()
-            .any(|r| r.community == c.id && r.kind == RunKind::Registered);
-        if !seen {
-            ledger.append(&RunRecord {
-                run_id: format!("registered-{}", c.id),
-                kind: RunKind::Registered,
-                community: c.id.clone(),
-                as_of: as_of_for(now, c.timezone),
-                due_at: None,
-                job: None,
-                status: RunStatus::Succeeded,
-                late: false,
-                started_at: now,
-                finished_at: Some(now),
-                stages: Vec::new(),
-                error: None,
-            })?;
-            new.push(c);
-        }
-    }
-    Ok(new)
 }
 
 /// The cross-process run lock (see the module docs). Its file holds the holder's pid and start

@@ -320,16 +320,6 @@ pub async fn backfill(
     Ok(outcome)
 }
 
-/// Community ids with events in the lake.
-pub fn communities_in_lake(lake: &Lake) -> Result<Vec<String>> {
-    Ok(lake
-        .list_dirs(crate::lake::EVENTS)?
-        .iter()
-        .filter_map(|d| d.strip_prefix("community_id="))
-        .map(str::to_string)
-        .collect())
-}
-
 /// The communities a run covers: every configured community (or every community in the lake
 /// when none is configured), or only `only`.
 pub fn select_communities(
@@ -339,7 +329,8 @@ pub fn select_communities(
 ) -> Result<Vec<CommunitySettings>> {
     let mut communities = config.communities();
     if communities.is_empty() {
-        communities = communities_in_lake(lake)?
+        communities = lake
+            .communities()?
             .iter()
             .map(|id| config.community(id))
             .collect();
@@ -347,7 +338,7 @@ pub fn select_communities(
     if let Some(id) = only {
         communities.retain(|c| c.id == id);
         if communities.is_empty() {
-            if !communities_in_lake(lake)?.iter().any(|c| c == id) {
+            if !lake.communities()?.iter().any(|c| c == id) {
                 return Err(Error::Usage(format!(
                     "community `{id}` is neither configured nor in the lake (see `pulse query \"SELECT DISTINCT community_id FROM events\"`)"
                 )));

@@ -10,6 +10,7 @@ use super::read::{Queries, RankedMember};
 use crate::config::CommunitySettings;
 use crate::error::Result;
 
+/// Tiers in the order the report lists them (SPEC §4.3).
 pub const TIERS: [&str; 8] = [
     "contributor",
     "active",
@@ -193,6 +194,8 @@ pub struct DayCount {
 pub const LIST_LIMIT: i64 = 10;
 /// How many at-risk members the report lists (all of them are counted).
 const AT_RISK_LIMIT: i64 = 25;
+
+/// Gather the report of `settings` from its metric tables.
 pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportData> {
     let window = q.window;
     let as_of = window.as_of;

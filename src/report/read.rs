@@ -1,6 +1,8 @@
-//! The report's numbers: read back from the metric tables of one community and as_of (and the
-//! previous report's as_of, for deltas) by the SQL in `queries/report/`. Nothing here
-//! recomputes a metric: the report shows what the lake holds, so the two always agree.
+//! The one reader of the metric tables: the SQL in `queries/report/` (discovered with the rest
+//! of the project, [`crate::models::project`]) run over one community and as_of (and the
+//! previous as_of, for deltas) with the run's parameters bound. The report ([`super::gather`])
+//! and the ranked-list sinks ([`crate::sinks`]) both read through it. Nothing here recomputes a
+//! metric: the report shows what the lake holds, so the two always agree.
 
 use chrono::NaiveDate;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -13,44 +15,6 @@ use crate::config::{CommunitySettings, Config};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::models::RunWindow;
-
-/// The report queries, compiled into the binary.
-const QUERIES: [(&str, &str); 11] = [
-    ("kpis", include_str!("../../queries/report/kpis.sql")),
-    ("tiers", include_str!("../../queries/report/tiers.sql")),
-    (
-        "top_members",
-        include_str!("../../queries/report/top_members.sql"),
-    ),
-    (
-        "new_contributors",
-        include_str!("../../queries/report/new_contributors.sql"),
-    ),
-    (
-        "community_influence",
-        include_str!("../../queries/report/community_influence.sql"),
-    ),
-    (
-        "top_influencers",
-        include_str!("../../queries/report/top_influencers.sql"),
-    ),
-    (
-        "retention",
-        include_str!("../../queries/report/retention.sql"),
-    ),
-    ("demand", include_str!("../../queries/report/demand.sql")),
-    (
-        "unanswered_posts",
-        include_str!("../../queries/report/unanswered_posts.sql"),
-    ),
-    ("at_risk", include_str!("../../queries/report/at_risk.sql")),
-    (
-        "daily_active",
-        include_str!("../../queries/report/daily_active.sql"),
-    ),
-];
-
-/// Tiers in the order the report lists them (SPEC §4.3).
 
 /// One member of a ranked list, as the report and the ranked-list sinks read it
 /// (the `top_members` query).
@@ -111,16 +75,21 @@ impl Queries {
         let prev_as_of = dates.iter().rev().find(|d| **d < as_of).copied();
         let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
         let ctx = crate::engine::session(&config.engine, lake).await?;
-        crate::models::prepare_session(&ctx, lake).await?;
         crate::models::register_parameter_tables(&ctx, settings).await?;
         let mut params = crate::models::parameters(settings, &window);
         params.push((
             "prev_as_of",
             match prev_as_of {
-                Some(d) => crate::models::date_scalar(d),
+                Some(d) => crate::engine::functions::date_scalar(d),
                 None => ScalarValue::Date32(None),
             },
         ));
+        // Report queries may read intermediate models (unanswered_posts reads answered_posts,
+        // the one definition of SPEC §4.6's 48-hour rule). They are registered as views over
+        // the lake, computed inside the query that reads them: one definition of each rule,
+        // and nothing written to the lake that the models run does not write.
+        let reports = crate::models::project::of_kind(crate::models::project::Kind::Report)?;
+        crate::models::register_views(&ctx, reports.iter().map(|f| f.sql), &params).await?;
         Ok(Queries {
             ctx,
             params,
@@ -131,10 +100,7 @@ impl Queries {
 
     /// Run the report query `name` (at most `limit` rows where it has a LIMIT).
     pub async fn batches(&self, name: &str, limit: i64) -> Result<Vec<RecordBatch>> {
-        let sql = QUERIES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, sql)| *sql)
+        let sql = crate::models::project::sql(crate::models::project::Kind::Report, name)
             .expect("known report query");
         let mut params = self.params.clone();
         params.push(("limit", ScalarValue::Int64(Some(limit))));
@@ -174,22 +140,4 @@ pub fn decode<T: DeserializeOwned>(name: &str, batches: &[RecordBatch]) -> Resul
         query: name.to_string(),
         source: Box::new(e.into()),
     })
-}
-
-/// Gather the report of `settings` from its metric tables.
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_report_query_has_a_header() {
-        for (name, sql) in QUERIES {
-            let header = sql.lines().next().unwrap_or("");
-            assert!(
-                header.starts_with(&format!("-- report {name}:")),
-                "{name}: {header}"
-            );
-        }
-    }
 }

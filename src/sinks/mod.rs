@@ -271,7 +271,7 @@ fn encode(
         SinkFormat::Parquet => {
             let file =
                 tempfile::NamedTempFile::new().io_context(|| "creating a temp file".into())?;
-            crate::models::write_parquet(file.path(), schema, batches)?;
+            crate::lake::parquet::write_parquet(file.path(), schema, batches)?;
             out = std::fs::read(file.path()).io_context(|| "reading the parquet file".into())?;
         }
     }

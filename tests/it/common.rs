@@ -135,7 +135,6 @@ impl Scratch {
         let (config, lake) = self.library_config();
         let (schema, batches) = Self::block_on(async {
             let ctx = pulse::engine::session(&config.engine, &lake).await?;
-            pulse::models::prepare_session(&ctx, &lake).await?;
             pulse::engine::query(&ctx, sql).await
         })
         .unwrap_or_else(|e| panic!("{sql}: {e}"));

@@ -18,7 +18,11 @@ fn errors_name_file_key_and_problem() {
         "lake = \"./lake\"\n[defaults]\nwindow_days = -3\n",
     );
     let out = s.pulse(&["--config", bad.to_str().unwrap(), "check-config"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad config is a usage error (exit 2)"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.toml") && err.contains("defaults.window_days"),

@@ -165,3 +165,46 @@ fn an_empty_community_gets_a_short_report() {
     let text = std::fs::read_to_string(s.path("lake/reports/c9/2026-11-23/report.txt")).unwrap();
     assert!(text.contains("此日期前没有事件"), "{text}");
 }
+
+/// The report's oldest unanswered posts and demand_categories' `unanswered` follow one rule
+/// (SPEC §4.6, the answered_posts model), here at the 48 h edges of tests/it/models.rs.
+#[test]
+fn unanswered_posts_follow_the_48h_rule_of_demand_categories() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("tpl")).unwrap();
+    s.write(
+        "tpl/report.txt.j2",
+        "{% for p in r.unanswered_posts %}{{ p.content_id }} {% endfor %}\n",
+    );
+    s.config("[defaults]\nwindow_days = 10\n\n[report]\ntemplates = \"tpl\"\n");
+    let post = |m: &str, id: &str, at: &str| {
+        e(m, "post", at)
+            .set("content_id", id)
+            .set("title", "a question")
+    };
+    let reply = |m: &str, post: &str, at: &str| {
+        e(m, "comment", at)
+            .set("parent_id", post)
+            .set("content_id", format!("re-{post}-{m}"))
+    };
+    s.import(&[
+        post("a", "p0", "2026-10-25T10:00:00Z"), // in W′: not listed
+        post("a", "p1", "2026-11-02T10:00:00Z"),
+        reply("b", "p1", "2026-11-04T10:00:00Z"), // exactly 48 h: answered
+        post("a", "p2", "2026-11-02T11:00:00Z"),
+        reply("b", "p2", "2026-11-04T11:00:01Z"), // one second late
+        post("a", "p3", "2026-11-03T10:00:00Z"),
+        reply("a", "p3", "2026-11-03T11:00:00Z"), // the author's own reply does not count
+        post("a", "p4", "2026-11-09T23:00:00Z"),
+        reply("b", "p4", "2026-11-11T00:00:00Z"), // at as_of: not seen by this run
+        post("b", "p5", "2026-11-05T10:00:00Z"),
+        reply("c", "p5", "2026-11-05T12:00:00Z"),
+    ]);
+    s.run("2026-11-11");
+    let text = std::fs::read_to_string(s.path("lake/reports/c1/2026-11-11/report.txt")).unwrap();
+    assert_eq!(text, "p2 p3 p4 \n");
+    let unanswered = s.scalar(
+        "SELECT unanswered FROM demand_categories WHERE taxonomy = 'needs' AND category = 'uncategorized'",
+    );
+    assert_eq!(unanswered, "3");
+}

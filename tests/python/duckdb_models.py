@@ -1,4 +1,5 @@
-"""Run pulse's `queries/*.sql` on DuckDB: an independent engine for the same models.
+"""Run pulse's SQL models (`queries/{rollups,intermediate,marts}/*.sql`) on DuckDB: an
+independent engine for the same models.
 
 python duckdb_models.py LAKE QUERIES_DIR AS_OF OUT_DIR ['{"community": "IANA/Zone"}']
 
@@ -33,27 +34,28 @@ def sql_params(sql, params):
     names = set(re.findall(r"\$(\w+)", sql))
     return {k: v for k, v in params.items() if k in names}
 
+def reads(sql):
+    """Names after FROM or JOIN in `sql` (comments dropped): a superset of the tables it reads."""
+    code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", code, re.IGNORECASE))
+
+
 def models():
+    """queries/intermediate/ and queries/marts/ (and PageRank), each after the models it reads."""
     found = {}
-    for path in sorted(queries.glob("*.sql")):
-        if path.stem.startswith("rollup_"):
-            continue
-        text = path.read_text()
-        deps = []
-        for line in text.splitlines():
-            if line.startswith("-- depends_on:"):
-                deps = [d.strip() for d in line.split(":", 1)[1].split(",") if d.strip() and not d.strip().startswith("(")]
-        found[path.stem] = (text, deps)
-    found["pagerank"] = (None, ["pagerank_edges"])
+    for path in sorted([*queries.glob("intermediate/*.sql"), *queries.glob("marts/*.sql")]):
+        found[path.stem] = path.read_text()
+    deps = {name: sorted(reads(sql) & (set(found) | {"pagerank"}) - {name}) for name, sql in found.items()}
+    found["pagerank"], deps["pagerank"] = None, ["pagerank_edges"]
     order, done = [], set()
     while len(order) < len(found):
-        for name in sorted(found):
-            if name not in done and all(d in done for d in found[name][1]):
-                order.append(name); done.add(name)
-    return [(n, found[n][0]) for n in order]
+        ready = [n for n in sorted(found) if n not in done and all(d in done for d in deps[n])]
+        assert ready, f"models depend on each other in a cycle: {sorted(set(found) - done)}"
+        for name in ready:
+            order.append(name); done.add(name)
+    return [(n, found[n]) for n in order]
 
-METRICS = {"member_activity", "member_influence", "community_influence", "retention_cohorts",
-           "demand_categories", "ranked_members", "kpis"}
+METRICS = {path.stem for path in queries.glob("marts/*.sql")}
 WINDOW = 30
 points = [("post", 10, 5), ("comment", 3, 20), ("solution", 15, 5), ("like", 1, 30), ("share", 2, 10),
           ("cite", 2, 10), ("checkin", 5, 1), ("attend", 10, 3)]
@@ -87,7 +89,7 @@ for community in communities:
         "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
     }
     for name in ["member_day_types", "member_edges", "membership_events"]:
-        sql = (queries / f"rollup_{name}.sql").read_text()
+        sql = (queries / "rollups" / f"{name}.sql").read_text()
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
                     sql_params("$community " + sql, params))
     for name, sql in models():

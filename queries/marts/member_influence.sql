@@ -2,7 +2,6 @@
 -- members who commented on, liked, shared or cited the member's content in W;
 -- interactions_received = how many such events; pagerank over W's engagement graph
 -- (null for members without an edge).
--- depends_on: member_state, pagerank_edges, pagerank
 -- test unique: member_id
 WITH received AS (
     SELECT target AS member_id, count(DISTINCT source) AS reach, sum(weight) AS interactions_received

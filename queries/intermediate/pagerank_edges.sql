@@ -1,7 +1,6 @@
 -- pagerank_edges (helper): the weighted engagement graph of W for member PageRank (SPEC §4.4):
 -- u → target_member_id for every comment, like, share and cite in W (u ≠ target), weight = count.
 -- The PageRank itself is computed in Rust (src/models/pagerank.rs): iteration is not SQL's job.
--- depends_on: (rollups only)
 SELECT member_id AS source, target_member_id AS target, sum(n) AS weight
 FROM member_edges
 WHERE community_id = $community

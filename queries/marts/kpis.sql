@@ -11,7 +11,6 @@
 --   revenue_minor:<CUR>        purchases − refunds in minor units, per currency
 --   paying_members:<CUR>       distinct purchasers in that currency
 --   arppu_minor:<CUR>          revenue_minor / paying_members in that currency (null without payers)
--- depends_on: member_state, member_window
 -- test unique: metric
 WITH m AS (
     SELECT s.first_seen_day, s.banned, s.has_left, s.current_at_w_start, w.active_days, w.prev_active_days

@@ -4,7 +4,6 @@
 -- (§4.3 rules 1–2; ties on occurred_at go to the later received_at, §4.8), and last_active_at
 -- (latest active event before as_of, all time; §4.1). `current_at_w_start` says whether the
 -- member was a current member (seen, not left, not banned) when W began, for kpis' prev_value.
--- depends_on: (rollups only)
 -- test unique: member_id
 WITH days AS (
     SELECT member_id, day, event_type, first_at, last_at

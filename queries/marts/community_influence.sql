@@ -3,7 +3,6 @@
 -- N = current members (seen, not left, not banned; members), D = share of N active in W
 -- (activity_rate), R = share of N with an interaction event in W (participation_rate); D and R
 -- are 0 when N = 0. No row for a community with no events before as_of.
--- depends_on: member_state, member_window
 -- test unique: size_total
 WITH counts AS (
     SELECT

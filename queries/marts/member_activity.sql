@@ -2,7 +2,6 @@
 -- A = wP·P + wI·I + wC·C + wR·R (SPEC §4.1, raw or percentile-normalized), active days,
 -- points (§4.2), tier (§4.3, first matching rule wins), first_seen_at and last_active_at.
 -- R = active_days / eligible_days, eligible_days = days of W on or after the first-seen day.
--- depends_on: member_state, member_window
 -- test unique: member_id
 -- test accepted_values: tier = banned, left, contributor, active, new, at_risk, dormant, regular
 WITH base AS (

@@ -1,7 +1,6 @@
 -- ranked_members: the list incentive systems pay out on (SPEC §4.7). Current members (not
 -- banned, not left, not in exclude_members) with activity_score > 0, ordered by activity_score
 -- desc, points desc, member_id asc (byte order); rank = 1…n; the top `top_n`.
--- depends_on: member_activity
 -- test unique: rank
 -- test unique: member_id
 WITH eligible AS (

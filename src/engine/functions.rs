@@ -9,8 +9,8 @@
 //!   to `later`'s period (the cohort period offset k).
 //! - `days_between(start, later)` → Int64: `later − start` in days.
 //!
-//! DuckDB has the same functions as one-line macros (benches/models.py), so `queries/` runs on
-//! both engines unchanged.
+//! DuckDB has the same functions as one-line macros (tests/python/duckdb_models.py), so
+//! `queries/` runs on both engines unchanged.
 //!
 //! Timezones and grains arrive as bound parameters, so they are constants per call.
 

@@ -1,27 +1,21 @@
 -- demand_categories (需求分类): SPEC §4.6. Posts of W classified by keyword: a post is in every
 -- category one of whose lowercased keywords is a substring of lowercase(title + " " + body);
 -- in none → `uncategorized`. Per category: posts, members (distinct authors), share of all W
--- posts, prev_posts (W′), growth, unanswered (no comment by another member on the post's
--- content_id at or after it, at most 48 h after it and before as_of), unanswered_rate,
--- priority = members × (1 + unanswered_rate), and priority_rank within the taxonomy by priority
--- desc, posts desc, category asc. Every configured category appears, with zeros if need be.
--- Reads raw `events` for W and W′ only (partition-pruned by event_date).
--- depends_on: member_state
+-- posts, prev_posts (W′), growth, unanswered (posts of W not answered within 48 h, by the rule
+-- of answered_posts), unanswered_rate, priority = members × (1 + unanswered_rate), and
+-- priority_rank within the taxonomy by priority desc, posts desc, category asc. Every
+-- configured category appears, with zeros if need be. The posts of W and W′ come from
+-- answered_posts (raw `events` of W and W′ only).
 -- test unique: taxonomy, category
 -- test unique: taxonomy, priority_rank
 WITH posts AS (
     SELECT
         row_number() OVER (ORDER BY source, event_id) AS post_no,
         member_id,
-        content_id,
-        occurred_at,
-        occurred_at >= $w_start_ts AS in_w,
+        in_w,
+        answered,
         lower(coalesce(title, '') || ' ' || coalesce(body, '')) AS text
-    FROM events
-    WHERE community_id = $community
-      AND event_date BETWEEN $wp_scan_from AND $scan_to
-      AND event_type = 'post'
-      AND occurred_at >= $wp_start_ts AND occurred_at < $as_of_ts
+    FROM answered_posts
 ),
 matched AS (
     SELECT DISTINCT k.taxonomy, k.category, p.post_no
@@ -39,19 +33,6 @@ labeled AS (
     CROSS JOIN taxonomies t
     WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.post_no = p.post_no AND m.taxonomy = t.taxonomy)
 ),
-answered AS (
-    SELECT DISTINCT p.post_no
-    FROM posts p
-    JOIN events c ON c.parent_id = p.content_id
-    WHERE p.in_w
-      AND c.community_id = $community
-      AND c.event_date BETWEEN $w_scan_from AND $scan_to
-      AND c.event_type = 'comment'
-      AND c.member_id <> p.member_id
-      AND c.occurred_at >= p.occurred_at
-      AND c.occurred_at <= p.occurred_at + INTERVAL '48 hours'
-      AND c.occurred_at < $as_of_ts
-),
 stats AS (
     SELECT
         l.taxonomy,
@@ -59,10 +40,9 @@ stats AS (
         count(DISTINCT CASE WHEN p.in_w THEN l.post_no END) AS posts,
         count(DISTINCT CASE WHEN p.in_w THEN p.member_id END) AS members,
         count(DISTINCT CASE WHEN NOT p.in_w THEN l.post_no END) AS prev_posts,
-        count(DISTINCT CASE WHEN p.in_w AND a.post_no IS NULL THEN l.post_no END) AS unanswered
+        count(DISTINCT CASE WHEN p.in_w AND NOT p.answered THEN l.post_no END) AS unanswered
     FROM labeled l
     JOIN posts p ON p.post_no = l.post_no
-    LEFT JOIN answered a ON a.post_no = l.post_no
     GROUP BY l.taxonomy, l.category
 ),
 total AS (

@@ -2,7 +2,6 @@
 -- $w_start … $as_of − 1) and W′ (the window before): P, I, C of SPEC §4.1, posts, active days
 -- in W and W′, and points with per-day caps (§4.2).
 -- A local day's counts are summed over UTC partitions and currencies before a cap applies.
--- depends_on: member_state
 -- test unique: member_id
 WITH days AS (
     SELECT member_id, day, event_type, sum(n) AS n

@@ -4,7 +4,6 @@
 -- active event in period cohort+k (before as_of), retention_rate = retained / cohort_size.
 -- is_partial: the period's exclusive end is after as_of (only the latest period can be, and a
 -- period ending the day before D is complete).
--- depends_on: member_state
 -- test unique: cohort_start, period_offset
 WITH members AS (
     SELECT member_id, period_start(cohort_day, $grain) AS cohort_start

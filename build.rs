@@ -1,0 +1,68 @@
+//! Discovers the SQL project in `queries/` (dbt-style: the folder says what a file is) and
+//! generates `$OUT_DIR/queries.rs`, a table of `(folder, name, include_str!(path))` sorted by
+//! path, which `src/models/project.rs` includes. Adding a model is adding a file: nobody keeps a
+//! list. What each folder means is the project module's business, not this script's.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    files.sort();
+
+    let mut out = String::from(
+        "/// Every `queries/<folder>/<name>.sql` as (folder, name, SQL), sorted by path.\n\
+         pub(crate) const FILES: &[(&str, &str, &str)] = &[\n",
+    );
+    for path in &files {
+        let rel = path.strip_prefix(&root).expect("under queries/");
+        let folder = rel
+            .parent()
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        let name = rel
+            .file_stem()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
+        let valid = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !valid(&name) || name.is_empty() || !valid(&folder.replace('/', "_")) {
+            panic!(
+                "queries/{}: names of SQL files and folders must be lowercase ASCII letters, digits and `_` (they are table names)",
+                rel.display()
+            );
+        }
+        let path = path.to_str().unwrap_or_else(|| {
+            panic!("queries/{}: path is not UTF-8", rel.display());
+        });
+        writeln!(out, "    ({folder:?}, {name:?}, include_str!({path:?})),").expect("write");
+    }
+    out.push_str("];\n");
+
+    let dest = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("queries.rs");
+    std::fs::write(&dest, out).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
+}
+
+/// Every `.sql` file under `dir`, recursively; each directory is watched for added files.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            walk(&path, files);
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            files.push(path);
+        }
+    }
+}
