@@ -1,6 +1,6 @@
 //! The canonical event (SPEC §2) and the validation every input path shares (SPEC §4.8).
 //!
-//! Input adapters (NDJSON, CSV, later webhooks) turn their bytes into [`RawFields`]; [`validate`]
+//! Input paths (NDJSON, CSV, platform exports, webhook adapters) turn their bytes into [`RawFields`]; [`validate`]
 //! turns those into an [`Event`] or a one-line reason that goes to quarantine. Text borrows from
 //! the input where it can, so a million-line import does not allocate a million strings per column.
 

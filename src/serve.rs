@@ -41,8 +41,7 @@ pub async fn compactor(
     let state = StateDir::new(&config.state_dir);
     loop {
         let now = Utc::now();
-        let next =
-            next_fire(&cron, chrono_tz::UTC, now).unwrap_or(now + chrono::Duration::hours(1));
+        let next = next_fire(cron, chrono_tz::UTC, now).unwrap_or(now + chrono::Duration::hours(1));
         tokio::select! {
             _ = tokio::time::sleep((next - now).to_std().unwrap_or(Duration::ZERO)) => {}
             _ = shutdown.changed() => {}
@@ -89,7 +88,7 @@ pub async fn scheduler(
         max_attempts: config.report.max_attempts as usize,
     };
     for c in select_communities(config, lake, None)? {
-        if let Some(next) = next_fire(&cron, c.timezone, Utc::now()) {
+        if let Some(next) = next_fire(cron, c.timezone, Utc::now()) {
             tracing::info!(community = %c.id, next = %next.with_timezone(&c.timezone), "scheduled `{}`", config.report.schedule);
         }
     }
@@ -108,7 +107,7 @@ pub async fn scheduler(
         let mut due: Vec<_> = communities
             .iter()
             .flat_map(|c| {
-                plan(&cron, c, &runs, now, limits)
+                plan(cron, c, &runs, now, limits)
                     .into_iter()
                     .map(move |d| (c, d))
             })
@@ -199,7 +198,7 @@ pub async fn scheduler(
         let now = Utc::now();
         let mut wake = communities
             .iter()
-            .filter_map(|c| next_fire(&cron, c.timezone, now))
+            .filter_map(|c| next_fire(cron, c.timezone, now))
             .min()
             .unwrap_or(now + chrono::Duration::days(1));
         if retry_soon {
@@ -207,7 +206,7 @@ pub async fn scheduler(
         }
         // Look again after the next spool compaction, which may bring new communities' first
         // events into the lake.
-        if let Some(compaction) = next_fire(&ingest_cron, chrono_tz::UTC, now) {
+        if let Some(compaction) = next_fire(ingest_cron, chrono_tz::UTC, now) {
             wake = wake.min(compaction + chrono::Duration::seconds(1));
         }
         let wait = (wake - now).to_std().unwrap_or(Duration::ZERO);

@@ -4,6 +4,7 @@
 -- (activity_rate), R = share of N with an interaction event in W (participation_rate); D and R
 -- are 0 when N = 0. No row for a community with no events before as_of.
 -- test unique: size_total
+-- Reference: docs/metrics.md#community_influence
 WITH counts AS (
     SELECT
         count(*) AS size_total,

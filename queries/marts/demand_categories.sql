@@ -8,6 +8,7 @@
 -- answered_posts (raw `events` of W and W′ only).
 -- test unique: taxonomy, category
 -- test unique: taxonomy, priority_rank
+-- Reference: docs/metrics.md#demand_categories
 WITH posts AS (
     SELECT
         row_number() OVER (ORDER BY source, event_id) AS post_no,

@@ -12,6 +12,7 @@
 --   paying_members:<CUR>       distinct purchasers in that currency
 --   arppu_minor:<CUR>          revenue_minor / paying_members in that currency (null without payers)
 -- test unique: metric
+-- Reference: docs/metrics.md#kpis
 WITH m AS (
     SELECT s.first_seen_day, s.banned, s.has_left, s.current_at_w_start, w.active_days, w.prev_active_days
     FROM member_state s

@@ -4,6 +4,7 @@
 -- R = active_days / eligible_days, eligible_days = days of W on or after the first-seen day.
 -- test unique: member_id
 -- test accepted_values: tier = banned, left, contributor, active, new, at_risk, dormant, regular
+-- Reference: docs/metrics.md#member_activity
 WITH base AS (
     SELECT
         s.member_id,

@@ -3,6 +3,7 @@
 -- interactions_received = how many such events; pagerank over W's engagement graph
 -- (null for members without an edge).
 -- test unique: member_id
+-- Reference: docs/metrics.md#member_influence
 WITH received AS (
     SELECT target AS member_id, count(DISTINCT source) AS reach, sum(weight) AS interactions_received
     FROM pagerank_edges

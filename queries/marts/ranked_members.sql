@@ -3,6 +3,7 @@
 -- desc, points desc, member_id asc (byte order); rank = 1…n; the top `top_n`.
 -- test unique: rank
 -- test unique: member_id
+-- Reference: docs/metrics.md#ranked_members
 WITH eligible AS (
     SELECT member_id, activity_score, points, tier
     FROM member_activity

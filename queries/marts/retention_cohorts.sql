@@ -5,6 +5,7 @@
 -- is_partial: the period's exclusive end is after as_of (only the latest period can be, and a
 -- period ending the day before D is complete).
 -- test unique: cohort_start, period_offset
+-- Reference: docs/metrics.md#retention_cohorts
 WITH members AS (
     SELECT member_id, period_start(cohort_day, $grain) AS cohort_start
     FROM member_state

@@ -30,7 +30,7 @@ fn print_status(config: &Config, lake: &Lake, now: chrono::DateTime<chrono::Utc>
         let mut next = Vec::new();
         let mut after = now;
         for _ in 0..3 {
-            match next_fire(&cron, c.timezone, after) {
+            match next_fire(cron, c.timezone, after) {
                 Some(t) => {
                     next.push(
                         t.with_timezone(&c.timezone)

@@ -1,7 +1,13 @@
 //! Typed configuration (SPEC §7), parsed and validated once at load.
 //!
 //! Parsing is pure: [`Config::from_toml`] turns text into a validated [`Config`] or an
-//! [`Error::Config`] naming the file, the dotted key and the problem. Unknown keys are errors
+//! [`Error::Config`] naming the file, the dotted key and the problem. Values are validated into
+//! their types as they are read (serde `try_from` newtypes: [`LakeLocation`], [`Cron`] with its
+//! parsed `cron::Schedule`, [`Timezone`] holding a `chrono_tz::Tz`, `SocketAddr`), so nothing
+//! later re-parses a string or falls back silently; what spans several keys is checked once
+//! after, in `validate`. Each component owns its section: [`engine`], [`metrics`] (`[defaults]`
+//! and `[[communities]]`), [`report`] (`[report]`, `[email]`), [`sinks`], [`ingest`]. The
+//! defaults are code; `config/pulse.example.toml` documents them, and a test holds the two equal. Unknown keys are errors
 //! (`deny_unknown_fields` everywhere). Secrets never live here: the config names environment
 //! variables (`password_env`, `secret_env`) that hold them.
 //!
@@ -19,11 +25,11 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-mod engine;
-mod ingest;
-mod metrics;
-mod report;
-mod sinks;
+pub mod engine;
+pub mod ingest;
+pub mod metrics;
+pub mod report;
+pub mod sinks;
 
 pub use engine::*;
 pub use ingest::*;

@@ -10,6 +10,7 @@
 //!   tries again, whatever as_of it is for;
 //! - a permanent rejection (5xx) moves the message to `<state_dir>/mail/rejected/` and names the
 //!   recipient and the server's answer.
+//!
 //! The one window for a duplicate is a crash after the server accepted a message and before
 //! the ledger line was written; the Message-ID is stable across retries, so mail clients that
 //! deduplicate on it show one message.
