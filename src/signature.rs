@@ -1,6 +1,12 @@
 //! Webhook signature schemes, shared by the receiver ([`crate::ingest::server`] verifies) and
 //! the webhook sink ([`crate::sinks::webhook`] signs). Verified on the raw body bytes in
-//! constant time (HMAC's own `verify_slice`): Standard Webhooks, Discourse and Stripe.
+//! constant time: Standard Webhooks, Discourse and Stripe.
+//!
+//! A header may carry several candidate signatures (key rotation), at most
+//! [`MAX_CANDIDATES`]: more is refused before any work. The MAC of a request is computed once
+//! and each candidate compared with it in constant time, so verification costs one pass over
+//! the body whatever the header says. Timestamps are compared without overflow (a huge
+//! negative `webhook-timestamp` or `t=` is simply out of tolerance).
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -10,6 +16,24 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// How far a signed timestamp may be from now (Standard Webhooks and Stripe use 5 minutes).
 pub const TOLERANCE_SECS: i64 = 300;
+
+/// Candidate signatures one header may carry (a sender rotating keys sends two or three).
+pub const MAX_CANDIDATES: usize = 16;
+
+/// `timestamp` within [`TOLERANCE_SECS`] of `now`, whatever their magnitude.
+fn within_tolerance(timestamp: i64, now: i64) -> bool {
+    now.abs_diff(timestamp) <= TOLERANCE_SECS as u64
+}
+
+/// Whether any candidate equals `expected` (each compared in constant time).
+fn any_matches(expected: &[u8], candidates: impl Iterator<Item = Vec<u8>>) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut matched = subtle::Choice::from(0);
+    for candidate in candidates {
+        matched |= expected.ct_eq(&candidate);
+    }
+    matched.into()
+}
 
 fn mac(key: &[u8]) -> HmacSha256 {
     HmacSha256::new_from_slice(key).expect("HMAC takes any key length")
@@ -51,24 +75,29 @@ pub fn standard_verify(
         .trim()
         .parse()
         .map_err(|_| "bad webhook-timestamp")?;
-    if (now - ts).abs() > TOLERANCE_SECS {
+    if !within_tolerance(ts, now) {
         return Err("webhook-timestamp outside the 5-minute tolerance");
     }
-    for sig in signatures.split_whitespace() {
-        let Some(encoded) = sig.strip_prefix("v1,") else {
-            continue;
-        };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-            continue;
-        };
-        let mut m = mac(key);
-        m.update(format!("{id}.{ts}.").as_bytes());
-        m.update(body);
-        if m.verify_slice(&bytes).is_ok() {
-            return Ok(());
-        }
+    if signatures.split_whitespace().nth(MAX_CANDIDATES).is_some() {
+        return Err("more than 16 signatures in webhook-signature");
     }
-    Err("no matching webhook-signature")
+    let mut m = mac(key);
+    m.update(format!("{id}.{ts}.").as_bytes());
+    m.update(body);
+    let expected = m.finalize().into_bytes();
+    let candidates = signatures
+        .split_whitespace()
+        .filter_map(|sig| sig.strip_prefix("v1,"))
+        .filter_map(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+        });
+    if any_matches(&expected, candidates) {
+        Ok(())
+    } else {
+        Err("no matching webhook-signature")
+    }
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -106,26 +135,26 @@ pub fn stripe_verify(
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", _)) if candidates.len() == MAX_CANDIDATES => {
+                return Err("more than 16 v1 signatures in Stripe-Signature")
+            }
             Some(("v1", v)) => candidates.push(v),
             _ => {}
         }
     }
     let t = timestamp.ok_or("no t= in Stripe-Signature")?;
-    if (now - t).abs() > TOLERANCE_SECS {
+    if !within_tolerance(t, now) {
         return Err("Stripe-Signature timestamp outside the 5-minute tolerance");
     }
-    for candidate in candidates {
-        let Some(bytes) = hex_decode(candidate) else {
-            continue;
-        };
-        let mut m = mac(secret);
-        m.update(format!("{t}.").as_bytes());
-        m.update(body);
-        if m.verify_slice(&bytes).is_ok() {
-            return Ok(());
-        }
+    let mut m = mac(secret);
+    m.update(format!("{t}.").as_bytes());
+    m.update(body);
+    let expected = m.finalize().into_bytes();
+    if any_matches(&expected, candidates.into_iter().filter_map(hex_decode)) {
+        Ok(())
+    } else {
+        Err("no matching v1 signature")
     }
-    Err("no matching v1 signature")
 }
 
 #[cfg(test)]
@@ -169,6 +198,50 @@ mod tests {
             // A rotated key: the old and the new signature are both sent; one matching is enough.
             let both = format!("v1,AAAA {sig}");
             assert_eq!(standard_verify(&key, id, ts, &both, body, now), Ok(()));
+        }
+    }
+
+    #[test]
+    fn forty_thousand_candidates_are_refused_at_once() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let body = vec![b'x'; 64 << 10];
+        let standard = vec!["v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; 40_000].join(" ");
+        let started = std::time::Instant::now();
+        assert!(
+            standard_verify(key, "msg_1", "1700000000", &standard, &body, 1_700_000_000).is_err()
+        );
+        let stripe = format!(
+            "t=1700000000,{}",
+            vec![format!("v1={}", "ab".repeat(32)); 40_000].join(",")
+        );
+        assert!(stripe_verify(key, &stripe, &body, 1_700_000_000).is_err());
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "took {:?}",
+            started.elapsed()
+        );
+        // The right signature among a few wrong ones (key rotation) still verifies.
+        let good = standard_sign(key, "msg_1", 1_700_000_000, &body);
+        let rotated = format!("v1,AAAA v1,BBBB {good}");
+        assert_eq!(
+            standard_verify(key, "msg_1", "1700000000", &rotated, &body, 1_700_000_000),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_not_overflowed() {
+        let key = b"k";
+        for ts in [
+            i64::MIN.to_string(),
+            i64::MAX.to_string(),
+            "-99999999999999999999".into(),
+        ] {
+            assert!(standard_verify(key, "id", &ts, "v1,AAAA", b"{}", 1_700_000_000).is_err());
+            assert!(standard_verify(key, "id", &ts, "v1,AAAA", b"{}", i64::MIN).is_err());
+            let header = format!("t={ts},v1=00");
+            assert!(stripe_verify(key, &header, b"{}", 1_700_000_000).is_err());
+            assert!(stripe_verify(key, &header, b"{}", i64::MAX).is_err());
         }
     }
 

@@ -15,6 +15,13 @@
 //! the failure) and writing continues in a new one; until one of the two succeeds, every
 //! batch fails.
 //!
+//! The spool's size is bounded by `ingest.spool_max_bytes`: [`Spool::append_within`] reserves
+//! a batch's bytes before writing it (so concurrent requests cannot all pass one check and
+//! overshoot together) and refuses what would not fit. The size is this process's count of
+//! what it wrote and compacted; when a batch would not fit, the segments on disk are counted
+//! again (at most once a second), since `pulse run` may have moved sealed segments into the
+//! lake meanwhile.
+//!
 //! Compaction ([`Spool::compact`]) seals the open segment, imports the sealed ones into the lake
 //! through the same path as `pulse import` (validation, quarantine, dedupe on (community_id,
 //! source, event_id)), and deletes a segment only after the import published its Parquet
@@ -24,7 +31,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,6 +60,29 @@ pub struct Spool {
     dir: PathBuf,
     tx: mpsc::Sender<Batch>,
     pub stats: Arc<SpoolStats>,
+    reservations: Arc<Mutex<Reservations>>,
+}
+
+/// Bytes promised to batches on their way to the appender.
+#[derive(Default)]
+struct Reservations {
+    pending: u64,
+    /// When the segments on disk were last counted.
+    counted: Option<std::time::Instant>,
+}
+
+/// Why [`Spool::append_within`] did not store a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendError {
+    /// The spool would grow beyond its limit.
+    Full,
+    /// The write failed (nothing of the batch is acknowledged).
+    Failed(String),
+}
+
+/// Bytes `records` take in a segment.
+pub fn framed_len(records: &[Vec<u8>]) -> u64 {
+    records.iter().map(|r| (HEADER + r.len()) as u64).sum()
 }
 
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -296,7 +326,65 @@ impl Spool {
             dir: dir.to_path_buf(),
             tx,
             stats,
+            reservations: Arc::default(),
         })
+    }
+
+    /// Count the bytes of the segments on disk again (another process may have compacted).
+    pub fn recount(&self) {
+        self.stats
+            .bytes
+            .store(spool_bytes(&self.dir), Ordering::Relaxed);
+    }
+
+    /// Reserve `size` bytes if the spool stays within `max`; see the module docs.
+    fn reserve(&self, size: u64, max: u64) -> bool {
+        let mut r = self.reservations.lock().expect("spool reservations");
+        let fits = |pending: u64| self.bytes().saturating_add(pending).saturating_add(size) <= max;
+        if !fits(r.pending) {
+            let stale = r
+                .counted
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            if !stale {
+                return false;
+            }
+            self.recount();
+            r.counted = Some(std::time::Instant::now());
+            if !fits(r.pending) {
+                return false;
+            }
+        }
+        r.pending += size;
+        true
+    }
+
+    fn release(&self, size: u64) {
+        let mut r = self.reservations.lock().expect("spool reservations");
+        r.pending -= size;
+    }
+
+    /// Whether a batch of `size` bytes would fit within `max` now (nothing reserved).
+    pub fn has_room(&self, size: u64, max: u64) -> bool {
+        let room = self.reserve(size, max);
+        if room {
+            self.release(size);
+        }
+        room
+    }
+
+    /// [`Spool::append`], unless the spool would grow beyond `max` bytes.
+    pub async fn append_within(
+        &self,
+        records: Vec<Vec<u8>>,
+        max: u64,
+    ) -> std::result::Result<(), AppendError> {
+        let size = framed_len(&records);
+        if !self.reserve(size, max) {
+            return Err(AppendError::Full);
+        }
+        let written = self.append(records).await;
+        self.release(size);
+        written.map_err(AppendError::Failed)
     }
 
     /// Append `records` (one JSON event each); returns once they are on disk.
@@ -433,14 +521,12 @@ fn compact_sealed(
     let total = result?;
     // The import published (and synced) its Parquet files: the segments may go.
     for (_, path) in sealed {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         std::fs::remove_file(path).io_context(|| format!("removing {}", path.display()))?;
-        if let Some(stats) = stats {
-            stats.bytes.fetch_sub(
-                len.min(stats.bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-        }
+    }
+    if let Some(stats) = stats {
+        // Counted, not subtracted: a count taken meanwhile (see `Spool::reserve`) already saw
+        // some of the segments go.
+        stats.bytes.store(spool_bytes(dir), Ordering::Relaxed);
     }
     sync_dir(dir)?;
     Ok(total)
@@ -570,6 +656,53 @@ mod tests {
             acked.len()
         );
         assert_eq!(stored, acked, "only acknowledged records, in order, once");
+    }
+
+    /// `pulse run` beside `pulse serve` deletes the sealed segments it moved into the lake: the
+    /// spool counts them again instead of answering "full" for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_spool_counts_again_after_an_external_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let record = vec![b'x'; 64 << 10];
+        while segments(dir.path()).unwrap().len() < 2 {
+            spool.append(vec![record.clone(); 16]).await.unwrap();
+        }
+        let max = 2 << 20;
+        assert_eq!(
+            spool.append_within(vec![record.clone()], max).await,
+            Err(AppendError::Full)
+        );
+        // What compact_from_outside does once the import is published.
+        std::fs::remove_file(dir.path().join("segment-1.log")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        spool
+            .append_within(vec![record.clone()], max)
+            .await
+            .unwrap();
+        assert!(spool.bytes() < max);
+    }
+
+    /// Concurrent batches reserve their bytes: together they never overshoot the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_stay_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let max = 4096;
+        let writes: Vec<_> = (0..50)
+            .map(|_| {
+                let spool = spool.clone();
+                tokio::spawn(async move { spool.append_within(vec![vec![b'y'; 500]], max).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for w in writes {
+            if w.await.unwrap().is_ok() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 4096 / (500 + HEADER));
+        assert!(spool_bytes(dir.path()) <= max);
     }
 
     #[test]

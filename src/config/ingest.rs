@@ -41,6 +41,43 @@ pub struct IngestConfig {
     /// The same, inline: `"stripe:cus_123" = "u42"`.
     #[serde(default)]
     pub identity: BTreeMap<String, String>,
+    /// Seconds a client has to send a request's headers (slow clients are cut off).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take once its headers are in, body included (408 beyond).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// After SIGTERM, seconds in-flight requests get to finish before the receiver stops.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Largest decompressed size of one entry of a Slack export zip.
+    #[serde(default = "default_export_entry")]
+    pub export_max_entry_bytes: ByteSize,
+    /// Largest decompressed size of a whole Slack export zip.
+    #[serde(default = "default_export_total")]
+    pub export_max_total_bytes: ByteSize,
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> u32 {
+    256
+}
+fn default_shutdown_grace() -> u64 {
+    10
+}
+fn default_export_entry() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_export_total() -> ByteSize {
+    ByteSize(2 << 30)
 }
 
 fn default_ingest_body() -> ByteSize {
@@ -63,6 +100,12 @@ impl Default for IngestConfig {
             spool_max_bytes: default_spool_max(),
             identities: None,
             identity: BTreeMap::new(),
+            header_timeout_secs: default_header_timeout(),
+            request_timeout_secs: default_request_timeout(),
+            max_connections: default_max_connections(),
+            shutdown_grace_secs: default_shutdown_grace(),
+            export_max_entry_bytes: default_export_entry(),
+            export_max_total_bytes: default_export_total(),
         }
     }
 }

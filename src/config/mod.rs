@@ -312,6 +312,29 @@ impl Config {
                 return Err(err(key.into(), "must be at least 1".into()));
             }
         }
+        for (key, value) in [
+            (
+                "ingest.header_timeout_secs",
+                self.ingest.header_timeout_secs,
+            ),
+            (
+                "ingest.request_timeout_secs",
+                self.ingest.request_timeout_secs,
+            ),
+            ("ingest.max_connections", self.ingest.max_connections as u64),
+            (
+                "ingest.export_max_entry_bytes",
+                self.ingest.export_max_entry_bytes.0,
+            ),
+            (
+                "ingest.export_max_total_bytes",
+                self.ingest.export_max_total_bytes.0,
+            ),
+        ] {
+            if value == 0 {
+                return Err(err(key.into(), "must be at least 1".into()));
+            }
+        }
         if self.email.max_attempts == 0 {
             return Err(err(
                 "email.max_attempts".into(),

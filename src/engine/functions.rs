@@ -12,7 +12,9 @@
 //! DuckDB has the same functions as one-line macros (tests/python/duckdb_models.py), so
 //! `queries/` runs on both engines unchanged.
 //!
-//! Timezones and grains arrive as bound parameters, so they are constants per call.
+//! Timezones and grains arrive as bound parameters, so they are constants per call. A date
+//! beyond chrono's calendar (Date32 reaches ±5.8 million years, chrono ±262,000) is an error
+//! naming the day, not a panic.
 
 use std::sync::Arc;
 
@@ -118,31 +120,39 @@ impl Grain {
         }
     }
 
-    /// A running number of the period containing day number `day` (days since 1970-01-01).
-    pub fn index(self, day: i32) -> i64 {
+    /// A running number of the period containing day number `day` (days since 1970-01-01);
+    /// `None` beyond chrono's calendar.
+    pub fn index(self, day: i32) -> Option<i64> {
         match self {
             Grain::Month => {
-                let date = epoch() + chrono::Duration::days(day as i64);
-                date.year() as i64 * 12 + date.month0() as i64
+                let date = epoch().checked_add_signed(chrono::Duration::days(day as i64))?;
+                Some(date.year() as i64 * 12 + date.month0() as i64)
             }
             // 1970-01-01 was a Thursday: shifting by 3 makes weeks start on Monday (ISO).
-            Grain::Week => (day as i64 + 3).div_euclid(7),
+            Grain::Week => Some((day as i64 + 3).div_euclid(7)),
         }
     }
 
-    /// Day number of the first day of period `index`.
-    pub fn start(self, index: i64) -> i32 {
+    /// Day number of the first day of period `index`; `None` beyond Date32 or chrono.
+    pub fn start(self, index: i64) -> Option<i32> {
         match self {
             Grain::Month => {
                 let first = NaiveDate::from_ymd_opt(
-                    index.div_euclid(12) as i32,
+                    i32::try_from(index.div_euclid(12)).ok()?,
                     index.rem_euclid(12) as u32 + 1,
                     1,
-                )
-                .expect("valid month");
-                (first - epoch()).num_days() as i32
+                )?;
+                i32::try_from((first - epoch()).num_days()).ok()
             }
-            Grain::Week => (index * 7 - 3) as i32,
+            Grain::Week => i32::try_from(index * 7 - 3).ok(),
+        }
+    }
+
+    /// [`Grain::index`], or an error naming the day.
+    fn index_of(self, day: i32, function: &str) -> Result<i64> {
+        match self.index(day) {
+            Some(i) => Ok(i),
+            None => exec_err!("{function}: day {day} (days since 1970-01-01) is outside the supported range of dates"),
         }
     }
 }
@@ -198,8 +208,14 @@ impl ScalarUDFImpl for PeriodStart {
         let days = dates(&args, 0, "period_start")?;
         let out: Date32Array = days
             .iter()
-            .map(|d| d.map(|d| grain.start(grain.index(d))))
-            .collect();
+            .map(|d| {
+                d.map(|d| match grain.start(grain.index_of(d, "period_start")?) {
+                    Some(start) => Ok(start),
+                    None => exec_err!("period_start: day {d} (days since 1970-01-01) is outside the supported range of dates"),
+                })
+                .transpose()
+            })
+            .collect::<Result<_>>()?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
@@ -238,8 +254,13 @@ impl ScalarUDFImpl for PeriodsBetween {
         let out: Int64Array = start
             .iter()
             .zip(later.iter())
-            .map(|(a, b)| Some(grain.index(b?) - grain.index(a?)))
-            .collect();
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => Ok(Some(
+                    grain.index_of(b, "periods_between")? - grain.index_of(a, "periods_between")?,
+                )),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
@@ -310,34 +331,63 @@ mod tests {
     #[test]
     fn periods_start_on_the_first_and_on_monday() {
         assert_eq!(
-            Grain::Month.start(Grain::Month.index(num("2026-02-28"))),
-            num("2026-02-01")
+            Grain::Month.start(Grain::Month.index(num("2026-02-28")).unwrap()),
+            Some(num("2026-02-01"))
         );
         assert_eq!(
-            Grain::Month.index(num("2027-01-03")) - Grain::Month.index(num("2026-11-30")),
+            Grain::Month.index(num("2027-01-03")).unwrap()
+                - Grain::Month.index(num("2026-11-30")).unwrap(),
             2
         );
         // 2026-11-23 is a Monday, 2026-11-29 a Sunday.
         assert_eq!(
-            Grain::Week.start(Grain::Week.index(num("2026-11-29"))),
-            num("2026-11-23")
+            Grain::Week.start(Grain::Week.index(num("2026-11-29")).unwrap()),
+            Some(num("2026-11-23"))
         );
         assert_eq!(
-            Grain::Week.start(Grain::Week.index(num("2026-11-23"))),
-            num("2026-11-23")
+            Grain::Week.start(Grain::Week.index(num("2026-11-23")).unwrap()),
+            Some(num("2026-11-23"))
         );
         assert_eq!(
-            Grain::Week.start(Grain::Week.index(num("2026-11-22"))),
-            num("2026-11-16")
+            Grain::Week.start(Grain::Week.index(num("2026-11-22")).unwrap()),
+            Some(num("2026-11-16"))
         );
         assert_eq!(
-            Grain::Week.start(Grain::Week.index(num("1969-12-29"))),
-            num("1969-12-29")
+            Grain::Week.start(Grain::Week.index(num("1969-12-29")).unwrap()),
+            Some(num("1969-12-29"))
         );
         assert_eq!(
-            Grain::Week.index(num("2026-12-07")) - Grain::Week.index(num("2026-11-29")),
+            Grain::Week.index(num("2026-12-07")).unwrap()
+                - Grain::Week.index(num("2026-11-29")).unwrap(),
             2
         );
+    }
+
+    /// Dates at the ends of Date32 (±5.8 million years) are beyond chrono's calendar: the
+    /// functions answer an error, not a panic.
+    #[tokio::test]
+    async fn extreme_dates_are_errors_not_panics() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        for udf in all() {
+            ctx.register_udf(udf);
+        }
+        for day in [i32::MAX, i32::MIN, 2_000_000_000, -2_000_000_000] {
+            for grain in ["month", "week"] {
+                for sql in [
+                    format!("SELECT period_start(arrow_cast({day}, 'Date32'), '{grain}')"),
+                    format!("SELECT periods_between(DATE '2026-01-01', arrow_cast({day}, 'Date32'), '{grain}')"),
+                    format!("SELECT period_start(d, '{grain}') FROM (VALUES (arrow_cast({day}, 'Date32'))) AS t(d)"),
+                ] {
+                    let result = match ctx.sql(&sql).await {
+                        Ok(df) => df.collect().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        assert!(e.to_string().contains("outside"), "{sql}: {e}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

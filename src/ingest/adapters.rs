@@ -399,37 +399,39 @@ mod tests {
         assert!(canonical(b"[1]").is_err());
     }
 
+    /// The keys the adapters look for.
+    const KEYS: &[&str] = &[
+        "post",
+        "topic_id",
+        "post_number",
+        "user_id",
+        "created_at",
+        "updated_at",
+        "raw",
+        "reply_to_post_number",
+        "topic_title",
+        "id",
+        "like",
+        "user",
+        "type",
+        "data",
+        "object",
+        "customer",
+        "amount_total",
+        "amount_paid",
+        "amount_refunded",
+        "currency",
+        "metadata",
+        "member_id",
+        "client_reference_id",
+        "created",
+        "livemode",
+        "category_id",
+    ];
+
     /// A random JSON value built from the keys the adapters look for, so random inputs reach
     /// deep into the mapping code.
     fn random_value(rng: &mut impl rand::Rng, depth: u32) -> Value {
-        const KEYS: &[&str] = &[
-            "post",
-            "topic_id",
-            "post_number",
-            "user_id",
-            "created_at",
-            "updated_at",
-            "raw",
-            "reply_to_post_number",
-            "topic_title",
-            "id",
-            "like",
-            "user",
-            "type",
-            "data",
-            "object",
-            "customer",
-            "amount_total",
-            "amount_paid",
-            "amount_refunded",
-            "currency",
-            "metadata",
-            "member_id",
-            "client_reference_id",
-            "created",
-            "livemode",
-            "category_id",
-        ];
         match rng.gen_range(0..if depth == 0 { 5 } else { 7 }) {
             0 => Value::Null,
             1 => Value::Bool(rng.gen()),
@@ -502,6 +504,84 @@ mod tests {
                         let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
                     }
                 }
+            }
+        }
+    }
+
+    /// Property tests (proptest, a bounded number of cases so they run in seconds): any JSON
+    /// built from the adapters' keys, and any bytes, are mapped or refused, never a panic.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        pub fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|f| json!(f)),
+                prop::sample::select(vec![
+                    "2026-11-23T09:00:00Z",
+                    "",
+                    "usd",
+                    "💥",
+                    "9999-99-99T99:99:99Z",
+                    "-1",
+                    "1736554636.80791é",
+                ])
+                .prop_map(|s| json!(s)),
+                ".{0,12}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 64, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(
+                        |pairs| Value::Object(
+                            pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                        )
+                    ),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn every_adapter_maps_or_refuses_any_json(
+                payload in json(),
+                event in prop::sample::select(vec![
+                    "post_created", "accepted_solution", "user_created", "post_liked",
+                    "topic_created", "ping", "",
+                ]),
+            ) {
+                let ids = Identities::default();
+                let mut results = vec![
+                    stripe("pay", "c1", &payload, &ids),
+                    discourse("forum", "c1", event, &payload, &ids),
+                ];
+                let text = payload.to_string();
+                if let Ok(events) = canonical(text.as_bytes()) {
+                    results.push(Ok(Mapped::Events(events)));
+                }
+                for mapped in results.into_iter().flatten() {
+                    if let Mapped::Events(events) = mapped {
+                        for e in events {
+                            let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn canonical_refuses_any_bytes_without_panicking(
+                bytes in prop::collection::vec(any::<u8>(), 0..512),
+            ) {
+                let _ = canonical(&bytes);
             }
         }
     }

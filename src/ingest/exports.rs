@@ -12,9 +12,19 @@
 //! avatars and profiles are not copied. Event ids are stable (`<channel>:<ts>…`), so importing
 //! an overlapping export again adds only what is new.
 //!
+//! A Slack zip is read one day file at a time (never all of them at once) and every entry's
+//! decompressed size is bounded, each and in total ([`ZipLimits`]: `ingest.export_max_entry_bytes`,
+//! default 256 MiB, and `ingest.export_max_total_bytes`, default 2 GiB): a zip bomb is refused
+//! with an error naming the entry, before it is expanded.
+//!
 //! Pickup ([`pickup`]): each `[[ingest.exports]]` folder is scanned on every run; a file whose
 //! content hash is not in `<state_dir>/exports.jsonl` is imported and then recorded, so each
-//! file is imported once. A file that fails stays unrecorded and is tried again next run.
+//! file is imported once. A file that cannot be read as its format (a bad value, a damaged or
+//! oversized zip, even a bug that panics on it) is reported and set aside: moved to
+//! `rejected/` inside its folder with `<file>.reason.txt` beside it, so it is never retried and
+//! never stops the other files or communities (put it back, fixed, to import it). A failure
+//! that is not the file's fault (the lake or the state directory cannot be written) leaves the
+//! file where it is, to be tried again next run.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -37,50 +47,146 @@ fn input_error(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-/// Slack `ts` ("1736554636.807919") as RFC 3339.
+/// Slack `ts` ("1736554636.807919": seconds, then up to six digits of microseconds) as
+/// RFC 3339; `None` for anything else.
 fn slack_time(ts: &str) -> Option<String> {
-    let (secs, frac) = ts.split_once('.').unwrap_or((ts, "0"));
-    let micros: u32 = format!("{frac:0<6}")[..6].parse().ok()?;
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || !digits(secs) || !digits(frac) {
+        return None;
+    }
+    // ASCII digits only from here: any byte index is a character boundary.
+    let micros: u32 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
     chrono::DateTime::from_timestamp(secs.parse().ok()?, micros * 1000)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
-/// The events of a Slack export zip.
+/// How far a Slack export zip may expand (`ingest.export_max_entry_bytes`,
+/// `ingest.export_max_total_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZipLimits {
+    /// Largest decompressed size of one entry.
+    pub entry: u64,
+    /// Largest decompressed size of all the entries read, together.
+    pub total: u64,
+}
+
+impl Default for ZipLimits {
+    fn default() -> Self {
+        ZipLimits {
+            entry: 256 << 20,
+            total: 2 << 30,
+        }
+    }
+}
+
+impl ZipLimits {
+    pub fn of(config: &crate::config::IngestConfig) -> ZipLimits {
+        ZipLimits {
+            entry: config.export_max_entry_bytes.0,
+            total: config.export_max_total_bytes.0,
+        }
+    }
+}
+
+/// Read one zip entry whole, refusing it (before it is expanded further) beyond the limits;
+/// `total` counts what the export has expanded to so far.
+fn read_entry(
+    path: &Path,
+    entry: zip::read::ZipFile<'_, std::fs::File>,
+    limits: ZipLimits,
+    total: &mut u64,
+) -> Result<Vec<u8>> {
+    let name = entry.name().to_string();
+    let bomb = |what: String| {
+        input_error(
+            path,
+            format!("{name} {what}: refused as a zip bomb (ingest.export_max_entry_bytes = {}, ingest.export_max_total_bytes = {})",
+                limits.entry, limits.total),
+        )
+    };
+    if entry.size() > limits.entry {
+        return Err(bomb(format!(
+            "expands beyond {} bytes (it says {})",
+            limits.entry,
+            entry.size()
+        )));
+    }
+    let room = limits.entry.min(limits.total.saturating_sub(*total));
+    // The declared size may lie: read at most one byte more than allowed.
+    let mut bytes = Vec::with_capacity(entry.size().min(room).min(64 << 20) as usize);
+    entry
+        .take(room.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| input_error(path, format!("{name}: {e}")))?;
+    if bytes.len() as u64 > room {
+        return Err(bomb(if room < limits.entry {
+            format!(
+                "expands beyond the {} bytes the whole export may expand to",
+                limits.total
+            )
+        } else {
+            format!("expands beyond {} bytes", limits.entry)
+        }));
+    }
+    *total += bytes.len() as u64;
+    Ok(bytes)
+}
+
+/// The events of a Slack export zip (with the default [`ZipLimits`]).
 pub fn slack_events(
     path: &Path,
     community: &str,
     ids: &Identities,
 ) -> Result<Vec<Map<String, Value>>> {
+    let mut events = Vec::new();
+    for_each_slack_event(path, community, ids, ZipLimits::default(), |e| {
+        events.push(e);
+        Ok(())
+    })?;
+    Ok(events)
+}
+
+/// Hand each event of a Slack export zip to `emit`, one day file at a time.
+pub fn for_each_slack_event(
+    path: &Path,
+    community: &str,
+    ids: &Identities,
+    limits: ZipLimits,
+    mut emit: impl FnMut(Map<String, Value>) -> Result<()>,
+) -> Result<()> {
     let file = std::fs::File::open(path).io_context(|| format!("opening {}", path.display()))?;
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| input_error(path, format!("not a Slack export zip: {e}")))?;
+    let mut expanded = 0u64;
     let mut bots = std::collections::HashSet::new();
-    let mut days: Vec<(String, String)> = Vec::new();
-    for i in 0..zip.len() {
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| input_error(path, e.to_string()))?;
-        let name = entry.name().to_string();
-        if !name.ends_with(".json") {
-            continue;
-        }
-        let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| input_error(path, format!("{name}: {e}")))?;
-        if name == "users.json" {
-            let users: Vec<Value> = serde_json::from_str(&text)
-                .map_err(|e| input_error(path, format!("{name}: {e}")))?;
+    match zip.by_name("users.json") {
+        Err(zip::result::ZipError::FileNotFound) => {}
+        Err(e) => return Err(input_error(path, format!("users.json: {e}"))),
+        Ok(entry) => {
+            let text = read_entry(path, entry, limits, &mut expanded)?;
+            let users: Vec<Value> = serde_json::from_slice(&text)
+                .map_err(|e| input_error(path, format!("users.json: {e}")))?;
             bots.extend(
                 users
                     .iter()
                     .filter(|u| u["is_bot"] == true)
                     .filter_map(|u| u["id"].as_str().map(str::to_string)),
             );
-        } else if let Some((channel, _day)) = name.split_once('/') {
-            days.push((channel.to_string(), text));
         }
     }
+    // (entry index, channel) of the day files, read one at a time below.
+    let mut days: Vec<(usize, String)> = zip
+        .file_names()
+        .filter(|name| name.ends_with(".json"))
+        .filter_map(|name| {
+            Some((
+                zip.index_for_name(name)?,
+                name.split_once('/')?.0.to_string(),
+            ))
+        })
+        .collect();
+    days.sort();
     if days.is_empty() {
         return Err(input_error(
             path,
@@ -88,10 +194,14 @@ pub fn slack_events(
         ));
     }
     let member = |user: &str| ids.member(&format!("slack:{user}"));
-    let mut events = Vec::new();
-    for (channel, text) in days {
-        let messages: Vec<Value> = serde_json::from_str(&text)
+    for (index, channel) in days {
+        let entry = zip
+            .by_index(index)
+            .map_err(|e| input_error(path, e.to_string()))?;
+        let text = read_entry(path, entry, limits, &mut expanded)?;
+        let messages: Vec<Value> = serde_json::from_slice(&text)
             .map_err(|e| input_error(path, format!("{channel}: {e}")))?;
+        drop(text);
         for m in messages {
             let (Some(user), Some(ts)) = (m["user"].as_str(), m["ts"].as_str()) else {
                 continue;
@@ -113,14 +223,14 @@ pub fn slack_events(
                 .ok_or_else(|| input_error(path, format!("{channel}: bad ts `{ts}`")))?;
             let id = format!("{channel}:{ts}");
             if subtype == "channel_join" {
-                events.push(event(
+                emit(event(
                     "slack_export",
                     community,
                     format!("{id}:join"),
                     member(user),
                     "join",
                     at,
-                ));
+                ))?;
                 continue;
             }
             let thread = m["thread_ts"].as_str().filter(|t| *t != ts);
@@ -146,7 +256,7 @@ pub fn slack_events(
                 "properties".into(),
                 json!({ "channel": channel }).to_string().into(),
             );
-            events.push(e);
+            emit(e)?;
             for r in m["reactions"].as_array().into_iter().flatten() {
                 let emoji = r["name"].as_str().unwrap_or("");
                 for reactor in r["users"]
@@ -168,12 +278,12 @@ pub fn slack_events(
                     );
                     like.insert("content_id".into(), id.clone().into());
                     like.insert("target_member_id".into(), member(user).into());
-                    events.push(like);
+                    emit(like)?;
                 }
             }
         }
     }
-    Ok(events)
+    Ok(())
 }
 
 /// The events of a DiscordChatExporter JSON file.
@@ -282,26 +392,48 @@ pub fn to_ndjson(
     community: &str,
     ids: &Identities,
     dir: &Path,
+    limits: ZipLimits,
 ) -> Result<PathBuf> {
-    let events = match format {
-        ExportFormat::SlackExport => slack_events(path, community, ids)?,
-        ExportFormat::DiscordExport => discord_events(path, community, ids)?,
-        ExportFormat::Ndjson | ExportFormat::Csv => return Ok(path.to_path_buf()),
-    };
+    if matches!(format, ExportFormat::Ndjson | ExportFormat::Csv) {
+        return Ok(path.to_path_buf());
+    }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let out_path = dir.join(format!("export-{}.ndjson", crate::lake::unique_suffix()));
+    let result = write_ndjson(path, format, community, ids, &out_path, limits);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&out_path);
+    }
+    result.map(|()| out_path)
+}
+
+fn write_ndjson(
+    path: &Path,
+    format: ExportFormat,
+    community: &str,
+    ids: &Identities,
+    out_path: &Path,
+    limits: ZipLimits,
+) -> Result<()> {
     let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&out_path)
+        std::fs::File::create(out_path)
             .io_context(|| format!("creating {}", out_path.display()))?,
     );
-    for e in events {
+    let mut write = |e: Map<String, Value>| -> Result<()> {
         serde_json::to_writer(&mut out, &Value::Object(e))?;
         out.write_all(b"\n")
-            .io_context(|| format!("writing {}", out_path.display()))?;
+            .io_context(|| format!("writing {}", out_path.display()))
+    };
+    match format {
+        ExportFormat::SlackExport => for_each_slack_event(path, community, ids, limits, write)?,
+        ExportFormat::DiscordExport => {
+            for e in discord_events(path, community, ids)? {
+                write(e)?;
+            }
+        }
+        ExportFormat::Ndjson | ExportFormat::Csv => unreachable!("not converted"),
     }
     out.flush()
-        .io_context(|| format!("writing {}", out_path.display()))?;
-    Ok(out_path)
+        .io_context(|| format!("writing {}", out_path.display()))
 }
 
 /// Import one export file into the lake.
@@ -312,22 +444,103 @@ pub fn import_export(
     community: &str,
     ids: &Identities,
     scratch: &Path,
+    limits: ZipLimits,
 ) -> Result<crate::lake::events::ImportStats> {
-    let converted = to_ndjson(path, format, community, ids, scratch)?;
+    let converted = convert(path, format, community, ids, scratch, limits)?;
+    import_converted(lake, path, &converted, format)
+}
+
+/// [`to_ndjson`], with a panic on the file's content turned into an input error.
+fn convert(
+    path: &Path,
+    format: ExportFormat,
+    community: &str,
+    ids: &Identities,
+    scratch: &Path,
+    limits: ZipLimits,
+) -> Result<PathBuf> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        to_ndjson(path, format, community, ids, scratch, limits)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(input_error(
+            path,
+            format!("cannot be read (a bug in pulse: {what})"),
+        ))
+    })
+}
+
+fn import_converted(
+    lake: &Lake,
+    path: &Path,
+    converted: &Path,
+    format: ExportFormat,
+) -> Result<crate::lake::events::ImportStats> {
     let input = match format {
         ExportFormat::Csv => crate::ingest::files::InputFormat::Csv,
         _ => crate::ingest::files::InputFormat::Ndjson,
     };
     let result = crate::ingest::files::import_files(
         lake,
-        std::slice::from_ref(&converted),
+        &[converted.to_path_buf()],
         input,
         crate::lake::events::WriterOptions::default(),
     );
     if converted != path {
-        let _ = std::fs::remove_file(&converted);
+        let _ = std::fs::remove_file(converted);
     }
     result
+}
+
+/// The content hash pickup records (xxh3-128 of the bytes), read in blocks.
+fn content_hash(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).io_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .io_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", hasher.digest128()))
+}
+
+/// Move a file that cannot be imported to `<folder>/rejected/` with a `<file>.reason.txt`
+/// beside it; returns where it went.
+fn set_aside(folder: &Path, file: &Path, reason: &str) -> Result<PathBuf> {
+    let dir = folder.join("rejected");
+    std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = dir.join(&name);
+    if target.exists() {
+        target = dir.join(format!("{}-{name}", crate::lake::unique_suffix()));
+    }
+    std::fs::rename(file, &target)
+        .io_context(|| format!("moving {} to {}", file.display(), target.display()))?;
+    let note = target.with_file_name(format!(
+        "{}.reason.txt",
+        target.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let text = format!(
+        "{name} was not imported ({}):\n{reason}\n\nFix it and put it back in {} to import it.\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        folder.display()
+    );
+    std::fs::write(&note, text).io_context(|| format!("writing {}", note.display()))?;
+    Ok(target)
 }
 
 /// One line of `exports.jsonl`: a file imported by pickup.
@@ -346,7 +559,10 @@ pub struct PickedUp {
 pub struct PickupStats {
     pub files: usize,
     pub imported: u64,
+    /// Not imported, not the file's fault: tried again next run.
     pub failed: Vec<String>,
+    /// Not imported and set aside in `rejected/`.
+    pub rejected: Vec<String>,
 }
 
 /// Import every new file of the `[[ingest.exports]]` folders (see the module docs).
@@ -377,21 +593,32 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
             })
             .collect();
         files.sort();
+        let limits = ZipLimits::of(&config.ingest);
         for file in files {
-            let bytes =
-                std::fs::read(&file).io_context(|| format!("reading {}", file.display()))?;
-            let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+            let hash = match content_hash(&file) {
+                Ok(hash) => hash,
+                Err(e) => {
+                    tracing::error!(file = %file.display(), "export not read (tried again next run): {}", Chain(&e));
+                    stats
+                        .failed
+                        .push(format!("{}: {}", file.display(), Chain(&e)));
+                    continue;
+                }
+            };
             if seen.contains(&hash) {
                 continue;
             }
-            match import_export(
-                lake,
+            let scratch = state.root().join("tmp");
+            let imported = convert(
                 &file,
                 export.format,
                 &export.community,
                 &ids,
-                &state.root().join("tmp"),
-            ) {
+                &scratch,
+                limits,
+            )
+            .and_then(|converted| import_converted(lake, &file, &converted, export.format));
+            match imported {
                 Ok(s) => {
                     ledger.append(&PickedUp {
                         file: file.display().to_string(),
@@ -404,6 +631,37 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
                     stats.files += 1;
                     stats.imported += s.imported;
                     tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
+                }
+                // The file's content is at fault: set it aside, never to be retried as it is.
+                Err(e @ Error::Input { .. }) => {
+                    let reason = Chain(&e).to_string();
+                    match set_aside(&export.path, &file, &reason) {
+                        Ok(to) => {
+                            tracing::error!(file = %file.display(), rejected = %to.display(), "export not imported, set aside: {reason}");
+                            stats.rejected.push(format!(
+                                "{} (moved to {}): {reason}",
+                                file.display(),
+                                to.display()
+                            ));
+                        }
+                        Err(move_error) => {
+                            // It cannot be moved: record it as seen so it is not retried forever.
+                            tracing::error!(file = %file.display(), "export not imported and cannot be set aside ({}): {reason}", Chain(&move_error));
+                            ledger.append(&PickedUp {
+                                file: file.display().to_string(),
+                                hash,
+                                imported: 0,
+                                duplicate: 0,
+                                quarantined: 0,
+                                at: chrono::Utc::now()
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                            })?;
+                            stats.rejected.push(format!(
+                                "{} (left in place, not retried): {reason}",
+                                file.display()
+                            ));
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::error!(file = %file.display(), "export not imported (tried again next run): {}", Chain(&e));
@@ -426,6 +684,61 @@ mod tests {
         assert_eq!(
             slack_time("1736554636.807919").unwrap(),
             "2025-01-11T00:17:16.807919Z"
+        );
+    }
+
+    #[test]
+    fn slack_ts_with_a_multibyte_character_is_an_error_not_a_panic() {
+        for ts in [
+            "1736554636.12345é",
+            "1736554636.é",
+            "é.1",
+            "1736554636.８０７９１９",
+            "",
+        ] {
+            assert_eq!(slack_time(ts), None, "{ts}");
+        }
+        assert_eq!(
+            slack_time("1736554636").unwrap(),
+            "2025-01-11T00:17:16.000000Z"
+        );
+        assert_eq!(
+            slack_time("1736554636.8").unwrap(),
+            "2025-01-11T00:17:16.800000Z"
+        );
+    }
+
+    /// A zip whose one day file is `expanded` bytes of spaces (deflate: ~1000:1).
+    fn bomb(dir: &Path, expanded: usize) -> PathBuf {
+        let path = dir.join("bomb.zip");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        zip.start_file("users.json", options).unwrap();
+        zip.write_all(b"[]").unwrap();
+        zip.start_file("general/2025-01-11.json", options).unwrap();
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..expanded >> 20 {
+            zip.write_all(&chunk).unwrap();
+        }
+        zip.write_all(b"[]").unwrap();
+        zip.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_slack_zip_bomb_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // 300 MiB expanded, a few hundred KiB on disk: beyond the 256 MiB default per entry.
+        let path = bomb(dir.path(), 300 << 20);
+        assert!(std::fs::metadata(&path).unwrap().len() < 2 << 20);
+        let err = slack_events(&path, "c1", &Identities::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("general/2025-01-11.json") && err.contains("expands beyond"),
+            "{err}"
         );
     }
 
@@ -477,6 +790,177 @@ mod tests {
             let _ = discord_events(&file, "c1", &Identities::default());
             // Not a zip: a clear error.
             assert!(slack_events(&file, "c1", &Identities::default()).is_err());
+        }
+    }
+
+    /// A Slack export zip of `users.json` and one day file of `messages`.
+    fn slack_zip(messages: &Value) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("users.json", options).unwrap();
+        zip.write_all(br#"[{"id":"B1","is_bot":true}]"#).unwrap();
+        zip.start_file("general/2025-01-11.json", options).unwrap();
+        zip.write_all(messages.to_string().as_bytes()).unwrap();
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn the_total_expanded_size_is_bounded_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("two.zip");
+        let messages = json!([{ "user": "U1", "ts": "1736554636.1", "text": "x".repeat(3000) }]);
+        std::fs::write(&path, slack_zip(&messages)).unwrap();
+        let limits = ZipLimits {
+            entry: 4000,
+            total: 3000,
+        };
+        let err = for_each_slack_event(&path, "c1", &Identities::default(), limits, |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the whole export may expand to"), "{err}");
+        let roomy = ZipLimits {
+            entry: 4000,
+            total: 8000,
+        };
+        let mut n = 0;
+        for_each_slack_event(&path, "c1", &Identities::default(), roomy, |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    /// Property tests (proptest, bounded cases): random messages in a Slack day file, damaged
+    /// Slack zips and random DiscordChatExporter documents are read or refused, never a panic.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<i64>().prop_map(|n| json!(n)),
+                prop::sample::select(vec![
+                    "1736554636.807919",
+                    "1736554636",
+                    "1736554636.80791é",
+                    "é",
+                    ".",
+                    "",
+                    "-1.5",
+                    "99999999999999999999.1",
+                    "U1",
+                    "B1",
+                    "Reply",
+                    "Default",
+                    "GuildMemberJoin",
+                    "channel_join",
+                    "tombstone",
+                    "2026-11-23T09:00:00Z",
+                ])
+                .prop_map(|s| json!(s)),
+                ".{0,8}".prop_map(Value::String),
+            ]
+        }
+
+        fn object(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
+            let leaf = text();
+            leaf.prop_recursive(3, 32, 5, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                    prop::collection::vec((prop::sample::select(keys), inner), 0..7).prop_map(
+                        |pairs| Value::Object(
+                            pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                        )
+                    ),
+                ]
+            })
+        }
+
+        const SLACK_KEYS: &[&str] = &[
+            "user",
+            "ts",
+            "thread_ts",
+            "subtype",
+            "text",
+            "parent_user_id",
+            "reactions",
+            "name",
+            "users",
+        ];
+        const DISCORD_KEYS: &[&str] = &[
+            "messages",
+            "channel",
+            "id",
+            "author",
+            "timestamp",
+            "isBot",
+            "type",
+            "reference",
+            "messageId",
+            "content",
+            "reactions",
+            "emoji",
+            "name",
+            "users",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 64,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn slack_day_files_of_any_messages(
+                messages in prop::collection::vec(object(SLACK_KEYS), 0..6),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("export.zip");
+                std::fs::write(&path, slack_zip(&Value::Array(messages))).unwrap();
+                if let Ok(events) = slack_events(&path, "c1", &Identities::default()) {
+                    for e in events {
+                        let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
+                    }
+                }
+            }
+
+            #[test]
+            fn damaged_slack_zips(
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let messages = json!([
+                    { "user": "U1", "ts": "1736554636.807919", "text": "hi",
+                      "reactions": [{ "name": "+1", "users": ["U2"] }] },
+                    { "user": "U2", "ts": "1736554640.1", "thread_ts": "1736554636.807919" },
+                ]);
+                let mut bytes = slack_zip(&messages);
+                for (i, b) in flips {
+                    let i = i.index(bytes.len());
+                    bytes[i] = b;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("export.zip");
+                std::fs::write(&path, &bytes).unwrap();
+                let limits = ZipLimits { entry: 1 << 20, total: 2 << 20 };
+                let _ = for_each_slack_event(&path, "c1", &Identities::default(), limits, |_| Ok(()));
+            }
+
+            #[test]
+            fn discord_documents_of_any_shape(document in object(DISCORD_KEYS)) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("export.json");
+                std::fs::write(&path, document.to_string()).unwrap();
+                if let Ok(events) = discord_events(&path, "c1", &Identities::default()) {
+                    for e in events {
+                        let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
+                    }
+                }
+            }
         }
     }
 }

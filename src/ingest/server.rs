@@ -8,8 +8,16 @@
 //! | a token of `[[ingest.tokens]]` sending for a community it does not list | 403, nothing stored |
 //! | body is not JSON | 400 |
 //! | body over `ingest.max_body_bytes` | 413 |
-//! | well-formed events that fail validation, or `/v1/events` events whose `source` is the name of a webhook endpoint | 422 with each reason; none stored |
+//! | well-formed events that fail validation, or `/v1/events` events whose `source` is the name of a webhook endpoint, or an event longer than 1 MiB as a JSON line | 422 with the reasons of the first 100 and `rejected_count`; none stored |
 //! | spool over `ingest.spool_max_bytes`, or it cannot be written | 503 with Retry-After |
+//! | the request not complete within `ingest.request_timeout_secs` | 408 |
+//!
+//! Connections: headers must arrive within `ingest.header_timeout_secs` (else the connection
+//! is closed; idle keep-alive connections too), at most `ingest.max_connections` are served at
+//! once (more wait in the listen queue), and on shutdown the listener closes, in-flight
+//! requests get `ingest.shutdown_grace_secs`, and whatever is left is cut off. Signatures are
+//! verified on a blocking thread (at most 16 candidates per header, the MAC computed once), so
+//! a costly request never holds up `/healthz`.
 //!
 //! `received_at` is always the moment the server accepted the request, whatever the body says,
 //! and a webhook endpoint's events always have its name as `source`: a sender can neither make
@@ -33,7 +41,10 @@ use super::adapters::{self, Identities, Mapped};
 use crate::config::{Config, SourceKind};
 use crate::error::{Error, Result};
 use crate::signature;
-use crate::spool::Spool;
+use crate::spool::{AppendError, Spool};
+
+/// Reasons listed in a 422 (the rest are counted).
+const MAX_REASONS: usize = 100;
 
 /// Counters for /metrics.
 #[derive(Default)]
@@ -98,49 +109,66 @@ impl AppState {
         events: Vec<Map<String, Value>>,
         refuse: impl Fn(&Map<String, Value>) -> Option<String>,
     ) -> Response {
-        if self.spool.bytes() > self.config.ingest.spool_max_bytes.0 {
-            self.count(source, "spool_full", 1);
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "60"), ("content-type", "application/json")],
-                json!({ "error": "the spool is full; compaction is catching up, retry later" })
-                    .to_string(),
-            )
-                .into_response();
+        let max = self.config.ingest.spool_max_bytes.0;
+        if !self.spool.has_room(0, max) {
+            return self.spool_full(source);
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut lines = Vec::with_capacity(events.len());
         let mut rejected = Vec::new();
+        let mut rejected_count = 0u64;
+        let mut reject = |i: usize, reason: String| {
+            rejected_count += 1;
+            if rejected.len() < MAX_REASONS {
+                rejected.push(json!({ "index": i, "reason": reason }));
+            }
+        };
         for (i, mut e) in events.into_iter().enumerate() {
             // Ours, never the sender's: dedupe keeps the earliest received copy.
             e.insert("received_at".into(), now.clone().into());
             if let Some(reason) = refuse(&e) {
-                rejected.push(json!({ "index": i, "reason": reason }));
+                reject(i, reason);
                 continue;
             }
             let line = Value::Object(e).to_string();
+            if line.len() > crate::ingest::files::MAX_LINE_BYTES {
+                reject(
+                    i,
+                    format!(
+                        "the event is {} bytes as a JSON line, over the limit of {}",
+                        line.len(),
+                        crate::ingest::files::MAX_LINE_BYTES
+                    ),
+                );
+                continue;
+            }
             match crate::event::parse_json_line(&line) {
                 Ok(_) => lines.push(line.into_bytes()),
-                Err(reason) => rejected.push(json!({ "index": i, "reason": reason })),
+                Err(reason) => reject(i, reason),
             }
         }
-        if !rejected.is_empty() {
-            self.count(source, "invalid", rejected.len() as u64);
+        if rejected_count > 0 {
+            self.count(source, "invalid", rejected_count);
             return answer(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({ "error": "events failed validation; none were stored", "rejected": rejected }),
+                json!({
+                    "error": "events failed validation; none were stored",
+                    "rejected": rejected,
+                    "rejected_count": rejected_count,
+                }),
             );
         }
         let n = lines.len() as u64;
         if n == 0 {
             return answer(StatusCode::OK, json!({ "accepted": 0 }));
         }
-        match self.spool.append(lines).await {
+        match self.spool.append_within(lines, max).await {
             Ok(()) => {
                 self.count(source, "accepted", n);
                 answer(StatusCode::OK, json!({ "accepted": n }))
             }
-            Err(e) => {
+            Err(AppendError::Full) => self.spool_full(source),
+            Err(AppendError::Failed(e)) => {
                 tracing::error!("spool write failed: {e}");
                 self.count(source, "unavailable", 1);
                 (
@@ -151,6 +179,19 @@ impl AppState {
                     .into_response()
             }
         }
+    }
+}
+
+impl AppState {
+    fn spool_full(&self, source: &str) -> Response {
+        self.count(source, "spool_full", 1);
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "60"), ("content-type", "application/json")],
+            json!({ "error": "the spool is full; compaction is catching up, retry later" })
+                .to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -258,12 +299,44 @@ async fn webhook(
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
-    let response = handle_webhook(&app, &name, &headers, &body).await;
+    let response = handle_webhook(&app, &name, headers, body).await;
     app.observe("/v1/webhooks", started);
     response
 }
 
-async fn handle_webhook(app: &AppState, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// Check a webhook's signature (CPU work proportional to the body: run it on a blocking thread).
+fn verify(
+    kind: SourceKind,
+    key: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> std::result::Result<(), &'static str> {
+    match kind {
+        SourceKind::Discourse => header(headers, "x-discourse-event-signature")
+            .ok_or("missing X-Discourse-Event-Signature")
+            .and_then(|h| signature::discourse_verify(key.as_bytes(), h, body)),
+        SourceKind::Stripe => header(headers, "stripe-signature")
+            .ok_or("missing Stripe-Signature")
+            .and_then(|h| signature::stripe_verify(key.as_bytes(), h, body, now)),
+        SourceKind::Generic | SourceKind::StandardWebhooks => {
+            match (
+                signature::decode_secret(key),
+                header(headers, "webhook-id"),
+                header(headers, "webhook-timestamp"),
+                header(headers, "webhook-signature"),
+            ) {
+                (Ok(k), Some(id), Some(ts), Some(sig)) => {
+                    signature::standard_verify(&k, id, ts, sig, body, now)
+                }
+                (Err(_), ..) => Err("the source's secret is not a whsec_ secret"),
+                _ => Err("missing webhook-id, webhook-timestamp or webhook-signature"),
+            }
+        }
+    }
+}
+
+async fn handle_webhook(app: &AppState, name: &str, headers: HeaderMap, body: Bytes) -> Response {
     let Some(source) = app.config.ingest.sources.iter().find(|s| s.name == name) else {
         return answer(
             StatusCode::NOT_FOUND,
@@ -278,31 +351,24 @@ async fn handle_webhook(app: &AppState, name: &str, headers: &HeaderMap, body: &
         );
     };
     let now = chrono::Utc::now().timestamp();
-    let verified = match source.kind {
-        SourceKind::Discourse => header(headers, "x-discourse-event-signature")
-            .ok_or("missing X-Discourse-Event-Signature")
-            .and_then(|h| signature::discourse_verify(key.as_bytes(), h, body)),
-        SourceKind::Stripe => header(headers, "stripe-signature")
-            .ok_or("missing Stripe-Signature")
-            .and_then(|h| signature::stripe_verify(key.as_bytes(), h, body, now)),
-        SourceKind::Generic | SourceKind::StandardWebhooks => {
-            match (
-                signature::decode_secret(&key),
-                header(headers, "webhook-id"),
-                header(headers, "webhook-timestamp"),
-                header(headers, "webhook-signature"),
-            ) {
-                (Ok(k), Some(id), Some(ts), Some(sig)) => {
-                    signature::standard_verify(&k, id, ts, sig, body, now)
-                }
-                (Err(_), ..) => Err("the source's secret is not a whsec_ secret"),
-                _ => Err("missing webhook-id, webhook-timestamp or webhook-signature"),
-            }
+    let kind = source.kind;
+    let (headers, body) = match tokio::task::spawn_blocking(move || {
+        verify(kind, &key, &headers, &body, now).map(|()| (headers, body))
+    })
+    .await
+    {
+        Ok(Ok(verified)) => verified,
+        Ok(Err(reason)) => return app.reject(name, StatusCode::UNAUTHORIZED, reason),
+        Err(e) => {
+            tracing::error!("signature verification task failed: {e}");
+            return app.reject(
+                name,
+                StatusCode::UNAUTHORIZED,
+                "the signature could not be verified",
+            );
         }
     };
-    if let Err(reason) = verified {
-        return app.reject(name, StatusCode::UNAUTHORIZED, reason);
-    }
+    let (headers, body) = (&headers, &body[..]);
     let mapped = match source.kind {
         SourceKind::Generic | SourceKind::StandardWebhooks => match adapters::canonical(body) {
             Err(e) => return app.reject(name, StatusCode::BAD_REQUEST, &e),
@@ -366,6 +432,8 @@ async fn metrics(State(app): State<Shared>) -> Response {
         out.push_str(&format!("pulse_http_request_seconds_count{{route=\"{route}\"}} {n}\npulse_http_request_seconds_sum{{route=\"{route}\"}} {secs:.6}\n"));
     }
     drop(c);
+    // Another process (`pulse run`) may have compacted sealed segments.
+    app.spool.recount();
     let s = &app.spool.stats;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     out.push_str(&format!(
@@ -410,13 +478,15 @@ pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener> {
         })
 }
 
-/// Serve the receiver on `listener` until `shutdown` resolves.
+/// Serve the receiver on `listener` until `shutdown` resolves (see the module docs for the
+/// timeouts, the connection limit and the shutdown deadline).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: &Config,
     spool: Spool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    use std::time::Duration;
     let identities = adapters::read_identities(&config.ingest)?;
     let state = Arc::new(AppState {
         config: config.clone(),
@@ -425,6 +495,7 @@ pub async fn serve(
         counters: Mutex::new(Counters::default()),
         state_dir: crate::state::StateDir::new(&config.state_dir),
     });
+    let ingest = &config.ingest;
     let app = Router::new()
         .route("/v1/events", post(events))
         .route("/v1/webhooks/{name}", post(webhook))
@@ -433,8 +504,10 @@ pub async fn serve(
             get(|| async { answer(StatusCode::OK, json!({ "ok": true })) }),
         )
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(
-            config.ingest.max_body_bytes.0 as usize,
+        .layer(DefaultBodyLimit::max(ingest.max_body_bytes.0 as usize))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(ingest.request_timeout_secs),
         ))
         .with_state(state);
     let local = listener.local_addr().map_err(|e| Error::Io {
@@ -442,11 +515,55 @@ pub async fn serve(
         source: e,
     })?;
     tracing::info!(listen = %local, "webhook receiver listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(ingest.header_timeout_secs));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(ingest.max_connections as usize));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        // A free slot first: beyond max_connections, clients wait in the listen queue.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        connections.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let grace = Duration::from_secs(ingest.shutdown_grace_secs);
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
-        .map_err(|e| Error::Io {
-            context: "serving HTTP".into(),
-            source: e,
-        })
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "in-flight requests still running after shutdown_grace_secs = {}: cut off",
+            ingest.shutdown_grace_secs
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
 }

@@ -48,13 +48,14 @@ impl PipelineRun {
 /// Intake, before runs: new export files and the webhook events waiting in the spool go to
 /// the lake (see [`crate::ingest::exports::pickup`], [`crate::spool::compact_from_outside`]).
 /// Returns a stage for each that did something. A failing export file does not stop the run:
-/// it is named in the stage and tried again next time.
+/// it is named in the stage, and set aside in `rejected/` (when the file is at fault) or tried
+/// again next time.
 pub fn intake(config: &Config, lake: &Lake) -> Result<Vec<Stage>> {
     let state = StateDir::new(&config.state_dir);
     let mut stages = Vec::new();
     let clock = std::time::Instant::now();
     let picked = crate::ingest::exports::pickup(config, lake, &state)?;
-    if picked.files > 0 || !picked.failed.is_empty() {
+    if picked.files > 0 || !picked.failed.is_empty() || !picked.rejected.is_empty() {
         let mut detail = format!(
             "{} file(s), {} events imported",
             picked.files, picked.imported
@@ -63,6 +64,12 @@ pub fn intake(config: &Config, lake: &Lake) -> Result<Vec<Stage>> {
             detail.push_str(&format!(
                 "; not imported (retried next run): {}",
                 picked.failed.join("; ")
+            ));
+        }
+        if !picked.rejected.is_empty() {
+            detail.push_str(&format!(
+                "; rejected (set aside, not retried): {}",
+                picked.rejected.join("; ")
             ));
         }
         stages.push(Stage {

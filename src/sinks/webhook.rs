@@ -13,6 +13,8 @@
 //!   exponential backoff and full jitter, waiting at least what `Retry-After` asks. After the
 //!   last attempt the message goes to `<state_dir>/dead_letters/` and the run exits non-zero;
 //!   the next run tries again (the id is the same, so the receiver can deduplicate).
+//! - Of an answer's body, at most [`MAX_ANSWER_BYTES`] are read (the first 200 characters are
+//!   kept for the log): a receiver answering with a huge body costs nothing more.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -92,6 +94,23 @@ fn message_id(fingerprint: &str, page: u32, pages: u32) -> String {
     format!("msg_{hash:032x}")
 }
 
+/// How much of a receiver's answer body is read.
+pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// The start of an answer's body: at most [`MAX_ANSWER_BYTES`] are downloaded, the rest is
+/// dropped with the connection.
+async fn answer_start(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ANSWER_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(MAX_ANSWER_BYTES);
+    String::from_utf8_lossy(&bytes).chars().take(200).collect()
+}
+
 /// What one POST answered.
 enum Attempt {
     Delivered(u16),
@@ -130,13 +149,7 @@ async fn post(
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let text: String = response
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
+    let text = answer_start(response).await;
     let answer = format!(
         "HTTP {code}{}",
         if text.is_empty() {
@@ -443,6 +456,57 @@ mod tests {
         assert_eq!(pages.concat(), members);
         assert_eq!(paginate(&[], 1000, 300).unwrap().len(), 1);
         assert!(paginate(&members, 300 + one / 2, 300).is_err());
+    }
+
+    /// A receiver answering 500 with a 300 MB body: only the first bytes are read, the rest is
+    /// never downloaded (the connection is dropped).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_huge_error_body_is_not_read_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const BODY: u64 = 300_000_000;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 64 << 10];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: {BODY}\r\n\r\n"
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            let mut sent = 0u64;
+            while sent < BODY {
+                match socket
+                    .write_all(&chunk[..chunk.len().min((BODY - sent) as usize)])
+                    .await
+                {
+                    Ok(()) => sent += chunk.len() as u64,
+                    Err(_) => break,
+                }
+            }
+            sent
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let attempt = post(&client, &url, b"key", "msg_1", b"{}").await;
+        let Attempt::Retry(answer, Some(500), None) = attempt else {
+            panic!("expected a retry on 500")
+        };
+        assert!(
+            answer.starts_with("HTTP 500: xxx") && answer.len() < 1000,
+            "{answer}"
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the receiver is not blocked")
+            .unwrap();
+        assert!(
+            sent < 64 << 20,
+            "{sent} bytes of the error body were downloaded"
+        );
     }
 
     #[test]

@@ -264,6 +264,59 @@ fn bad_lines_go_to_quarantine_with_reason_and_exit_status_3() {
     assert_eq!(records[0]["raw"], "{broken json");
 }
 
+/// Over-long NDJSON lines (1 MiB is the cap) are quarantined by reference — file, line number,
+/// length and a hash — not copied whole; one longer than the read buffer is never held whole in
+/// memory either.
+#[test]
+fn over_long_ndjson_lines_are_quarantined_by_reference() {
+    let s = Scratch::new();
+    let long = format!(r#"{{"event_id":"x","body":"{}"}}"#, "a".repeat(3 << 20));
+    let longer = "b".repeat(20 << 20);
+    let text = [
+        event("ok1", "m1", "post", "2026-11-20T10:00:00Z"),
+        long.clone(),
+        event("ok2", "m2", "post", "2026-11-20T10:00:00Z"),
+        longer.clone(),
+    ]
+    .join("\n");
+    let f = s.write("long.ndjson", &text);
+    let out = s.pulse(&["import", f.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("read 4 · imported 2 · duplicate 0 · quarantined 2"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut quarantined = String::new();
+    for day in std::fs::read_dir(s.lake().join("quarantine")).unwrap() {
+        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            quarantined += &std::fs::read_to_string(file.unwrap().path()).unwrap();
+        }
+    }
+    assert!(
+        quarantined.len() < 4096,
+        "{} bytes quarantined",
+        quarantined.len()
+    );
+    let records: Vec<serde_json::Value> = quarantined
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<u64> = records
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 4]);
+    for (r, len) in records.iter().zip([long.len(), longer.len()]) {
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("{len} bytes")) && reason.contains("xxh3"),
+            "{reason}"
+        );
+        assert!(r["file"].as_str().unwrap().ends_with("long.ndjson"));
+    }
+}
+
 #[test]
 fn csv_import_with_header_row() {
     let s = Scratch::new();

@@ -30,8 +30,9 @@ TOKEN = "t0ken-for-tests"
 
 class Server:
     def __init__(self, pulse_bin, tmp_path, communities='[[communities]]\nid = "c1"', spool_max="1GiB",
-                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *", extra=""):
+                 report_cron="0 0 9 1 1 *", ingest_cron="0 0 0 1 1 *", extra="", max_body="64KiB", ingest=""):
         self.pulse_bin, self.dir, self.port = pulse_bin, tmp_path, free_port()
+        ingest = "\n            ".join(line.strip() for line in ingest.strip().splitlines())
         (tmp_path / "pulse.toml").write_text(textwrap.dedent(f"""
             lake = "lake"
             state_dir = "state"
@@ -44,8 +45,9 @@ class Server:
             listen = "127.0.0.1:{self.port}"
             schedule = "{ingest_cron}"
             token_env = "PULSE_TEST_TOKEN"
-            max_body_bytes = "64KiB"
+            max_body_bytes = "{max_body}"
             spool_max_bytes = "{spool_max}"
+            {ingest}
 
             [ingest.identity]
             "stripe:cus_QsYn1aSStYv4tf" = "forum:1"
@@ -488,3 +490,257 @@ def test_serve_schedules_a_community_whose_first_events_arrive_by_webhook(pulse_
         raise AssertionError(f"no scheduled run for c1: {runs.read_text() if runs.exists() else ''}")
     assert server.stop() == 0
     assert list((tmp_path / "lake" / "reports" / "c1").iterdir())
+
+
+def test_a_failing_export_is_set_aside_and_other_files_and_communities_go_on(pulse_bin, tmp_path):
+    """A Slack `ts` with a multi-byte character (it once panicked on a byte slice) and a file that
+    is no zip at all: each is reported, moved to `rejected/` with a reason file, and never tried
+    again; the good files of the same folder and of another community are imported."""
+    import zipfile
+    slack, discord = tmp_path / "drop" / "slack", tmp_path / "drop" / "discord2"
+    slack.mkdir(parents=True)
+    discord.mkdir(parents=True)
+    (tmp_path / "pulse.toml").write_text(textwrap.dedent("""
+        lake = "lake"
+        state_dir = "state"
+
+        [[communities]]
+        id = "c1"
+
+        [[communities]]
+        id = "c2"
+
+        [[ingest.exports]]
+        path = "drop/slack"
+        format = "slack_export"
+        community = "c1"
+
+        [[ingest.exports]]
+        path = "drop/discord2"
+        format = "discord_export"
+        community = "c2"
+    """))
+    messages = (FIXTURES / "slack_export_message.json").read_text()
+    for name, text in [("a-bad-ts.zip", messages.replace('"1736554636.807919"', '"1736554636.80791é"')),
+                       ("b-good.zip", messages)]:
+        with zipfile.ZipFile(slack / name, "w") as z:
+            z.write(FIXTURES / "slack_export_users.json", "users.json")
+            z.writestr("general/2025-01-11.json", text)
+    (slack / "c-not-a-zip.zip").write_text("hello")
+    (discord / "general.json").write_bytes((FIXTURES / "discordchatexporter.json").read_bytes())
+
+    def pulse(*args):
+        return subprocess.run([pulse_bin, "--config", "pulse.toml", *args], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    p = pulse("run", "--as-of", "2026-11-23")
+    assert "panicked" not in p.stderr, p.stderr
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(pulse("query", "--format", "json",
+                            "SELECT community_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1").stdout)
+    assert {r["community_id"]: r["n"] for r in rows} == {"c1": 7, "c2": 5}, rows
+    assert sorted(f.name for f in slack.iterdir() if f.is_file()) == ["b-good.zip"]
+    rejected = slack / "rejected"
+    assert sorted(f.name for f in rejected.iterdir()) == [
+        "a-bad-ts.zip", "a-bad-ts.zip.reason.txt", "c-not-a-zip.zip", "c-not-a-zip.zip.reason.txt"]
+    assert "bad ts" in (rejected / "a-bad-ts.zip.reason.txt").read_text()
+    assert "not a Slack export zip" in (rejected / "c-not-a-zip.zip.reason.txt").read_text()
+    assert "a-bad-ts.zip" in p.stderr, p.stderr
+    runs = (tmp_path / "state" / "runs.jsonl").read_text()
+    assert "a-bad-ts.zip" in runs and "rejected" in runs, runs
+    # Never tried again.
+    p = pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0 and "a-bad-ts" not in p.stderr, p.stderr
+
+
+def test_a_signature_header_with_40000_candidates_is_refused_quickly(server):
+    body = json.dumps([event(i) for i in range(400)]).encode()[:60000]
+    ts = str(int(time.time()))
+    slow = {"webhook-id": "msg_1", "webhook-timestamp": ts, "webhook-signature": " ".join(["v1,AAAA"] * 40_000)}
+    stripe = {"stripe-signature": f"t={ts}," + ",".join(["v1=00"] * 40_000)}
+    health = []
+
+    def probe():
+        for _ in range(10):
+            started = time.time()
+            assert server.get("/healthz")[0] == 200
+            health.append(time.time() - started)
+            time.sleep(0.05)
+
+    for path, headers in [("/v1/webhooks/app", slow), ("/v1/webhooks/pay", stripe)]:
+        health.clear()
+        prober = threading.Thread(target=probe)
+        started = time.time()
+        prober.start()
+        status, answer, _ = server.post(path, body, headers)
+        elapsed = time.time() - started
+        prober.join()
+        assert status in (400, 401), (status, answer)
+        assert elapsed < 1.0, f"{path}: {elapsed:.1f} s"
+        assert max(health) < 0.5, health
+
+
+def test_422_lists_at_most_100_reasons(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, max_body="1MiB")
+    server.start()
+    body = b"[" + b",".join([b"{}"] * ((1 << 20) // 3 - 1)) + b"]"
+    assert len(body) < 1 << 20
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/v1/events", data=body, method="POST",
+                                 headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"})
+    try:
+        urllib.request.urlopen(req, timeout=30)
+        raise AssertionError("accepted")
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    assert status == 422
+    assert len(raw) < 64 << 10, f"{len(raw)} bytes answered"
+    answer = json.loads(raw)
+    assert len(answer["rejected"]) == 100 and answer["rejected_count"] == (1 << 20) // 3 - 1
+    assert answer["rejected"][0]["index"] == 0
+    assert server.stop() == 0
+
+
+def test_the_spool_gauge_follows_an_external_compaction(pulse_bin, tmp_path):
+    """`pulse run` beside `pulse serve` moves the sealed spool segments (8 MiB each) into the
+    lake; serve must see the space come back instead of answering 503 "spool full" forever."""
+    server = Server(pulse_bin, tmp_path, spool_max="9MiB", max_body="1MiB")
+    server.start()
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    pad = "x" * 900
+    statuses = []
+    for i in range(30):
+        batch = [event(i * 1000 + j, source="generic", body=pad) for j in range(900)]
+        status = server.post("/v1/events", json.dumps(batch).encode(), auth)[0]
+        statuses.append(status)
+        if status == 503:
+            break
+    assert statuses[-1] == 503 and statuses.count(200) >= 8, statuses
+    p = server.pulse("run", "--as-of", "2026-11-23")
+    assert p.returncode == 0, p.stderr
+    status, answer, _ = server.post("/v1/events", json.dumps(event(99_999, source="generic")).encode(), auth)
+    assert status == 200, answer
+    assert server.stop() == 0
+
+
+def test_concurrent_requests_do_not_overshoot_the_spool_limit(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, spool_max="4KiB")
+    server.start()
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    gate = threading.Barrier(40)
+
+    def send(i):
+        body = json.dumps(event(i, source="generic", body="y" * 600)).encode()
+        gate.wait()
+        return server.post("/v1/events", body, auth)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(send, range(40)))
+    assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+    assert server.stop() == 0
+    spooled = sum(f.stat().st_size for f in (tmp_path / "state" / "spool").glob("segment-*.log"))
+    assert spooled <= 4096, f"{spooled} bytes spooled over a 4 KiB limit ({statuses.count(200)} accepted)"
+
+
+def slow_loris(port, stop, closed, body=False, index=0):
+    """Send a request a byte at a time; record when the server closes the connection."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port))
+    head = (f"POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n"
+            f"content-type: application/json\r\ncontent-length: 100000\r\n\r\n")
+    started = time.time()
+    try:
+        if body:
+            s.sendall(head.encode())
+            data = b"[" * 100000
+        else:
+            data = (head + "x" * 100000).encode()
+        s.settimeout(0.2)
+        for b in data:
+            if stop.is_set():
+                return
+            s.send(bytes([b]))
+            try:
+                if s.recv(4096) == b"":
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+    except OSError:
+        pass
+    finally:
+        closed[index] = time.time() - started
+        s.close()
+
+
+def test_slow_clients_are_cut_off_and_do_not_hold_up_healthz(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, ingest="""
+        header_timeout_secs = 1
+        request_timeout_secs = 2
+    """)
+    server.start()
+    stop, closed = threading.Event(), {}
+    lorises = [threading.Thread(target=slow_loris, args=(server.port, stop, closed, i % 2 == 1, i))
+               for i in range(20)]
+    for t in lorises:
+        t.start()
+    try:
+        for _ in range(10):
+            started = time.time()
+            assert server.get("/healthz")[0] == 200
+            assert time.time() - started < 0.5
+            time.sleep(0.2)
+        for t in lorises:
+            t.join(timeout=6)
+        assert len(closed) == 20, f"{20 - len(closed)} slow clients still connected after 8 s"
+        assert max(closed.values()) < 5, closed
+    finally:
+        stop.set()
+    started = time.time()
+    assert server.stop() == 0
+    assert time.time() - started < 5
+
+
+def test_sigterm_waits_for_slow_requests_only_until_the_deadline(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, ingest="""
+        header_timeout_secs = 60
+        request_timeout_secs = 60
+        shutdown_grace_secs = 2
+    """)
+    server.start()
+    stop, closed = threading.Event(), {}
+    lorises = [threading.Thread(target=slow_loris, args=(server.port, stop, closed, i % 2 == 1, i))
+               for i in range(4)]
+    for t in lorises:
+        t.start()
+    time.sleep(1)
+    started = time.time()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        raise AssertionError("serve still running 10 s after SIGTERM")
+    finally:
+        stop.set()
+    assert code == 0
+    assert time.time() - started < 5
+
+
+def test_connections_beyond_max_connections_wait_for_a_free_slot(pulse_bin, tmp_path):
+    import socket
+    server = Server(pulse_bin, tmp_path, ingest="""
+        header_timeout_secs = 2
+        max_connections = 4
+    """)
+    server.start()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+    time.sleep(0.3)
+    started = time.time()
+    assert server.get("/healthz")[0] == 200
+    waited = time.time() - started
+    for s in idle:
+        s.close()
+    # Answered only once the idle connections were cut off (header timeout): the cap held.
+    assert 1.0 < waited < 4.5, waited
+    assert server.stop() == 0
