@@ -43,7 +43,7 @@ use datafusion::parquet::file::reader::ChunkReader;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{Lake, LakeLock};
+use super::{Lake, LakeLock, Staging};
 use crate::error::{IoContext, Result};
 use crate::event::{dedupe_key, file_schema, Event};
 
@@ -137,6 +137,8 @@ pub struct EventWriter {
     _lock: LakeLock,
     options: WriterOptions,
     staging: PathBuf,
+    /// This import's own staging directory (`staging` is its path); removed when dropped.
+    _stage: Staging,
     winners: KeyMap,
     /// `received_at` of winning copies that carried their own (the rest were received now).
     received: HashMap<u32, i64>,
@@ -160,17 +162,15 @@ impl EventWriter {
     pub fn begin(lake: &Lake, options: WriterOptions) -> Result<EventWriter> {
         let lock = lake.lock()?;
         lake.clear_staging()?;
-        let staging = lake
-            .staging_dir()
-            .join(format!("import-{}", super::unique_suffix()));
-        std::fs::create_dir_all(&staging)
-            .io_context(|| format!("creating {}", staging.display()))?;
+        let stage = lake.stage("import")?;
+        let staging = stage.path().to_path_buf();
         let winners = load_keys(lake)?;
         Ok(EventWriter {
             lake: lake.clone(),
             _lock: lock,
             options,
             staging,
+            _stage: stage,
             winners,
             received: HashMap::new(),
             next_seq: 0,
@@ -356,7 +356,6 @@ impl EventWriter {
                 &self.quarantine,
             )?;
         }
-        self.lake.clear_staging()?;
         Ok(self.stats)
     }
 }
