@@ -41,7 +41,13 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
             let mut total = ImportStats::default();
             for file in &args.files {
                 let s = crate::ingest::exports::import_export(
-                    lake, file, export, &community, &ids, &scratch,
+                    lake,
+                    file,
+                    &file.display().to_string(),
+                    export,
+                    &community,
+                    &ids,
+                    &scratch,
                 )?;
                 total.read += s.read;
                 total.imported += s.imported;

@@ -41,6 +41,18 @@ pub struct IngestConfig {
     /// The same, inline: `"stripe:cus_123" = "u42"`.
     #[serde(default)]
     pub identity: BTreeMap<String, String>,
+    /// More keys of personal data dropped from `properties` and quarantined lines, besides
+    /// the built-in ones (`crate::event::PERSONAL_KEY_ENDINGS`); matched the same way.
+    #[serde(default)]
+    pub scrub_keys: Vec<String>,
+    /// An export file is imported once its size and modification time were the same at two
+    /// looks this many seconds apart within a run, or at the previous run and this one.
+    #[serde(default = "default_settle")]
+    pub export_settle_secs: u64,
+}
+
+fn default_settle() -> u64 {
+    5
 }
 
 fn default_ingest_body() -> ByteSize {
@@ -63,6 +75,8 @@ impl Default for IngestConfig {
             spool_max_bytes: default_spool_max(),
             identities: None,
             identity: BTreeMap::new(),
+            scrub_keys: Vec::new(),
+            export_settle_secs: default_settle(),
         }
     }
 }

@@ -15,6 +15,16 @@
 //! Pickup ([`pickup`]): each `[[ingest.exports]]` folder is scanned on every run; a file whose
 //! content hash is not in `<state_dir>/exports.jsonl` is imported and then recorded, so each
 //! file is imported once. A file that fails stays unrecorded and is tried again next run.
+//!
+//! - A file is picked up only once it has stopped changing: its size and modification time
+//!   must be the same at two looks, either the previous pickup's (kept in
+//!   `<state_dir>/exports-pending.json`) and this one's, or two looks `export_settle_secs`
+//!   apart within this run. Hidden files and `*.part`, `*.tmp`, `*.partial`, `*.crdownload`
+//!   are never ready: writing under such a name and renaming when done is the safe way in.
+//! - Symlinks in a folder are skipped with a warning, and files are opened without following
+//!   one, so nothing outside the folder (`/etc/passwd`, a secrets file) is ever read.
+//! - The bytes hashed are the bytes imported (from a private copy in `<state_dir>/tmp`), so
+//!   the record says what went into the lake.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -304,10 +314,11 @@ pub fn to_ndjson(
     Ok(out_path)
 }
 
-/// Import one export file into the lake.
+/// Import one export file into the lake; `shown` names it in logs and quarantine.
 pub fn import_export(
     lake: &Lake,
     path: &Path,
+    shown: &str,
     format: ExportFormat,
     community: &str,
     ids: &Identities,
@@ -318,9 +329,9 @@ pub fn import_export(
         ExportFormat::Csv => crate::ingest::files::InputFormat::Csv,
         _ => crate::ingest::files::InputFormat::Ndjson,
     };
-    let result = crate::ingest::files::import_files(
+    let result = crate::ingest::files::import_named(
         lake,
-        std::slice::from_ref(&converted),
+        &[(converted.clone(), shown.to_string())],
         input,
         crate::lake::events::WriterOptions::default(),
     );
@@ -349,6 +360,96 @@ pub struct PickupStats {
     pub failed: Vec<String>,
 }
 
+/// A file's size and modification time as one look saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Look {
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+impl Look {
+    fn of(meta: &std::fs::Metadata) -> Look {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .map(|t| match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i128,
+                Err(e) => -(e.duration().as_nanos() as i128),
+            })
+            .unwrap_or(0);
+        Look {
+            size: meta.len(),
+            mtime_ns,
+        }
+    }
+}
+
+/// `<state_dir>/exports-pending.json`: what the last pickup saw of each candidate file.
+fn pending_path(state: &StateDir) -> PathBuf {
+    state.root().join("exports-pending.json")
+}
+
+/// The regular files of one export folder that may be imported: not hidden, not named as
+/// still being copied (`*.part`, `*.tmp`, …), and not symlinks (a link could point anywhere:
+/// `/etc/passwd`, a secrets file; each is skipped with a warning).
+fn candidates(folder: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        tracing::warn!(folder = %folder.display(), "export folder does not exist (yet)");
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Hidden files and files still being copied in are not ready.
+            !name.starts_with('.')
+                && ![".tmp", ".part", ".partial", ".crdownload"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+        })
+        .filter(|e| match e.file_type() {
+            Ok(t) if t.is_symlink() => {
+                tracing::warn!(file = %e.path().display(), "export folder entry is a symlink: skipped (copy or move files into the folder instead)");
+                false
+            }
+            Ok(t) => t.is_file(),
+            Err(_) => false,
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A file's look, without following a symlink.
+fn look(path: &Path) -> Option<Look> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_file())
+        .map(|m| Look::of(&m))
+}
+
+/// Read a regular file without following a symlink (one swapped in since the folder was
+/// listed makes the open fail); returns the bytes and the look of what was read.
+fn read_regular(path: &Path) -> std::io::Result<(Vec<u8>, Look)> {
+    let mut options = std::fs::File::options();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok((bytes, Look::of(&file.metadata()?)))
+}
+
 /// Import every new file of the `[[ingest.exports]]` folders (see the module docs).
 pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupStats> {
     let mut stats = PickupStats::default();
@@ -359,58 +460,109 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
     let seen: std::collections::HashSet<String> =
         ledger.read()?.into_iter().map(|r| r.hash).collect();
     let ids = super::adapters::read_identities(&config.ingest)?;
-    for export in &config.ingest.exports {
-        let Ok(entries) = std::fs::read_dir(&export.path) else {
-            tracing::warn!(folder = %export.path.display(), "export folder does not exist (yet)");
+
+    // A file is ready when two looks agree: the last pickup's and this one's, or this one's
+    // and another after `export_settle_secs`.
+    let pending_file = pending_path(state);
+    let previous: HashMap<String, Look> = std::fs::read(&pending_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let files: Vec<(usize, PathBuf)> = config
+        .ingest
+        .exports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, x)| candidates(&x.path).into_iter().map(move |f| (i, f)))
+        .collect();
+    let key = |f: &Path| f.display().to_string();
+    let first: Vec<Option<Look>> = files.iter().map(|(_, f)| look(f)).collect();
+    let mut latest = first.clone();
+    let mut ready: Vec<bool> = files
+        .iter()
+        .zip(&first)
+        .map(|((_, f), l)| l.is_some() && previous.get(&key(f)) == l.as_ref())
+        .collect();
+    if ready.iter().any(|r| !r) && config.ingest.export_settle_secs > 0 {
+        std::thread::sleep(std::time::Duration::from_secs(
+            config.ingest.export_settle_secs,
+        ));
+        for (i, (_, f)) in files.iter().enumerate() {
+            if !ready[i] {
+                latest[i] = look(f);
+                ready[i] = latest[i].is_some() && latest[i] == first[i];
+            }
+        }
+    }
+    let looks: HashMap<String, Look> = files
+        .iter()
+        .zip(&latest)
+        .filter_map(|((_, f), l)| l.map(|l| (key(f), l)))
+        .collect();
+    std::fs::create_dir_all(state.root())
+        .io_context(|| format!("creating {}", state.root().display()))?;
+    crate::lake::write_atomic(&pending_file, &serde_json::to_vec(&looks)?)?;
+
+    let scratch = state.root().join("tmp");
+    for (((index, file), ready), look) in files.iter().zip(ready).zip(&latest) {
+        let export = &config.ingest.exports[*index];
+        if !ready {
+            tracing::info!(file = %file.display(), "export file still changing: picked up once it stays the same");
             continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                // Hidden files and files still being copied in are not ready.
-                !name.starts_with('.')
-                    && ![".tmp", ".part", ".partial", ".crdownload"]
-                        .iter()
-                        .any(|s| name.ends_with(s))
-            })
-            .collect();
-        files.sort();
-        for file in files {
-            let bytes =
-                std::fs::read(&file).io_context(|| format!("reading {}", file.display()))?;
-            let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
-            if seen.contains(&hash) {
+        }
+        let (bytes, read_look) = match read_regular(file) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "export file not read: {e}");
                 continue;
             }
-            match import_export(
-                lake,
-                &file,
-                export.format,
-                &export.community,
-                &ids,
-                &state.root().join("tmp"),
-            ) {
-                Ok(s) => {
-                    ledger.append(&PickedUp {
-                        file: file.display().to_string(),
-                        hash,
-                        imported: s.imported,
-                        duplicate: s.duplicate,
-                        quarantined: s.quarantined,
-                        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    })?;
-                    stats.files += 1;
-                    stats.imported += s.imported;
-                    tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
-                }
-                Err(e) => {
-                    tracing::error!(file = %file.display(), "export not imported (tried again next run): {}", Chain(&e));
-                    stats
-                        .failed
-                        .push(format!("{}: {}", file.display(), Chain(&e)));
-                }
+        };
+        if Some(read_look) != *look {
+            tracing::info!(file = %file.display(), "export file changed while being read: picked up once it stays the same");
+            continue;
+        }
+        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        if seen.contains(&hash) {
+            continue;
+        }
+        // The importer reads a private copy of exactly the bytes hashed, so what is recorded
+        // is what was imported, whatever happens to the dropped file meanwhile.
+        let copy_dir = scratch.join(format!("pickup-{}", crate::lake::unique_suffix()));
+        let copy = copy_dir.join(file.file_name().unwrap_or_default());
+        let result = std::fs::create_dir_all(&copy_dir)
+            .and_then(|()| std::fs::write(&copy, &bytes))
+            .io_context(|| format!("copying {} to {}", file.display(), copy.display()))
+            .and_then(|()| {
+                import_export(
+                    lake,
+                    &copy,
+                    &file.display().to_string(),
+                    export.format,
+                    &export.community,
+                    &ids,
+                    &scratch,
+                )
+            });
+        let _ = std::fs::remove_dir_all(&copy_dir);
+        match result {
+            Ok(s) => {
+                ledger.append(&PickedUp {
+                    file: file.display().to_string(),
+                    hash,
+                    imported: s.imported,
+                    duplicate: s.duplicate,
+                    quarantined: s.quarantined,
+                    at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                })?;
+                stats.files += 1;
+                stats.imported += s.imported;
+                tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), "export not imported (tried again next run): {}", Chain(&e));
+                stats
+                    .failed
+                    .push(format!("{}: {}", file.display(), Chain(&e)));
             }
         }
     }
