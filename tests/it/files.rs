@@ -83,7 +83,11 @@ fn ranked_list_csv_cells_are_not_spreadsheet_formulas() {
         .map(|r| r.unwrap()[column].to_string())
         .collect();
     ids.sort();
-    assert_eq!(ids, ["'+SUM(A1)", "'-2", "'=1+1", "'@cmd", "alice"], "{csv}");
+    assert_eq!(
+        ids,
+        ["'+SUM(A1)", "'-2", "'=1+1", "'@cmd", "alice"],
+        "{csv}"
+    );
 }
 
 // Item 13: an empty ranked list.
@@ -158,7 +162,11 @@ fn reports_written_during_imports_are_not_lost() {
         .collect();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     importer.join().unwrap();
-    assert!(failed.is_empty(), "{} reports failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} reports failed: {failed:?}",
+        failed.len()
+    );
 }
 
 // Item 9.
@@ -185,7 +193,10 @@ fn export_folders_do_not_follow_symlinks_out_and_files_are_owner_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("symlink"), "a warning names the link: {stderr}");
+    assert!(
+        stderr.contains("symlink"),
+        "a warning names the link: {stderr}"
+    );
     let quarantine = text_below(&s.path("lake/quarantine"));
     assert!(!quarantine.contains("root:"), "{quarantine}");
     assert!(!quarantine.contains("hunter2"), "{quarantine}");
@@ -260,9 +271,15 @@ fn personal_data_is_scrubbed_from_properties_and_quarantine() {
         .collect();
     assert_eq!(records.len(), 2, "{quarantine}");
     assert_eq!(records[0]["line"], 2);
-    assert!(records[0]["reason"].as_str().unwrap().contains("email"), "{quarantine}");
+    assert!(
+        records[0]["reason"].as_str().unwrap().contains("email"),
+        "{quarantine}"
+    );
     assert_eq!(records[1]["line"], 3);
-    assert!(records[1]["reason"].as_str().unwrap().contains("invalid JSON"));
+    assert!(records[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON"));
 }
 
 // Item 11.
@@ -274,7 +291,8 @@ fn a_file_still_being_written_is_not_imported_truncated() {
         "{BASE}\n[[ingest.exports]]\npath = \"drop\"\nformat = \"csv\"\ncommunity = \"c1\"\n"
     ));
     // Cut after `12` of `1299`, the file is a valid CSV file with a wrong price.
-    let full = "event_id,source,community_id,member_id,event_type,occurred_at,currency,amount_minor\n\
+    let full =
+        "event_id,source,community_id,member_id,event_type,occurred_at,currency,amount_minor\n\
                 p1,shop,c1,ann,purchase,2026-11-20T10:00:00Z,CNY,1299\n";
     let cut = full.find("99\n").unwrap();
     let file = s.path("drop/orders.csv");
@@ -346,7 +364,10 @@ fn sink_url_credentials_are_not_recorded_or_logged() {
     active(&s, &["alice"]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pulse"))
         .current_dir(s.dir.path())
-        .env("PULSE_TEST_SINK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env(
+            "PULSE_TEST_SINK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
         .args(["run", "--as-of", "2026-11-23"])
         .output()
         .unwrap();
