@@ -277,35 +277,134 @@ pub fn parse_json_line(line: &str) -> Result<Event<'_>, String> {
     validate(raw)
 }
 
-/// Keys dropped from `properties` because they carry personal data: the lake keeps member ids
-/// only (operators' members did not agree to have emails or names copied into analytics files).
-const PERSONAL_KEYS: &[&str] = &[
+/// Keys dropped from `properties` (and from quarantined lines) because they carry personal
+/// data: the lake keeps member ids only (operators' members did not agree to have emails or
+/// names copied into analytics files).
+///
+/// Keys are compared by their words, whatever the case and separators: `emailAddress`,
+/// `Email-Address` and `email_address` are all `email address`. A key is personal when its
+/// last words spell one of [`PERSONAL_KEY_ENDINGS`] (`contact_email`, `billing_address`,
+/// `userIP`, `firstName`) or when it is, whole, one of [`PERSONAL_KEYS`] (`name` alone: a
+/// `channel_name` is kept). `[ingest] scrub_keys` adds endings ([`set_extra_personal_keys`]).
+pub const PERSONAL_KEY_ENDINGS: &[&str] = &[
     "email",
-    "e_mail",
     "mail",
-    "name",
-    "full_name",
-    "real_name",
-    "display_name",
-    "first_name",
-    "last_name",
-    "username",
-    "phone",
-    "phone_number",
-    "mobile",
+    "email address",
     "ip",
-    "ip_address",
+    "ipv4",
+    "ipv6",
+    "ip address",
     "address",
-    "avatar_url",
-    "avatar_template",
+    "first name",
+    "last name",
+    "full name",
+    "real name",
+    "display name",
+    "user name",
+    "username",
+    "given name",
+    "family name",
+    "middle name",
+    "nickname",
+    "nick name",
+    "surname",
+    "phone",
+    "phone number",
+    "telephone",
+    "mobile",
+    "mobile number",
+    "avatar",
+    "avatar url",
+    "avatar template",
+    "birthday",
+    "birthdate",
+    "birth date",
+    "date of birth",
+    "dob",
 ];
 
-/// Remove personal keys (at any depth) from a JSON value; true when something was removed.
-fn scrub_personal(v: &mut serde_json::Value) -> bool {
+/// Keys that are personal only as the whole key (see [`PERSONAL_KEY_ENDINGS`]).
+pub const PERSONAL_KEYS: &[&str] = &["name", "login"];
+
+/// Endings added by `[ingest] scrub_keys`, normalized (see [`normalized_key`]).
+static EXTRA_PERSONAL_KEYS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Add `keys` (as written in `[ingest] scrub_keys`) to the personal key endings of this process.
+pub fn set_extra_personal_keys(keys: &[String]) {
+    let mut extra = EXTRA_PERSONAL_KEYS
+        .write()
+        .unwrap_or_else(|e| e.into_inner());
+    *extra = keys.iter().map(|k| normalized_key(k)).collect();
+}
+
+/// The words of a key, lower-case: split at anything not a letter or digit and at camel-case
+/// boundaries (`IPAddress` → `ip`, `address`).
+fn key_words(key: &str) -> Vec<String> {
+    let chars: Vec<char> = key.chars().collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            continue;
+        }
+        let prev = i.checked_sub(1).map(|p| chars[p]);
+        let next = chars.get(i + 1).copied();
+        let boundary = c.is_uppercase()
+            && prev.is_some_and(|p| {
+                p.is_lowercase()
+                    || p.is_ascii_digit()
+                    || (p.is_uppercase() && next.is_some_and(char::is_lowercase))
+            });
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        word.extend(c.to_lowercase());
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// A key's words joined without separators (`Email-Address` → `emailaddress`).
+pub fn normalized_key(key: &str) -> String {
+    key_words(key).concat()
+}
+
+/// [`PERSONAL_KEY_ENDINGS`] normalized.
+static ENDINGS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    PERSONAL_KEY_ENDINGS
+        .iter()
+        .map(|k| k.replace(' ', ""))
+        .collect()
+});
+
+/// Whether `key` names personal data (see [`PERSONAL_KEY_ENDINGS`]).
+pub fn is_personal_key(key: &str) -> bool {
+    let words = key_words(key);
+    let whole = words.concat();
+    if PERSONAL_KEYS.iter().any(|k| *k == whole) {
+        return true;
+    }
+    let extra = EXTRA_PERSONAL_KEYS
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    (1..=words.len()).any(|n| {
+        let ending = words[words.len() - n..].concat();
+        ENDINGS.contains(&ending) || extra.contains(&ending)
+    })
+}
+
+/// Remove personal keys (at any depth) from a JSON value; true when something was removed. A
+/// string holding a JSON object (a `properties` as text) is scrubbed inside too.
+pub fn scrub_personal(v: &mut serde_json::Value) -> bool {
     match v {
         serde_json::Value::Object(map) => {
             let before = map.len();
-            map.retain(|k, _| !PERSONAL_KEYS.contains(&k.to_ascii_lowercase().as_str()));
+            map.retain(|k, _| !is_personal_key(k));
             let mut changed = map.len() != before;
             for child in map.values_mut() {
                 changed |= scrub_personal(child);
@@ -315,6 +414,18 @@ fn scrub_personal(v: &mut serde_json::Value) -> bool {
         serde_json::Value::Array(items) => items
             .iter_mut()
             .fold(false, |acc, x| scrub_personal(x) | acc),
+        serde_json::Value::String(text) if text.trim_start().starts_with('{') => {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(mut inner) if inner.is_object() => {
+                    let changed = scrub_personal(&mut inner);
+                    if changed {
+                        *text = inner.to_string();
+                    }
+                    changed
+                }
+                _ => false,
+            }
+        }
         _ => false,
     }
 }
@@ -516,6 +627,52 @@ mod tests {
             parse_json_line(&line).unwrap().properties.as_deref(),
             Some(r#"{"plan":"gold"}"#)
         );
+    }
+
+    #[test]
+    fn personal_keys_match_whatever_the_case_and_separators() {
+        for key in [
+            "email",
+            "Email",
+            "emailAddress",
+            "email_address",
+            "E-Mail",
+            "contact_email",
+            "firstName",
+            "first_name",
+            "Last-Name",
+            "ipAddress",
+            "IPAddress",
+            "client_ip",
+            "userIP",
+            "PhoneNumber",
+            "username",
+            "userName",
+            "name",
+            "billing_address",
+            "avatar_template",
+        ] {
+            assert!(is_personal_key(key), "{key}");
+        }
+        for key in [
+            "channel",
+            "channel_name",
+            "plan",
+            "zip",
+            "vip",
+            "email_verified",
+            "topic_id",
+            "livemode",
+        ] {
+            assert!(!is_personal_key(key), "{key}");
+        }
+        assert!(!is_personal_key("customerRef"));
+        set_extra_personal_keys(&["customer_ref".into()]);
+        assert!(is_personal_key("customerRef") && is_personal_key("billing-customer-ref"));
+        set_extra_personal_keys(&[]);
+        let mut v = serde_json::json!({"properties": "{\"emailAddress\":\"a@b.c\",\"plan\":1}", "x": [{"firstName": "Ann"}]});
+        assert!(scrub_personal(&mut v));
+        assert_eq!(v.to_string(), r#"{"properties":"{\"plan\":1}","x":[{}]}"#);
     }
 
     #[test]

@@ -47,7 +47,13 @@ impl Ctx {
     }
 
     fn loaded(&self) -> Result<&(Config, Option<PathBuf>)> {
-        get_or_try_init(&self.config, || Config::load(self.global.config.as_deref()))
+        get_or_try_init(&self.config, || {
+            let loaded = Config::load(self.global.config.as_deref())?;
+            // Process-wide settings the config makes.
+            loaded.0.umask.apply();
+            crate::event::set_extra_personal_keys(&loaded.0.ingest.scrub_keys);
+            Ok(loaded)
+        })
     }
 
     pub fn lake(&self) -> Result<&Lake> {

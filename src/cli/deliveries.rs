@@ -22,10 +22,11 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
     let state = StateDir::new(&ctx.config()?.state_dir);
     if let Some(url) = args.enable {
         let _lock = state.lock()?;
+        let shown = sinks::redact_url(&url);
         if sinks::enable(&state, &url)? {
-            println!("webhook sink {url} enabled: the next run delivers to it again");
+            println!("webhook sink {shown} enabled: the next run delivers to it again");
         } else {
-            println!("webhook sink {url} is not disabled");
+            println!("webhook sink {shown} is not disabled");
         }
         return Ok(Outcome::Success);
     }

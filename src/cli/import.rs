@@ -40,14 +40,18 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
             let scratch = config.state_dir.join("tmp");
             let mut total = ImportStats::default();
             for file in &args.files {
+                let source = crate::ingest::exports::Source {
+                    format: export,
+                    community: &community,
+                    ids: &ids,
+                    limits: crate::ingest::exports::ZipLimits::of(&config.ingest),
+                };
                 let s = crate::ingest::exports::import_export(
                     lake,
                     file,
-                    export,
-                    &community,
-                    &ids,
+                    &file.display().to_string(),
+                    &source,
                     &scratch,
-                    crate::ingest::exports::ZipLimits::of(&config.ingest),
                 )?;
                 total.read += s.read;
                 total.imported += s.imported;

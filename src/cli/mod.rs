@@ -214,6 +214,9 @@ pub enum Command {
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> Result<Outcome> {
+    // Owner-only files until the config says otherwise (`umask`), also for a lake opened
+    // before the config is read.
+    crate::config::Umask::default().apply();
     let ctx = Ctx::new(cli.global);
     match cli.command {
         Command::Import(args) => import::cmd(args, &ctx),

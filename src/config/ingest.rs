@@ -59,6 +59,14 @@ pub struct IngestConfig {
     /// Largest decompressed size of a whole Slack export zip.
     #[serde(default = "default_export_total")]
     pub export_max_total_bytes: ByteSize,
+    /// More keys of personal data dropped from `properties` and quarantined lines, besides
+    /// the built-in ones (`crate::event::PERSONAL_KEY_ENDINGS`); matched the same way.
+    #[serde(default)]
+    pub scrub_keys: Vec<String>,
+    /// An export file is imported once its size and modification time were the same at two
+    /// looks this many seconds apart within a run, or at the previous run and this one.
+    #[serde(default = "default_settle")]
+    pub export_settle_secs: u64,
 }
 
 fn default_header_timeout() -> u64 {
@@ -78,6 +86,9 @@ fn default_export_entry() -> ByteSize {
 }
 fn default_export_total() -> ByteSize {
     ByteSize(2 << 30)
+}
+fn default_settle() -> u64 {
+    5
 }
 
 fn default_ingest_body() -> ByteSize {
@@ -106,6 +117,8 @@ impl Default for IngestConfig {
             shutdown_grace_secs: default_shutdown_grace(),
             export_max_entry_bytes: default_export_entry(),
             export_max_total_bytes: default_export_total(),
+            scrub_keys: Vec::new(),
+            export_settle_secs: default_settle(),
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct Config {
     /// Run history, sent/delivered records and the email outbox (default `./state`).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// The umask of the process: files and directories pulse creates are its owner's only
+    /// unless this lets more through (`"0027"`: the group reads).
+    #[serde(default)]
+    pub umask: Umask,
     #[serde(default)]
     pub engine: EngineConfig,
     #[serde(default)]
@@ -121,6 +125,42 @@ impl TryFrom<String> for LakeLocation {
 impl std::fmt::Display for LakeLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A umask written in octal (`"0077"`, `"027"`), at most `0777`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Umask(pub u32);
+
+impl Default for Umask {
+    fn default() -> Self {
+        Umask(0o077)
+    }
+}
+
+impl TryFrom<String> for Umask {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        match u32::from_str_radix(text.trim(), 8) {
+            Ok(mask) if mask <= 0o777 && !text.trim().is_empty() => Ok(Umask(mask)),
+            _ => Err(format!(
+                "`{text}` is not an octal umask such as \"0077\" (owner only) or \"0027\""
+            )),
+        }
+    }
+}
+
+impl Umask {
+    /// Make this the process's umask (Unix; elsewhere nothing).
+    pub fn apply(self) {
+        #[cfg(unix)]
+        {
+            // SAFETY: umask only sets the process's file-mode creation mask; it cannot fail.
+            unsafe {
+                libc::umask(self.0 as libc::mode_t);
+            }
+        }
     }
 }
 
@@ -212,14 +252,69 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
+            let mut span = inner.span();
+            // Some errors come without the key's full path: a number too large for TOML has
+            // none, and fields of a tagged table (`[[sinks]]`) only name the table. Name the
+            // key the span points at, or the one line holding the value the message quotes.
+            if let Some(at) = quoted_integer(inner.message()).and_then(|n| value_at(text, n)) {
+                if key_at(text, Some(at..at)).is_some_and(|k| key == "." || k.starts_with(&key)) {
+                    span = Some(at..at);
+                }
+            }
+            let key = match key_at(text, span.clone()) {
+                Some(k) if key == "." || k.starts_with(&key) => k,
+                _ if key == "." => String::new(),
+                _ => key,
+            };
             Error::Config {
                 file: file.to_path_buf(),
-                key: if key == "." { String::new() } else { key },
-                message: inner.message().to_string() + &line_of(text, inner.span()),
+                key,
+                message: inner.message().to_string() + &line_of(text, span),
             }
         })?;
         config.validate(file)?;
         Ok(config)
+    }
+
+    /// Check that the files and folders the config names exist (`report.templates`,
+    /// `ingest.identities`, `ingest.exports[i].path`; relative paths from the current
+    /// directory). Only `pulse check-config` asks: at run time a missing export folder is a
+    /// warning (it may appear later) and the others fail where they are read.
+    pub fn check_paths(&self, file: &Path) -> Result<()> {
+        let err = |key: String, message: String| Error::Config {
+            file: file.to_path_buf(),
+            key,
+            message,
+        };
+        let dir = |key: String, path: &Path| match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(err(key, format!("{} is not a directory", path.display()))),
+            Err(e) => Err(err(key, format!("{}: {e}", path.display()))),
+        };
+        if let Some(t) = &self.report.templates {
+            dir("report.templates".into(), t)?;
+        }
+        if let Some(p) = &self.ingest.identities {
+            match std::fs::File::open(p).and_then(|f| f.metadata()) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => {
+                    return Err(err(
+                        "ingest.identities".into(),
+                        format!("{} is not a file", p.display()),
+                    ))
+                }
+                Err(e) => {
+                    return Err(err(
+                        "ingest.identities".into(),
+                        format!("{}: {e}", p.display()),
+                    ))
+                }
+            }
+        }
+        for (i, x) in self.ingest.exports.iter().enumerate() {
+            dir(format!("ingest.exports[{i}].path"), &x.path)?;
+        }
+        Ok(())
     }
 
     fn validate(&self, file: &Path) -> Result<()> {
@@ -365,7 +460,7 @@ impl Config {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(err(
                         format!("sinks[{i}].url"),
-                        format!("`{url}` is not an http(s) URL"),
+                        format!("`{}` is not an http(s) URL", crate::sinks::redact_url(url)),
                     ));
                 }
                 check_env_name(Some(secret_env), &format!("sinks[{i}].secret_env"), &err)?;
@@ -447,6 +542,63 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The dotted key (`defaults.window_days`, `communities[1].top_n`) of the `key = value` line
+/// the span starts on, from that line and the table header above it. Keys of inline tables
+/// are named by their line's key.
+fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+    let start = span?.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let mut table: Option<String> = None;
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for l in text[..line_start].lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split_once("]]")) {
+            let name = name.0.trim();
+            let n = counts.entry(name).or_insert(0);
+            table = Some(format!("{name}[{n}]"));
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            let name = name.0.trim();
+            // A sub-table of the latest array entry (`[ingest.exports.x]`) is not tracked.
+            table = Some(name.to_string());
+        }
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// The integer a serde message quotes (`invalid value: integer `-5`, expected u64`).
+fn quoted_integer(message: &str) -> Option<&str> {
+    let rest = message.split_once("integer `")?.1;
+    Some(&rest[..rest.find('`')?])
+}
+
+/// Where `value` is, when exactly one `key = value` line of `text` has it.
+fn value_at(text: &str, value: &str) -> Option<usize> {
+    let mut found = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some((_, v)) = line.split_once('=') {
+            let v = v.split('#').next().unwrap_or("").trim();
+            if v == value {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(offset + line.find('=').unwrap_or(0) + 1);
+            }
+        }
+        offset += line.len();
+    }
+    found
 }
 
 /// " (line N)" for a TOML span, so errors point into the file.
@@ -607,6 +759,37 @@ mod tests {
             assert!(e.contains(&format!("key `{key}`")), "{text:?} gave {e}");
             assert!(e.contains(problem), "{text:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_their_key() {
+        for (text, key) in [
+            ("[defaults]\nwindow_days = 99999999999\n", "defaults.window_days"),
+            (
+                "[defaults]\ntop_n = 1\n[[communities]]\nid = \"a\"\n[[communities]]\nid = \"b\"\ncohort_periods = -1\n",
+                "communities[1].cohort_periods",
+            ),
+            ("[email]\nport = 70000\n", "email.port"),
+            (
+                "[[sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\nsecret_env = \"S\"\ntimeout_secs = -5\n",
+                "sinks[0].timeout_secs",
+            ),
+            (
+                "[engine]\ntarget_partitions = 99999999999999999999\n",
+                "engine.target_partitions",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("key `{key}`")), "{text:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn umask_is_octal_and_owner_only_by_default() {
+        assert_eq!(parse("").unwrap().umask, Umask(0o077));
+        assert_eq!(parse("umask = \"0027\"\n").unwrap().umask, Umask(0o027));
+        let e = parse("umask = \"0999\"\n").unwrap_err().to_string();
+        assert!(e.contains("key `umask`") && e.contains("octal"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,16 @@
 //! never stops the other files or communities (put it back, fixed, to import it). A failure
 //! that is not the file's fault (the lake or the state directory cannot be written) leaves the
 //! file where it is, to be tried again next run.
+//!
+//! - A file is picked up only once it has stopped changing: its size and modification time
+//!   must be the same at two looks, either the previous pickup's (kept in
+//!   `<state_dir>/exports-pending.json`) and this one's, or two looks `export_settle_secs`
+//!   apart within this run. Hidden files and `*.part`, `*.tmp`, `*.partial`, `*.crdownload`
+//!   are never ready: writing under such a name and renaming when done is the safe way in.
+//! - Symlinks in a folder are skipped with a warning, and files are opened without following
+//!   one, so nothing outside the folder (`/etc/passwd`, a secrets file) is ever read.
+//! - The bytes hashed are the bytes imported (from a private copy in `<state_dir>/tmp`), so
+//!   the record says what went into the lake.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -385,35 +395,30 @@ pub fn discord_events(
     Ok(events)
 }
 
+/// One export file to convert: what it is and whose, and how to read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub format: ExportFormat,
+    pub community: &'a str,
+    pub ids: &'a Identities,
+    pub limits: ZipLimits,
+}
+
 /// Convert an export to a canonical NDJSON file in `dir` (for the importer); returns its path.
-pub fn to_ndjson(
-    path: &Path,
-    format: ExportFormat,
-    community: &str,
-    ids: &Identities,
-    dir: &Path,
-    limits: ZipLimits,
-) -> Result<PathBuf> {
-    if matches!(format, ExportFormat::Ndjson | ExportFormat::Csv) {
+pub fn to_ndjson(path: &Path, source: &Source, dir: &Path) -> Result<PathBuf> {
+    if matches!(source.format, ExportFormat::Ndjson | ExportFormat::Csv) {
         return Ok(path.to_path_buf());
     }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let out_path = dir.join(format!("export-{}.ndjson", crate::lake::unique_suffix()));
-    let result = write_ndjson(path, format, community, ids, &out_path, limits);
+    let result = write_ndjson(path, source, &out_path);
     if result.is_err() {
         let _ = std::fs::remove_file(&out_path);
     }
     result.map(|()| out_path)
 }
 
-fn write_ndjson(
-    path: &Path,
-    format: ExportFormat,
-    community: &str,
-    ids: &Identities,
-    out_path: &Path,
-    limits: ZipLimits,
-) -> Result<()> {
+fn write_ndjson(path: &Path, source: &Source, out_path: &Path) -> Result<()> {
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(out_path)
             .io_context(|| format!("creating {}", out_path.display()))?,
@@ -423,6 +428,12 @@ fn write_ndjson(
         out.write_all(b"\n")
             .io_context(|| format!("writing {}", out_path.display()))
     };
+    let Source {
+        format,
+        community,
+        ids,
+        limits,
+    } = *source;
     match format {
         ExportFormat::SlackExport => for_each_slack_event(path, community, ids, limits, write)?,
         ExportFormat::DiscordExport => {
@@ -436,31 +447,36 @@ fn write_ndjson(
         .io_context(|| format!("writing {}", out_path.display()))
 }
 
-/// Import one export file into the lake.
+/// Import one export file into the lake; `shown` names it in logs and quarantine. Converted
+/// NDJSON is written to `scratch` and removed after.
 pub fn import_export(
     lake: &Lake,
     path: &Path,
-    format: ExportFormat,
-    community: &str,
-    ids: &Identities,
+    shown: &str,
+    source: &Source,
     scratch: &Path,
-    limits: ZipLimits,
 ) -> Result<crate::lake::events::ImportStats> {
-    let converted = convert(path, format, community, ids, scratch, limits)?;
-    import_converted(lake, path, &converted, format)
+    let converted = convert(path, source, scratch)?;
+    let input = match source.format {
+        ExportFormat::Csv => crate::ingest::files::InputFormat::Csv,
+        _ => crate::ingest::files::InputFormat::Ndjson,
+    };
+    let result = crate::ingest::files::import_named(
+        lake,
+        &[(converted.clone(), shown.to_string())],
+        input,
+        crate::lake::events::WriterOptions::default(),
+    );
+    if converted != path {
+        let _ = std::fs::remove_file(&converted);
+    }
+    result
 }
 
 /// [`to_ndjson`], with a panic on the file's content turned into an input error.
-fn convert(
-    path: &Path,
-    format: ExportFormat,
-    community: &str,
-    ids: &Identities,
-    scratch: &Path,
-    limits: ZipLimits,
-) -> Result<PathBuf> {
+fn convert(path: &Path, source: &Source, scratch: &Path) -> Result<PathBuf> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        to_ndjson(path, format, community, ids, scratch, limits)
+        to_ndjson(path, source, scratch)
     }))
     .unwrap_or_else(|panic| {
         let what = panic
@@ -473,46 +489,6 @@ fn convert(
             format!("cannot be read (a bug in pulse: {what})"),
         ))
     })
-}
-
-fn import_converted(
-    lake: &Lake,
-    path: &Path,
-    converted: &Path,
-    format: ExportFormat,
-) -> Result<crate::lake::events::ImportStats> {
-    let input = match format {
-        ExportFormat::Csv => crate::ingest::files::InputFormat::Csv,
-        _ => crate::ingest::files::InputFormat::Ndjson,
-    };
-    let result = crate::ingest::files::import_files(
-        lake,
-        &[converted.to_path_buf()],
-        input,
-        crate::lake::events::WriterOptions::default(),
-    );
-    if converted != path {
-        let _ = std::fs::remove_file(converted);
-    }
-    result
-}
-
-/// The content hash pickup records (xxh3-128 of the bytes), read in blocks.
-fn content_hash(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).io_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .io_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:032x}", hasher.digest128()))
 }
 
 /// Move a file that cannot be imported to `<folder>/rejected/` with a `<file>.reason.txt`
@@ -565,6 +541,109 @@ pub struct PickupStats {
     pub rejected: Vec<String>,
 }
 
+/// A file's size and modification time as one look saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Look {
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+impl Look {
+    fn of(meta: &std::fs::Metadata) -> Look {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .map(|t| match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i128,
+                Err(e) => -(e.duration().as_nanos() as i128),
+            })
+            .unwrap_or(0);
+        Look {
+            size: meta.len(),
+            mtime_ns,
+        }
+    }
+}
+
+/// `<state_dir>/exports-pending.json`: what the last pickup saw of each candidate file.
+fn pending_path(state: &StateDir) -> PathBuf {
+    state.root().join("exports-pending.json")
+}
+
+/// The regular files of one export folder that may be imported: not hidden, not named as
+/// still being copied (`*.part`, `*.tmp`, …), and not symlinks (a link could point anywhere:
+/// `/etc/passwd`, a secrets file; each is skipped with a warning).
+fn candidates(folder: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        tracing::warn!(folder = %folder.display(), "export folder does not exist (yet)");
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Hidden files and files still being copied in are not ready.
+            !name.starts_with('.')
+                && ![".tmp", ".part", ".partial", ".crdownload"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+        })
+        .filter(|e| match e.file_type() {
+            Ok(t) if t.is_symlink() => {
+                tracing::warn!(file = %e.path().display(), "export folder entry is a symlink: skipped (copy or move files into the folder instead)");
+                false
+            }
+            Ok(t) => t.is_file(),
+            Err(_) => false,
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A file's look, without following a symlink.
+fn look(path: &Path) -> Option<Look> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_file())
+        .map(|m| Look::of(&m))
+}
+
+/// Copy a regular file to `to` without following a symlink (one swapped in since the folder
+/// was listed makes the open fail), in blocks; returns the xxh3-128 of the bytes copied and
+/// the look of the file they came from.
+fn copy_regular(path: &Path, to: &Path) -> std::io::Result<(String, Look)> {
+    let mut options = std::fs::File::options();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut out = std::fs::File::create(to)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    Ok((
+        format!("{:032x}", hasher.digest128()),
+        Look::of(&file.metadata()?),
+    ))
+}
+
 /// Import every new file of the `[[ingest.exports]]` folders (see the module docs).
 pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupStats> {
     let mut stats = PickupStats::default();
@@ -575,100 +654,136 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
     let seen: std::collections::HashSet<String> =
         ledger.read()?.into_iter().map(|r| r.hash).collect();
     let ids = super::adapters::read_identities(&config.ingest)?;
-    for export in &config.ingest.exports {
-        let Ok(entries) = std::fs::read_dir(&export.path) else {
-            tracing::warn!(folder = %export.path.display(), "export folder does not exist (yet)");
+
+    // A file is ready when two looks agree: the last pickup's and this one's, or this one's
+    // and another after `export_settle_secs`.
+    let pending_file = pending_path(state);
+    let previous: HashMap<String, Look> = std::fs::read(&pending_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let files: Vec<(usize, PathBuf)> = config
+        .ingest
+        .exports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, x)| candidates(&x.path).into_iter().map(move |f| (i, f)))
+        .collect();
+    let key = |f: &Path| f.display().to_string();
+    let first: Vec<Option<Look>> = files.iter().map(|(_, f)| look(f)).collect();
+    let mut latest = first.clone();
+    let mut ready: Vec<bool> = files
+        .iter()
+        .zip(&first)
+        .map(|((_, f), l)| l.is_some() && previous.get(&key(f)) == l.as_ref())
+        .collect();
+    if ready.iter().any(|r| !r) && config.ingest.export_settle_secs > 0 {
+        std::thread::sleep(std::time::Duration::from_secs(
+            config.ingest.export_settle_secs,
+        ));
+        for (i, (_, f)) in files.iter().enumerate() {
+            if !ready[i] {
+                latest[i] = look(f);
+                ready[i] = latest[i].is_some() && latest[i] == first[i];
+            }
+        }
+    }
+    let looks: HashMap<String, Look> = files
+        .iter()
+        .zip(&latest)
+        .filter_map(|((_, f), l)| l.map(|l| (key(f), l)))
+        .collect();
+    std::fs::create_dir_all(state.root())
+        .io_context(|| format!("creating {}", state.root().display()))?;
+    crate::lake::write_atomic(&pending_file, &serde_json::to_vec(&looks)?)?;
+
+    let scratch = state.root().join("tmp");
+    let limits = ZipLimits::of(&config.ingest);
+    for (((index, file), ready), look) in files.iter().zip(ready).zip(&latest) {
+        let export = &config.ingest.exports[*index];
+        if !ready {
+            tracing::info!(file = %file.display(), "export file still changing: picked up once it stays the same");
             continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                // Hidden files and files still being copied in are not ready.
-                !name.starts_with('.')
-                    && ![".tmp", ".part", ".partial", ".crdownload"]
-                        .iter()
-                        .any(|s| name.ends_with(s))
-            })
-            .collect();
-        files.sort();
-        let limits = ZipLimits::of(&config.ingest);
-        for file in files {
-            let hash = match content_hash(&file) {
-                Ok(hash) => hash,
-                Err(e) => {
-                    tracing::error!(file = %file.display(), "export not read (tried again next run): {}", Chain(&e));
-                    stats
-                        .failed
-                        .push(format!("{}: {}", file.display(), Chain(&e)));
-                    continue;
-                }
-            };
-            if seen.contains(&hash) {
+        }
+        let copy_dir = scratch.join(format!("pickup-{}", crate::lake::unique_suffix()));
+        let copy = copy_dir.join(file.file_name().unwrap_or_default());
+        // The importer reads a private copy of exactly the bytes hashed, so what is recorded
+        // is what was imported, whatever happens to the dropped file meanwhile.
+        let (hash, read_look) = match std::fs::create_dir_all(&copy_dir)
+            .and_then(|()| copy_regular(file, &copy))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&copy_dir);
+                tracing::warn!(file = %file.display(), "export file not read (tried again next run): {e}");
                 continue;
             }
-            let scratch = state.root().join("tmp");
-            let imported = convert(
-                &file,
-                export.format,
-                &export.community,
-                &ids,
-                &scratch,
-                limits,
-            )
-            .and_then(|converted| import_converted(lake, &file, &converted, export.format));
-            match imported {
-                Ok(s) => {
-                    ledger.append(&PickedUp {
-                        file: file.display().to_string(),
-                        hash,
-                        imported: s.imported,
-                        duplicate: s.duplicate,
-                        quarantined: s.quarantined,
-                        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    })?;
-                    stats.files += 1;
-                    stats.imported += s.imported;
-                    tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
-                }
-                // The file's content is at fault: set it aside, never to be retried as it is.
-                Err(e @ Error::Input { .. }) => {
-                    let reason = Chain(&e).to_string();
-                    match set_aside(&export.path, &file, &reason) {
-                        Ok(to) => {
-                            tracing::error!(file = %file.display(), rejected = %to.display(), "export not imported, set aside: {reason}");
-                            stats.rejected.push(format!(
-                                "{} (moved to {}): {reason}",
-                                file.display(),
-                                to.display()
-                            ));
-                        }
-                        Err(move_error) => {
-                            // It cannot be moved: record it as seen so it is not retried forever.
-                            tracing::error!(file = %file.display(), "export not imported and cannot be set aside ({}): {reason}", Chain(&move_error));
-                            ledger.append(&PickedUp {
-                                file: file.display().to_string(),
-                                hash,
-                                imported: 0,
-                                duplicate: 0,
-                                quarantined: 0,
-                                at: chrono::Utc::now()
-                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                            })?;
-                            stats.rejected.push(format!(
-                                "{} (left in place, not retried): {reason}",
-                                file.display()
-                            ));
-                        }
+        };
+        if Some(read_look) != *look || seen.contains(&hash) {
+            if Some(read_look) != *look {
+                tracing::info!(file = %file.display(), "export file changed while being read: picked up once it stays the same");
+            }
+            let _ = std::fs::remove_dir_all(&copy_dir);
+            continue;
+        }
+        let source = Source {
+            format: export.format,
+            community: &export.community,
+            ids: &ids,
+            limits,
+        };
+        let result = import_export(lake, &copy, &file.display().to_string(), &source, &scratch);
+        let _ = std::fs::remove_dir_all(&copy_dir);
+        match result {
+            Ok(s) => {
+                ledger.append(&PickedUp {
+                    file: file.display().to_string(),
+                    hash,
+                    imported: s.imported,
+                    duplicate: s.duplicate,
+                    quarantined: s.quarantined,
+                    at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                })?;
+                stats.files += 1;
+                stats.imported += s.imported;
+                tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
+            }
+            // The file's content is at fault: set it aside, never to be retried as it is.
+            Err(e @ Error::Input { .. }) => {
+                let reason = Chain(&e).to_string();
+                match set_aside(&export.path, file, &reason) {
+                    Ok(to) => {
+                        tracing::error!(file = %file.display(), rejected = %to.display(), "export not imported, set aside: {reason}");
+                        stats.rejected.push(format!(
+                            "{} (moved to {}): {reason}",
+                            file.display(),
+                            to.display()
+                        ));
+                    }
+                    Err(move_error) => {
+                        // It cannot be moved: record it as seen so it is not retried forever.
+                        tracing::error!(file = %file.display(), "export not imported and cannot be set aside ({}): {reason}", Chain(&move_error));
+                        ledger.append(&PickedUp {
+                            file: file.display().to_string(),
+                            hash,
+                            imported: 0,
+                            duplicate: 0,
+                            quarantined: 0,
+                            at: chrono::Utc::now()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        })?;
+                        stats.rejected.push(format!(
+                            "{} (left in place, not retried): {reason}",
+                            file.display()
+                        ));
                     }
                 }
-                Err(e) => {
-                    tracing::error!(file = %file.display(), "export not imported (tried again next run): {}", Chain(&e));
-                    stats
-                        .failed
-                        .push(format!("{}: {}", file.display(), Chain(&e)));
-                }
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), "export not imported (tried again next run): {}", Chain(&e));
+                stats
+                    .failed
+                    .push(format!("{}: {}", file.display(), Chain(&e)));
             }
         }
     }

@@ -67,8 +67,24 @@ pub fn import_files(
     format: InputFormat,
     options: WriterOptions,
 ) -> Result<ImportStats> {
+    let named: Vec<(PathBuf, String)> = paths
+        .iter()
+        .map(|p| (p.clone(), p.display().to_string()))
+        .collect();
+    import_named(lake, &named, format, options)
+}
+
+/// [`import_files`] for `(path, name)` pairs: each file is read from its path and named by
+/// its name in logs and quarantine (export pickup imports a private copy of a dropped file
+/// under the dropped file's name).
+pub fn import_named(
+    lake: &Lake,
+    files: &[(PathBuf, String)],
+    format: InputFormat,
+    options: WriterOptions,
+) -> Result<ImportStats> {
     let mut total_bytes = 0;
-    for path in paths {
+    for (path, _) in files {
         let meta = std::fs::metadata(path).map_err(|e| Error::Input {
             path: path.clone(),
             message: format!("cannot read: {e}"),
@@ -100,15 +116,15 @@ pub fn import_files(
 
     let mut writer = EventWriter::begin(lake, options)?;
     tracing::info!(events_in_lake = writer.keys_in_lake(), "lake opened");
-    for path in paths {
+    for (path, name) in files {
         let before = writer_stats_snapshot(&writer);
         match format.for_path(path) {
-            InputFormat::Csv => import_csv(&mut writer, path, &progress)?,
-            _ => import_ndjson(&mut writer, path, &progress)?,
+            InputFormat::Csv => import_csv(&mut writer, path, name, &progress)?,
+            _ => import_ndjson(&mut writer, path, name, &progress)?,
         }
         let after = writer_stats_snapshot(&writer);
         tracing::info!(
-            file = %path.display(),
+            file = %name,
             read = after.0 - before.0,
             quarantined = after.1 - before.1,
             "file read"
@@ -150,8 +166,12 @@ fn offer(writer: &mut EventWriter, file: &str, parsed: Vec<Parsed<'_>>) -> Resul
     writer.add_all(&valid)
 }
 
-fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> Result<()> {
-    let name = path.display().to_string();
+fn import_ndjson(
+    writer: &mut EventWriter,
+    path: &Path,
+    name: &str,
+    progress: &ProgressBar,
+) -> Result<()> {
     let mut file = std::fs::File::open(path).io_context(|| format!("opening {name}"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK_BYTES + (64 << 10));
     let mut line_no: u64 = 0;
@@ -188,7 +208,7 @@ fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) 
             line_no += 1;
             let reason = too_long(*len, hasher.digest());
             long = None;
-            offer(writer, &name, vec![(line_no, "", Err(reason))])?;
+            offer(writer, name, vec![(line_no, "", Err(reason))])?;
             buf.drain(..end.map_or(buf.len(), |i| i + 1));
         }
         let cut = if eof {
@@ -235,7 +255,7 @@ fn import_ndjson(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) 
                 }
             })
             .collect();
-        offer(writer, &name, parsed)?;
+        offer(writer, name, parsed)?;
         buf.drain(..cut);
     }
     Ok(())
@@ -321,8 +341,12 @@ fn csv_columns(path: &Path) -> Result<CsvColumns> {
 /// Records parsed per parallel block.
 const CSV_BLOCK: usize = 32 * 1024;
 
-fn import_csv(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> Result<()> {
-    let name = path.display().to_string();
+fn import_csv(
+    writer: &mut EventWriter,
+    path: &Path,
+    name: &str,
+    progress: &ProgressBar,
+) -> Result<()> {
     let columns = csv_columns(path)?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -383,7 +407,7 @@ fn import_csv(writer: &mut EventWriter, path: &Path, progress: &ProgressBar) -> 
                 (*line, raw.as_str(), result)
             })
             .collect();
-        offer(writer, &name, parsed)?;
+        offer(writer, name, parsed)?;
     }
     Ok(())
 }

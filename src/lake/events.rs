@@ -43,7 +43,7 @@ use datafusion::parquet::file::reader::ChunkReader;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{Lake, LakeLock};
+use super::{Lake, LakeLock, Staging};
 use crate::error::{IoContext, Result};
 use crate::event::{dedupe_key, file_schema, Event};
 
@@ -123,12 +123,21 @@ impl Default for WriterOptions {
     }
 }
 
+/// One line of a quarantine file. The rejected line is kept scrubbed of personal data: a JSON
+/// line without its personal keys ([`crate::event::scrub_personal`]); anything else only as
+/// its length and hash, since it cannot be scrubbed (the file and line number say where it is).
 #[derive(Serialize)]
 struct QuarantineRecord<'a> {
     file: &'a str,
     line: u64,
     reason: &'a str,
-    raw: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_bytes: Option<usize>,
+    /// xxh3-64 of the line, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_xxh3: Option<String>,
 }
 
 /// One import into the lake.
@@ -137,6 +146,8 @@ pub struct EventWriter {
     _lock: LakeLock,
     options: WriterOptions,
     staging: PathBuf,
+    /// This import's own staging directory (`staging` is its path); removed when dropped.
+    _stage: Staging,
     winners: KeyMap,
     /// `received_at` of winning copies that carried their own (the rest were received now).
     received: HashMap<u32, i64>,
@@ -160,17 +171,15 @@ impl EventWriter {
     pub fn begin(lake: &Lake, options: WriterOptions) -> Result<EventWriter> {
         let lock = lake.lock()?;
         lake.clear_staging()?;
-        let staging = lake
-            .staging_dir()
-            .join(format!("import-{}", super::unique_suffix()));
-        std::fs::create_dir_all(&staging)
-            .io_context(|| format!("creating {}", staging.display()))?;
+        let stage = lake.stage("import")?;
+        let staging = stage.path().to_path_buf();
         let winners = load_keys(lake)?;
         Ok(EventWriter {
             lake: lake.clone(),
             _lock: lock,
             options,
             staging,
+            _stage: stage,
             winners,
             received: HashMap::new(),
             next_seq: 0,
@@ -200,11 +209,25 @@ impl EventWriter {
     /// Reject a line: it goes to quarantine with where it came from and why.
     pub fn reject(&mut self, file: &str, line: u64, reason: &str, raw: &str) {
         self.stats.quarantined += 1;
+        let scrubbed = match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(mut value) if value.is_object() => {
+                if crate::event::scrub_personal(&mut value) {
+                    Some(Cow::Owned(value.to_string()))
+                } else {
+                    Some(Cow::Borrowed(raw))
+                }
+            }
+            _ => None,
+        };
         let record = QuarantineRecord {
             file,
             line,
             reason,
-            raw,
+            raw_bytes: scrubbed.is_none().then_some(raw.len()),
+            raw_xxh3: scrubbed
+                .is_none()
+                .then(|| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(raw.as_bytes()))),
+            raw: scrubbed,
         };
         serde_json::to_writer(&mut self.quarantine, &record).expect("writing JSON to memory");
         self.quarantine.push(b'\n');
@@ -356,7 +379,6 @@ impl EventWriter {
                 &self.quarantine,
             )?;
         }
-        self.lake.clear_staging()?;
         Ok(self.stats)
     }
 }

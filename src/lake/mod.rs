@@ -16,6 +16,12 @@
 //! filesystem sync per batch and a rename per file; on object stores one upload per file.
 //! A writer holds `.pulse.lock` (an OS file lock, released by the kernel if the process dies),
 //! so a killed writer never leaves the lake locked.
+//!
+//! Each writer stages in its own directory, `_staging/<kind>-<pid>-<nanos>/`, and holds an OS
+//! lock on `_staging/<kind>-<pid>-<nanos>.lock` while it lives ([`Lake::stage`]). Report
+//! previews and runs stage without the lake lock, so the importer's cleanup
+//! ([`Lake::clear_staging`]) removes only directories whose lock nobody holds: what writers
+//! that died left behind, never a live writer's files.
 
 pub mod events;
 pub mod parquet;
@@ -57,6 +63,28 @@ pub struct Lake {
 #[derive(Debug)]
 pub struct LakeLock {
     _file: File,
+}
+
+/// One writer's staging directory ([`Lake::stage`]); removed with its lock when dropped.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    lock: PathBuf,
+    _file: File,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // The directory may have been moved into place whole; then there is nothing to remove.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.lock);
+    }
 }
 
 impl Lake {
@@ -141,14 +169,70 @@ impl Lake {
         })
     }
 
-    /// Remove what an interrupted writer left in staging. Call with the lock held.
+    /// A staging directory of this writer's own (`kind` names what it stages, for people
+    /// looking at the lake), removed when dropped and never by another writer while this
+    /// process lives (see the module docs).
+    pub fn stage(&self, kind: &str) -> Result<Staging> {
+        let root = self.staging_dir();
+        std::fs::create_dir_all(&root).io_context(|| format!("creating {}", root.display()))?;
+        let name = format!("{kind}-{}", unique_suffix());
+        let lock = root.join(format!("{name}.lock"));
+        // Locked before the directory exists, so a directory without a held lock is a dead
+        // writer's. (A cleaner may hold the new lock for a moment: wait for it.)
+        let file = File::options()
+            .create_new(true)
+            .write(true)
+            .open(&lock)
+            .io_context(|| format!("creating {}", lock.display()))?;
+        file.lock()
+            .io_context(|| format!("locking {}", lock.display()))?;
+        let dir = root.join(&name);
+        std::fs::create_dir(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        Ok(Staging {
+            dir,
+            lock,
+            _file: file,
+        })
+    }
+
+    /// Remove what writers that died left in staging: every entry whose `.lock` no process
+    /// holds (or that has none, as staging of earlier versions). Call with the lock held.
     pub fn clear_staging(&self) -> Result<()> {
-        let dir = self.staging_dir();
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).io_context(|| format!("clearing {}", dir.display())),
+        let root = self.staging_dir();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).io_context(|| format!("listing {}", root.display())),
+        };
+        for entry in entries {
+            let entry = entry.io_context(|| format!("listing {}", root.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lock") {
+                continue; // removed with its directory
+            }
+            let lock = root.join(format!("{name}.lock"));
+            let held = match File::open(&lock) {
+                Ok(f) => f.try_lock().is_err(),
+                Err(_) => false,
+            };
+            if held {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).io_context(|| format!("clearing {}", path.display()))
+                }
+                _ => {}
+            }
+            let _ = std::fs::remove_file(&lock);
         }
+        Ok(())
     }
 
     /// Publish staged files at their lake paths: `(staged file, lake path)`. Locally, one sync
@@ -517,6 +601,28 @@ mod tests {
                 .display()
                 .to_string()
         );
+    }
+
+    #[test]
+    fn clearing_staging_keeps_live_writers_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let live = lake.stage("report").unwrap();
+        std::fs::write(live.path().join("report.html"), "x").unwrap();
+        // What a dead writer (or an earlier version) left.
+        let dead = lake.staging_dir().join("import-1-2");
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::write(lake.staging_dir().join("import-1-2.lock"), "").unwrap();
+        let legacy = lake.staging_dir().join("run-3-4");
+        std::fs::create_dir_all(&legacy).unwrap();
+        lake.clear_staging().unwrap();
+        assert!(live.path().join("report.html").exists());
+        assert!(!dead.exists() && !legacy.exists());
+        assert!(!lake.staging_dir().join("import-1-2.lock").exists());
+        let path = live.path().to_path_buf();
+        drop(live);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(lake.staging_dir()).unwrap().count(), 0);
     }
 
     #[test]

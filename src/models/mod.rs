@@ -41,7 +41,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::config::{CommunitySettings, Config};
 use crate::engine::catalog;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::lake::parquet::{conform, write_parquet};
 use crate::lake::Lake;
 use params::string_column;
@@ -257,9 +257,8 @@ pub async fn run_community(
         None
     };
     let params = parameters(settings, &window);
-    let staging = lake
-        .staging_dir()
-        .join(format!("run-{}", crate::lake::unique_suffix()));
+    let stage = lake.stage("run")?;
+    let staging = stage.path();
     let mut swaps = Vec::new();
     let mut tables = Vec::new();
     for model in models()? {
@@ -303,10 +302,7 @@ pub async fn run_community(
         }
     }
     lake.replace_dirs(&swaps)?;
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .io_context(|| format!("removing {}", staging.display()))?;
-    }
+    drop(stage);
     Ok(CommunityRun {
         community: settings.id.clone(),
         window,

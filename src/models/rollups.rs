@@ -18,7 +18,7 @@ use datafusion::prelude::SessionContext;
 
 use super::project::{self, Kind};
 use crate::engine::functions::date_scalar;
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::lake::Lake;
 
 /// What a refresh did, for the run summary (counted in months).
@@ -109,9 +109,8 @@ pub async fn refresh(
         partitions: months.len(),
         refreshed: 0,
     };
-    let staging = lake
-        .staging_dir()
-        .join(format!("rollup-{}", crate::lake::unique_suffix()));
+    let stage = lake.stage("rollup")?;
+    let staging = stage.path();
     for rollup in project::of_kind(Kind::Rollup)? {
         let (table, sql) = (rollup.name, rollup.sql);
         let mut swaps = Vec::new();
@@ -137,10 +136,7 @@ pub async fn refresh(
         stats.refreshed = stats.refreshed.max(swaps.len());
         lake.replace_dirs(&swaps)?;
     }
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .io_context(|| format!("removing {}", staging.display()))?;
-    }
+    drop(stage);
     Ok(stats)
 }
 

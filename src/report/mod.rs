@@ -62,9 +62,8 @@ pub async fn write_report_from(
     let as_of = queries.window.as_of;
     let mut data = gather::gather(queries, settings).await?;
     data.late = late;
-    let staging = lake
-        .staging_dir()
-        .join(format!("report-{}", crate::lake::unique_suffix()));
+    let stage = lake.stage("report")?;
+    let staging = stage.path().join("report");
     let rendered = render::render(
         &data,
         settings.locale,

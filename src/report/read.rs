@@ -5,6 +5,7 @@
 //! metric: the report shows what the lake holds, so the two always agree.
 
 use chrono::NaiveDate;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
@@ -100,20 +101,31 @@ impl Queries {
 
     /// Run the report query `name` (at most `limit` rows where it has a LIMIT).
     pub async fn batches(&self, name: &str, limit: i64) -> Result<Vec<RecordBatch>> {
+        Ok(self.batches_with_schema(name, limit).await?.1)
+    }
+
+    /// [`Queries::batches`] with the query's schema, which an empty result (no batches at
+    /// all) does not carry.
+    pub async fn batches_with_schema(
+        &self,
+        name: &str,
+        limit: i64,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let sql = crate::models::project::sql(crate::models::project::Kind::Report, name)
             .expect("known report query");
         let mut params = self.params.clone();
         params.push(("limit", ScalarValue::Int64(Some(limit))));
-        self.ctx
+        let df = self
+            .ctx
             .sql_with_options(sql, crate::engine::read_only())
             .await?
-            .with_param_values(params)?
-            .collect()
-            .await
-            .map_err(|e| Error::ReportQuery {
-                query: name.to_string(),
-                source: Box::new(e.into()),
-            })
+            .with_param_values(params)?;
+        let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| Error::ReportQuery {
+            query: name.to_string(),
+            source: Box::new(e.into()),
+        })?;
+        Ok((schema, batches))
     }
 
     /// Run the report query `name` and read its rows into `T` (through Arrow's JSON writer, so

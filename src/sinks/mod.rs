@@ -5,6 +5,14 @@
 //! The list is the `ranked_members` partition joined with each member's activity components
 //! (the report's `top_members` query, without its limit), with `community_id` and `as_of`.
 //! Every delivery is recorded in `<state_dir>/deliveries.jsonl` (`pulse deliveries` lists it).
+//!
+//! CSV files are opened by people in spreadsheets: a text cell beginning with `=`, `+`, `-`,
+//! `@`, a tab or a carriage return (or their full-width forms) would be run as a formula by
+//! Excel, LibreOffice or WPS, so such cells are written with a leading `'` (OWASP's advice for
+//! CSV injection). JSON and Parquet keep the values as they are.
+//!
+//! A sink is named `file:<path>` or `webhook:<url>` in records, logs and messages; a password
+//! in the URL (`https://user:pass@host/…`) is shown as `***` ([`redact_url`]).
 
 pub mod webhook;
 
@@ -15,7 +23,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{SinkConfig, SinkFormat};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::report::read::{decode, Queries, RankedMember};
 use crate::state::StateDir;
 
@@ -26,6 +34,8 @@ pub struct RankedList {
     pub as_of: NaiveDate,
     /// First and last local day of W.
     pub window: (NaiveDate, NaiveDate),
+    /// The list's columns (also when it has no rows, and so no batches).
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub members: Vec<RankedMember>,
 }
@@ -33,12 +43,13 @@ pub struct RankedList {
 impl RankedList {
     pub async fn load(q: &Queries, community: &str) -> Result<RankedList> {
         // One query: the files take the batches, the webhooks the decoded rows.
-        let batches = q.batches("top_members", i64::MAX).await?;
+        let (schema, batches) = q.batches_with_schema("top_members", i64::MAX).await?;
         Ok(RankedList {
             community: community.to_string(),
             as_of: q.window.as_of,
             window: (q.window.w_start, q.window.as_of - chrono::Duration::days(1)),
             members: decode("top_members", &batches)?,
+            schema,
             batches,
         })
     }
@@ -86,7 +97,7 @@ pub enum DeliveryStatus {
 
 /// Re-enable a disabled webhook sink (`url`): later runs deliver to it again.
 pub fn enable(state: &StateDir, url: &str) -> Result<bool> {
-    let name = format!("webhook:{url}");
+    let name = format!("webhook:{}", redact_url(url));
     let ledger = ledger(state);
     let disabled = ledger
         .read()?
@@ -117,7 +128,25 @@ pub fn ledger(state: &StateDir) -> crate::state::Ledger<DeliveryRecord> {
 pub fn sink_name(sink: &SinkConfig) -> String {
     match sink {
         SinkConfig::File { path, .. } => format!("file:{}", path.display()),
-        SinkConfig::Webhook { url, .. } => format!("webhook:{url}"),
+        SinkConfig::Webhook { url, .. } => format!("webhook:{}", redact_url(url)),
+    }
+}
+
+/// `url` with the password of its user info replaced by `***` (`https://user:***@host/…`; a
+/// user name alone, often a token, becomes `***@host`), for everything that shows or records
+/// it. A URL without user info is returned as it is.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => format!("{scheme}://***@{host}{tail}"),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -205,17 +234,8 @@ fn write_files(
             shown.join(", ")
         )));
     }
-    let schema = list
-        .batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::Sink {
-            sink: name.to_string(),
-            message: "the ranked list query returned no schema".into(),
-            source: None,
-        })?;
     for (format, path) in formats.iter().zip(&paths) {
-        let bytes = encode(*format, &schema, &list.batches)?;
+        let bytes = encode(*format, &list.schema, &list.batches)?;
         crate::lake::write_atomic(path, &bytes)?;
     }
     ledger(state).append(&DeliveryRecord {
@@ -239,6 +259,50 @@ fn write_files(
     )))
 }
 
+/// Characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection), and
+/// their full-width forms, which WPS and Excel in CJK locales treat the same way.
+const FORMULA_STARTS: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+
+/// `batch` with every text cell that begins with a [`FORMULA_STARTS`] character prefixed by
+/// `'`, so spreadsheets show it as text instead of running it.
+fn neutralise_formulas(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    let risky = |v: &str| v.starts_with(FORMULA_STARTS);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for column in batch.columns() {
+        let is_text = matches!(
+            column.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
+        if !is_text {
+            columns.push(column.clone());
+            continue;
+        }
+        let text = cast(column, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        if !text.iter().flatten().any(risky) {
+            columns.push(column.clone());
+            continue;
+        }
+        let safe: StringArray = text
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    if risky(v) {
+                        format!("'{v}")
+                    } else {
+                        v.to_string()
+                    }
+                })
+            })
+            .collect();
+        columns.push(cast(&safe, column.data_type())?);
+    }
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 /// The list in one file format.
 fn encode(
     format: SinkFormat,
@@ -254,7 +318,7 @@ fn encode(
                 w.write(&RecordBatch::new_empty(schema.clone()))?;
             }
             for b in batches {
-                w.write(b)?;
+                w.write(&neutralise_formulas(b)?)?;
             }
         }
         SinkFormat::Json => {
@@ -276,4 +340,144 @@ fn encode(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn list(members: &[&str]) -> RankedList {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("rank", DataType::Int64, false),
+            Field::new("member_id", DataType::Utf8, false),
+            Field::new("activity_score", DataType::Float64, true),
+        ]));
+        let batches = if members.is_empty() {
+            Vec::new()
+        } else {
+            vec![RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(1..=members.len() as i64)),
+                    Arc::new(StringArray::from(members.to_vec())),
+                    Arc::new(Float64Array::from(vec![-1.5; members.len()])),
+                ],
+            )
+            .unwrap()]
+        };
+        RankedList {
+            community: "c1".into(),
+            as_of: "2026-11-23".parse().unwrap(),
+            window: ("2026-10-24".parse().unwrap(), "2026-11-22".parse().unwrap()),
+            schema,
+            batches,
+            members: Vec::new(),
+        }
+    }
+
+    fn write(
+        list: &RankedList,
+        formats: &[SinkFormat],
+    ) -> (tempfile::TempDir, Result<SinkOutcome>) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let out = write_files(
+            "file:x",
+            &dir.path().join("lists"),
+            formats,
+            &state,
+            list,
+            SinkOptions::default(),
+        );
+        (dir, out)
+    }
+
+    #[test]
+    fn csv_cells_that_spreadsheets_would_run_as_formulas_are_quoted() {
+        let members = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "＝1+1",
+            "u42",
+            "a=b",
+        ];
+        let (dir, out) = write(&list(&members), &[SinkFormat::Csv, SinkFormat::Json]);
+        out.unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("lists/c1/2026-11-23.csv")).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let cells: Vec<(String, String)> = reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[1].to_string(), r[2].to_string())
+            })
+            .collect();
+        let expected: Vec<String> = members
+            .iter()
+            .map(|m| match *m {
+                "u42" | "a=b" => m.to_string(),
+                _ => format!("'{m}"),
+            })
+            .collect();
+        assert_eq!(
+            cells.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+            expected
+        );
+        // Numbers are numbers, not text: a negative score stays as it is.
+        assert!(cells.iter().all(|c| c.1 == "-1.5"), "{cells:?}");
+        // JSON is for programs: its values are not changed.
+        let json = std::fs::read_to_string(dir.path().join("lists/c1/2026-11-23.json")).unwrap();
+        assert!(json.contains(r#""member_id":"+1""#), "{json}");
+    }
+
+    #[test]
+    fn an_empty_list_is_written_with_its_columns() {
+        let formats = [SinkFormat::Csv, SinkFormat::Json, SinkFormat::Parquet];
+        let (dir, out) = write(&list(&[]), &formats);
+        out.unwrap();
+        let base = dir.path().join("lists/c1/2026-11-23");
+        assert_eq!(
+            std::fs::read_to_string(base.with_extension("csv")).unwrap(),
+            "rank,member_id,activity_score\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(base.with_extension("json")).unwrap(),
+            "[]\n"
+        );
+        let parquet = std::fs::File::open(base.with_extension("parquet")).unwrap();
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                parquet,
+            )
+            .unwrap();
+        assert_eq!(reader.schema().fields().len(), 3);
+    }
+
+    #[test]
+    fn passwords_in_sink_urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:s3cret@hooks.example.com/a?b=c"),
+            "https://user:***@hooks.example.com/a?b=c"
+        );
+        assert_eq!(
+            redact_url("https://hooks.example.com/x@y"),
+            "https://hooks.example.com/x@y"
+        );
+        assert_eq!(
+            redact_url("http://t0ken@host:8080/"),
+            "http://***@host:8080/"
+        );
+        let sink: SinkConfig = toml::from_str(
+            "kind = \"webhook\"\nurl = \"https://u:p4ss@h/x\"\nsecret_env = \"S\"\n",
+        )
+        .unwrap();
+        assert_eq!(sink_name(&sink), "webhook:https://u:***@h/x");
+    }
 }

@@ -26,7 +26,7 @@ use super::{
     ledger, DeliveryRecord, DeliveryStatus, RankedList, RankedMember, SinkOptions, SinkOutcome,
 };
 use crate::config::SinkConfig;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::signature::{decode_secret, standard_sign as sign};
 use crate::state::StateDir;
 
@@ -139,8 +139,15 @@ async fn post(
         .await;
     let response = match response {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return Attempt::Retry(format!("timed out: {e}"), None, None),
-        Err(e) => return Attempt::Retry(format!("request failed: {e}"), None, None),
+        // Without the URL: it may hold credentials, and the sink's name says where it went.
+        Err(e) if e.is_timeout() => {
+            let e = e.without_url();
+            return Attempt::Retry(format!("timed out: {}", Chain(&e)), None, None);
+        }
+        Err(e) => {
+            let e = e.without_url();
+            return Attempt::Retry(format!("request failed: {}", Chain(&e)), None, None);
+        }
     };
     let status = response.status();
     let code = status.as_u16();
@@ -208,6 +215,7 @@ pub async fn deliver(
     else {
         unreachable!("webhook::deliver is only called for webhook sinks")
     };
+    let shown = super::redact_url(url);
     let outcome = |detail: String, ok: bool, planned: Vec<String>| SinkOutcome {
         sink: name.to_string(),
         community: list.community.clone(),
@@ -226,7 +234,7 @@ pub async fn deliver(
     {
         return Ok(outcome(
             format!(
-                "skipped: the sink was disabled on {} because the receiver answered {} (run `pulse deliveries --enable {url}` once it is fixed)",
+                "skipped: the sink was disabled on {} because the receiver answered {} (run `pulse deliveries --enable {shown}` once it is fixed)",
                 disabled.at,
                 disabled.error.as_deref().unwrap_or("410 Gone")
             ),
@@ -317,7 +325,7 @@ pub async fn deliver(
         let body = body_of(members, page, page_count, supersedes.clone())?;
         if options.dry_run {
             planned.push(format!(
-                "would POST {url} webhook-id {id} page {page}/{page_count}: {} member(s), {} bytes{}",
+                "would POST {shown} webhook-id {id} page {page}/{page_count}: {} member(s), {} bytes{}",
                 members.len(),
                 body.len(),
                 supersedes.as_ref().map(|s| format!(", supersedes {s}")).unwrap_or_default()
@@ -371,7 +379,7 @@ pub async fn deliver(
         match status {
             DeliveryStatus::Delivered => sent += 1,
             DeliveryStatus::Disabled => {
-                failures.push(format!("the receiver answered {} for {id}: sink disabled (run `pulse deliveries --enable {url}` once it is fixed)", error.unwrap_or_default()));
+                failures.push(format!("the receiver answered {} for {id}: sink disabled (run `pulse deliveries --enable {shown}` once it is fixed)", error.unwrap_or_default()));
                 break;
             }
             DeliveryStatus::Failed | DeliveryStatus::Enabled => {

@@ -212,6 +212,10 @@ impl E {
         self.0.insert(key.into(), value.into());
         self
     }
+    /// The event as one NDJSON line (without the newline).
+    pub fn json(&self) -> String {
+        serde_json::Value::Object(self.0.clone()).to_string()
+    }
     /// Engagement with `target`'s content.
     pub fn to(self, target: &str) -> E {
         self.set("target_member_id", target)

@@ -261,7 +261,15 @@ fn bad_lines_go_to_quarantine_with_reason_and_exit_status_3() {
     assert!(records
         .iter()
         .all(|r| r["file"].as_str().unwrap().ends_with("mixed.ndjson")));
-    assert_eq!(records[0]["raw"], "{broken json");
+    // A line that is not JSON cannot be scrubbed of personal data: only its length and hash
+    // are kept; a JSON line is kept (scrubbed).
+    assert_eq!(records[0].get("raw"), None);
+    assert_eq!(records[0]["raw_bytes"], "{broken json".len());
+    assert_eq!(
+        records[0]["raw_xxh3"],
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"{broken json"))
+    );
+    assert!(records[1]["raw"].as_str().unwrap().contains("hug"));
 }
 
 /// Over-long NDJSON lines (1 MiB is the cap) are quarantined by reference — file, line number,

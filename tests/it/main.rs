@@ -3,6 +3,7 @@
 mod common;
 mod config_check;
 mod demo;
+mod files;
 mod generate;
 mod import;
 mod models;
