@@ -41,11 +41,8 @@ active AS (
 ),
 received AS (
     SELECT target_member_id AS member_id, sum(n) AS received
-    FROM member_edges
-    WHERE community_id = $community
-      AND event_date BETWEEN $w_scan_from AND $scan_to
-      AND day >= $w_start AND day < $as_of
-      AND event_type IN ('like', 'share', 'cite')
+    FROM engagement_edges
+    WHERE event_type IN ('like', 'share', 'cite')
     GROUP BY target_member_id
 ),
 final AS (

@@ -163,9 +163,22 @@ fn rollup_schemas() -> Vec<(&'static str, SchemaRef)> {
                 ("event_date", Date32, false),
                 ("member_id", Utf8, false),
                 ("target_member_id", Utf8, true),
+                ("about", Utf8, true),
                 ("day", Date32, true),
                 ("event_type", Utf8, false),
                 ("n", Int64, false),
+            ]),
+        ),
+        (
+            "content_authors",
+            schema(vec![
+                ("event_date", Date32, false),
+                ("content_id", Utf8, true),
+                ("member_id", Utf8, false),
+                ("occurred_at", ts(), false),
+                ("received_at", ts(), false),
+                ("event_id", Utf8, false),
+                ("source", Utf8, false),
             ]),
         ),
         (

@@ -492,7 +492,8 @@ mod tests {
             d
         };
         assert_eq!(deps("member_state"), Vec::<String>::new());
-        assert_eq!(deps("member_window"), ["member_state"]);
+        assert_eq!(deps("member_window"), ["engagement_edges", "member_state"]);
+        assert_eq!(deps("pagerank_edges"), ["engagement_edges"]);
         assert_eq!(
             deps("demand_categories"),
             ["answered_posts", "member_state"]

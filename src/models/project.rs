@@ -125,12 +125,18 @@ mod tests {
         let names = |kind| -> Vec<&str> { of_kind(kind).unwrap().iter().map(|f| f.name).collect() };
         assert_eq!(
             names(Kind::Rollup),
-            ["member_day_types", "member_edges", "membership_events"]
+            [
+                "content_authors",
+                "member_day_types",
+                "member_edges",
+                "membership_events"
+            ]
         );
         assert_eq!(
             names(Kind::Intermediate),
             [
                 "answered_posts",
+                "engagement_edges",
                 "member_state",
                 "member_window",
                 "pagerank_edges"

@@ -34,7 +34,8 @@ on_every_backend!(
     an_empty_community_produces_no_rows,
     late_events_refresh_only_their_month_and_reruns_replace,
     kpis_revenue_by_currency_and_ranking_ties,
-    communities_override_defaults_and_weekly_cohorts
+    communities_override_defaults_and_weekly_cohorts,
+    engagement_without_a_target_counts_for_the_contents_author
 );
 
 const WINDOW_10: &str = "[defaults]\nwindow_days = 10\n";
@@ -108,6 +109,82 @@ fn worked_example_activity_score_is_3_88(backend: Backend) {
     assert!(s
         .records("SELECT * FROM member_influence WHERE member_id = 'x'")
         .is_empty());
+}
+
+/// SPEC §2 "Author resolution": engagement without target_member_id counts for the author of
+/// the content it is about (parent_id for comments, content_id otherwise): the earliest post or
+/// comment with that content_id before as_of, even one that arrives after the engagement or in
+/// another month. Given targets are used as given; resolved self-engagement and unknown content
+/// count for nobody.
+fn engagement_without_a_target_counts_for_the_contents_author(backend: Backend) {
+    let s = Scratch::on(backend);
+    s.config(WINDOW_10);
+    let events = vec![
+        // a's post p1 is from October (W′, another UTC month): a like and a share in W without
+        // a target count for a; so does a comment replying to it (parent_id p1).
+        e("a", "post", "2026-10-25T10:00:00Z").set("content_id", "p1"),
+        e("x", "like", "2026-11-02T10:00:00Z").set("content_id", "p1"),
+        e("y", "share", "2026-11-03T10:00:00Z").set("content_id", "p1"),
+        e("y", "comment", "2026-11-03T11:00:00Z")
+            .set("content_id", "c1")
+            .set("parent_id", "p1"),
+        // An empty target is no target.
+        e("z", "cite", "2026-11-04T10:00:00Z")
+            .set("content_id", "p1")
+            .set("target_member_id", ""),
+        // b's post p2 arrives after the like about it (Nov 6 vs Nov 5): still b's.
+        e("x", "like", "2026-11-05T10:00:00Z").set("content_id", "p2"),
+        e("b", "post", "2026-11-06T10:00:00Z").set("content_id", "p2"),
+        // Two events carry content_id p3: the earliest (by occurred_at, then received_at) is its
+        // author. c posted at 09:00 received later; d at 09:00 received earlier: d wins.
+        e("c", "post", "2026-11-07T09:00:00Z")
+            .set("content_id", "p3")
+            .set("received_at", "2026-11-07T09:05:00Z"),
+        e("d", "comment", "2026-11-07T09:00:00Z")
+            .set("content_id", "p3")
+            .set("received_at", "2026-11-07T09:01:00Z"),
+        e("x", "like", "2026-11-08T10:00:00Z").set("content_id", "p3"),
+        // A given target is used as given, even when the content's author is someone else.
+        e("x", "like", "2026-11-08T11:00:00Z")
+            .set("content_id", "p1")
+            .to("b"),
+        // Resolved to the actor: self-engagement, for nobody.
+        e("a", "like", "2026-11-09T10:00:00Z").set("content_id", "p1"),
+        // Content nobody posted, and a post after as_of: no target.
+        e("x", "like", "2026-11-09T11:00:00Z").set("content_id", "ghost"),
+        e("x", "like", "2026-11-10T10:00:00Z").set("content_id", "p4"),
+        e("e", "post", "2026-11-11T00:00:00Z").set("content_id", "p4"),
+    ];
+    s.import(&events);
+    s.compute("2026-11-11");
+
+    let contribution = |m: &str| s.member("member_activity", m)["contribution"].clone();
+    // a: like (x) + share (y) + cite (z) = 3; the comment is an interaction, not C.
+    assert_eq!(contribution("a"), "3");
+    // b: the late-arriving post's like (x) + the given-target like (x) = 2.
+    assert_eq!(contribution("b"), "2");
+    assert_eq!(contribution("d"), "1");
+    assert_eq!(contribution("c"), "0");
+
+    let influence = |m: &str| {
+        let r = s.member("member_influence", m);
+        (r["reach"].clone(), r["interactions_received"].clone())
+    };
+    // a: x (like), y (share + comment), z (cite): 3 members, 4 events.
+    assert_eq!(influence("a"), ("3".into(), "4".into()));
+    assert_eq!(influence("b"), ("1".into(), "2".into()));
+    assert_eq!(influence("d"), ("1".into(), "1".into()));
+    assert_eq!(influence("c"), ("0".into(), "0".into()));
+    assert!(s.member("member_influence", "c")["pagerank"].is_empty());
+    assert!(!s.member("member_influence", "d")["pagerank"].is_empty());
+    // e's post is on as_of (not seen); nobody got the ghost like; a's own like is nobody's.
+    assert!(s
+        .records("SELECT * FROM member_influence WHERE member_id = 'e'")
+        .is_empty());
+    assert_eq!(
+        s.scalar("SELECT sum(interactions_received) FROM member_influence"),
+        "7"
+    );
 }
 
 fn worked_example_community_influence_is_500_24(backend: Backend) {

@@ -31,7 +31,8 @@ con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{lake}/events/**
 communities = [r[0] for r in con.execute("SELECT DISTINCT community_id FROM events ORDER BY 1").fetchall()]
 
 def sql_params(sql, params):
-    names = set(re.findall(r"\$(\w+)", sql))
+    code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    names = set(re.findall(r"\$(\w+)", code))
     return {k: v for k, v in params.items() if k in names}
 
 def reads(sql):
@@ -88,7 +89,7 @@ for community in communities:
         "contributor_min_contribution": 10, "active_min_days": 8, "at_risk_prev_min_days": 8, "top_n": 100,
         "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
     }
-    for name in ["member_day_types", "member_edges", "membership_events"]:
+    for name in ["content_authors", "member_day_types", "member_edges", "membership_events"]:
         sql = (queries / "rollups" / f"{name}.sql").read_text()
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
                     sql_params("$community " + sql, params))

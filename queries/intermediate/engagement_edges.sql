@@ -1,0 +1,45 @@
+-- engagement_edges (helper): the engagement of W (rollup member_edges) with every
+-- missing target resolved (SPEC §2 "Author resolution"): an event without target_member_id
+-- counts for the author of the content it is about — the member_id of the earliest `post` or
+-- `comment` with that content_id in this community before as_of (it may come after the
+-- engagement). A target that was given is used as given. A resolved target equal to the actor
+-- is self-engagement and, like a target still unknown, counts for nobody.
+-- Read by member_window (C, §4.1) and pagerank_edges (reach, interactions_received, PageRank, §4.4).
+WITH edges AS (
+    SELECT event_date, member_id, target_member_id, about, day, event_type, n
+    FROM member_edges
+    WHERE community_id = $community
+      AND event_date BETWEEN $w_scan_from AND $scan_to
+      AND day >= $w_start AND day < $as_of
+),
+wanted AS (
+    SELECT DISTINCT about FROM edges WHERE target_member_id IS NULL
+),
+candidates AS (
+    SELECT
+        a.content_id,
+        a.member_id,
+        row_number() OVER (
+            PARTITION BY a.content_id
+            ORDER BY a.occurred_at, a.received_at, a.event_id, a.source
+        ) AS k
+    FROM content_authors a
+    JOIN wanted w ON w.about = a.content_id
+    WHERE a.community_id = $community
+      AND a.occurred_at < $as_of_ts
+),
+resolved AS (
+    SELECT
+        e.event_date,
+        e.member_id,
+        coalesce(e.target_member_id, c.member_id) AS target_member_id,
+        e.day,
+        e.event_type,
+        e.n
+    FROM edges e
+    LEFT JOIN candidates c ON c.content_id = e.about AND c.k = 1
+)
+SELECT event_date, member_id, target_member_id, day, event_type, n
+FROM resolved
+WHERE target_member_id IS NOT NULL
+  AND target_member_id <> member_id
