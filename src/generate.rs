@@ -346,7 +346,7 @@ impl CommunityState {
                     let mut d = Draft::new(t, m, "comment");
                     d.content_id = Some(id.clone());
                     d.parent_id = Some(post.id.clone());
-                    d.target = (d.second % 3 != 0).then_some(post.author);
+                    d.target = (!d.second.is_multiple_of(3)).then_some(post.author);
                     d.body = Some(if rng.gen_bool(self.chinese) {
                         "试试这个方法，我之前也遇到过".into()
                     } else {
@@ -381,7 +381,7 @@ impl CommunityState {
                     // Like chat platforms' reactions (the message, not its author), a third
                     // name no target: the models credit the content's author (SPEC §2). Chosen
                     // by the second of the day, not the rng, so the rest of the data stays put.
-                    d.target = (d.second % 3 != 0).then_some(c.author);
+                    d.target = (!d.second.is_multiple_of(3)).then_some(c.author);
                     drafts.push(d);
                 } else if roll < 0.78 {
                     drafts.push(Draft::new(t.min(36_000), m, "checkin"));
