@@ -25,6 +25,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
 
+    /// The member directory (`<state_dir>/members.sqlite`) cannot be read or written.
+    #[error("member directory {}: {message}", path.display())]
+    Directory { path: PathBuf, message: String },
+
     /// A request that cannot be done as given: an unknown community, an as_of without
     /// metrics, SQL that is not a query, arguments that contradict each other.
     #[error("{0}")]

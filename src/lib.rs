@@ -13,6 +13,9 @@
 //!   the run history; [`schedule`] says when runs are due; [`serve`] runs the receiver, the
 //!   spool compactor and the scheduler; [`cli`] is the command line.
 //!
+//! [`privacy`] keeps names apart from the lake (the member directory), erases members
+//! (`pulse forget`) and applies text retention.
+//!
 //! Shared pieces: [`config`] (typed, validated configuration), [`event`] (the canonical event),
 //! [`signature`] (webhook signature schemes, in and out), [`state`] (what was sent and
 //! delivered), [`generate`] (synthetic communities), [`error`].
@@ -27,6 +30,7 @@ pub mod ingest;
 pub mod lake;
 pub mod models;
 pub mod pipeline;
+pub mod privacy;
 pub mod report;
 pub mod schedule;
 pub mod serve;

@@ -45,6 +45,7 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
                     community: &community,
                     ids: &ids,
                     limits: crate::ingest::exports::ZipLimits::of(&config.ingest),
+                    names_to: Some(&config.state_dir),
                 };
                 let s = crate::ingest::exports::import_export(
                     lake,
@@ -57,6 +58,7 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
                 total.imported += s.imported;
                 total.duplicate += s.duplicate;
                 total.quarantined += s.quarantined;
+                total.forgotten += s.forgotten;
                 total.files += s.files;
             }
             total
@@ -73,8 +75,13 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
         )?,
     };
     let secs = started.elapsed().as_secs_f64();
+    // Forgotten members' events (SPEC §8) are counted only when there were some.
+    let forgotten = match stats.forgotten {
+        0 => String::new(),
+        n => format!(" · forgotten {n}"),
+    };
     println!(
-        "read {} · imported {} · duplicate {} · quarantined {} · {} files · {:.1}s ({:.0} events/s)",
+        "read {} · imported {} · duplicate {} · quarantined {}{forgotten} · {} files · {:.1}s ({:.0} events/s)",
         stats.read,
         stats.imported,
         stats.duplicate,

@@ -11,9 +11,11 @@ mod check_config;
 pub mod context;
 mod deliveries;
 mod demo;
+mod forget;
 mod generate;
 mod import;
 mod init;
+mod members;
 pub mod output;
 mod query;
 mod report;
@@ -207,6 +209,22 @@ pub enum Command {
         after_help = "Examples:\n  pulse demo\n  pulse demo --dir /tmp/pulse-demo --members 5000 --days 180"
     )]
     Demo(demo::Args),
+    /// The member directory: display names kept apart from the lake, in
+    /// <state_dir>/members.sqlite (SPEC §8). Reports show them beside member ids.
+    #[command(
+        after_help = "Examples:\n  pulse members import names.csv          # member_id,display_name (UTF-8 or GBK)\n  pulse members set u000306 \"王小明\"\n  pulse members list --community python-camp"
+    )]
+    Members(members::Args),
+    /// Erase members from everything pulse keeps (SPEC §8): their events (others' events
+    /// naming them get a null target), every metric partition (computed again without them),
+    /// rollups, stored reports (rendered again), ranked-list files, the member directory,
+    /// quarantine lines, spooled webhook events and queued emails. A keyed hash of each id
+    /// (key in the variable `[privacy] forget_key_env` names) keeps later imports and webhooks
+    /// from bringing them back. Running it again changes nothing more.
+    #[command(
+        after_help = "Examples:\n  PULSE_FORGET_KEY=... pulse forget u000306 --dry-run\n  PULSE_FORGET_KEY=... pulse forget u000306 stripe:cus_42\n  PULSE_FORGET_KEY=... pulse forget u000306 --community python-camp"
+    )]
+    Forget(forget::Args),
     /// Write a commented starter config to DIR/config/pulse.toml (every key and its default).
     #[command(after_help = "Examples:\n  pulse init\n  pulse init /srv/pulse")]
     Init(init::Args),
@@ -235,6 +253,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Generate(args) => generate::cmd(args),
         Command::CheckConfig => check_config::cmd(&ctx),
         Command::Demo(args) => demo::cmd(args),
+        Command::Members(args) => members::cmd(args, &ctx),
+        Command::Forget(args) => forget::cmd(args, &ctx),
         Command::Init(args) => init::cmd(args),
     }
 }

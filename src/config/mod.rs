@@ -29,6 +29,7 @@ mod byte_size;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
+pub mod privacy;
 pub mod report;
 pub mod sinks;
 
@@ -36,6 +37,7 @@ pub use byte_size::ByteSize;
 pub use engine::*;
 pub use ingest::*;
 pub use metrics::*;
+pub use privacy::*;
 pub use report::*;
 pub use sinks::*;
 
@@ -76,6 +78,8 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
 }
 
 fn default_lake() -> LakeLocation {
@@ -864,6 +868,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.report), format!("{:?}", defaults.report));
         assert_eq!(format!("{:?}", c.email), format!("{:?}", defaults.email));
         assert_eq!(format!("{:?}", c.ingest), format!("{:?}", defaults.ingest));
+        assert_eq!(c.privacy, defaults.privacy);
         assert_eq!(c.lake, defaults.lake);
         assert_eq!(c.state_dir, defaults.state_dir);
         let builtin = Config::default_config().community("python-camp");

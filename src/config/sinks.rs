@@ -13,6 +13,9 @@ pub enum SinkConfig {
         path: PathBuf,
         #[serde(default = "default_sink_formats")]
         formats: Vec<SinkFormat>,
+        /// Add each member's display name (member directory, SPEC §8) as `display_name`.
+        #[serde(default)]
+        include_names: bool,
     },
     Webhook {
         url: String,
@@ -29,6 +32,9 @@ pub enum SinkConfig {
         /// Longest wait between attempts; a Retry-After beyond it ends this run's attempts.
         #[serde(default = "default_sink_retry_max")]
         retry_max_secs: u64,
+        /// Add each member's display name (member directory, SPEC §8) as `display_name`.
+        #[serde(default)]
+        include_names: bool,
     },
 }
 
@@ -49,6 +55,17 @@ fn default_sink_retry_ms() -> u64 {
 }
 fn default_sink_retry_max() -> u64 {
     300
+}
+
+impl SinkConfig {
+    /// Whether the sink's lists carry display names.
+    pub fn include_names(&self) -> bool {
+        match self {
+            SinkConfig::File { include_names, .. } | SinkConfig::Webhook { include_names, .. } => {
+                *include_names
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

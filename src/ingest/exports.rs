@@ -402,6 +402,9 @@ pub struct Source<'a> {
     pub community: &'a str,
     pub ids: &'a Identities,
     pub limits: ZipLimits,
+    /// The state directory whose member directory learns the display names the export
+    /// carries (SPEC §8: names go there, never into the lake); none: names are not kept.
+    pub names_to: Option<&'a Path>,
 }
 
 /// Convert an export to a canonical NDJSON file in `dir` (for the importer); returns its path.
@@ -433,6 +436,7 @@ fn write_ndjson(path: &Path, source: &Source, out_path: &Path) -> Result<()> {
         community,
         ids,
         limits,
+        ..
     } = *source;
     match format {
         ExportFormat::SlackExport => for_each_slack_event(path, community, ids, limits, write)?,
@@ -470,7 +474,88 @@ pub fn import_export(
     if converted != path {
         let _ = std::fs::remove_file(&converted);
     }
+    if let (Ok(_), Some(state_dir)) = (&result, source.names_to) {
+        let names = display_names(path, source);
+        if !names.is_empty() {
+            let learned = crate::privacy::Directory::open(state_dir)?
+                .learn(&names, &format!("{:?}", source.format).to_lowercase())?;
+            tracing::info!(
+                file = shown,
+                names = names.len(),
+                learned,
+                "member directory updated"
+            );
+        }
+    }
     result
+}
+
+/// The display names an export carries, by member id: Slack's `users.json` (display name, else
+/// real name, else user name), DiscordChatExporter's authors (nickname, else name). Best
+/// effort: an export without them gives none.
+fn display_names(path: &Path, source: &Source) -> Vec<(String, String)> {
+    let pick = |v: &Value, keys: &[&str]| -> Option<String> {
+        keys.iter()
+            .filter_map(|k| v.pointer(k).and_then(Value::as_str))
+            .map(str::trim)
+            .find(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    match source.format {
+        ExportFormat::SlackExport => {
+            let Ok(file) = std::fs::File::open(path) else {
+                return Vec::new();
+            };
+            let Ok(mut zip) = zip::ZipArchive::new(file) else {
+                return Vec::new();
+            };
+            let mut expanded = 0;
+            let Ok(entry) = zip.by_name("users.json") else {
+                return Vec::new();
+            };
+            let Ok(text) = read_entry(path, entry, source.limits, &mut expanded) else {
+                return Vec::new();
+            };
+            let users: Vec<Value> = serde_json::from_slice(&text).unwrap_or_default();
+            users
+                .iter()
+                .filter(|u| u["is_bot"] != true)
+                .filter_map(|u| {
+                    let id = u["id"].as_str()?;
+                    let name = pick(
+                        u,
+                        &[
+                            "/profile/display_name",
+                            "/real_name",
+                            "/profile/real_name",
+                            "/name",
+                        ],
+                    )?;
+                    Some((source.ids.member(&format!("slack:{id}")), name))
+                })
+                .collect()
+        }
+        ExportFormat::DiscordExport => {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                return Vec::new();
+            };
+            let export: Value = serde_json::from_str(&text).unwrap_or_default();
+            let mut names = std::collections::BTreeMap::new();
+            for m in export["messages"].as_array().into_iter().flatten() {
+                let author = &m["author"];
+                if author["isBot"] == true {
+                    continue;
+                }
+                if let (Some(id), Some(name)) =
+                    (author["id"].as_str(), pick(author, &["/nickname", "/name"]))
+                {
+                    names.insert(source.ids.member(&format!("discord:{id}")), name);
+                }
+            }
+            names.into_iter().collect()
+        }
+        ExportFormat::Ndjson | ExportFormat::Csv => Vec::new(),
+    }
 }
 
 /// [`to_ndjson`], with a panic on the file's content turned into an input error.
@@ -535,6 +620,8 @@ pub struct PickedUp {
 pub struct PickupStats {
     pub files: usize,
     pub imported: u64,
+    /// Events of forgotten members dropped (SPEC §8).
+    pub forgotten: u64,
     /// Not imported, not the file's fault: tried again next run.
     pub failed: Vec<String>,
     /// Not imported and set aside in `rejected/`.
@@ -731,6 +818,7 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
             community: &export.community,
             ids: &ids,
             limits,
+            names_to: Some(&config.state_dir),
         };
         let result = import_export(lake, &copy, &file.display().to_string(), &source, &scratch);
         let _ = std::fs::remove_dir_all(&copy_dir);
@@ -746,6 +834,7 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
                 })?;
                 stats.files += 1;
                 stats.imported += s.imported;
+                stats.forgotten += s.forgotten;
                 tracing::info!(file = %file.display(), imported = s.imported, duplicate = s.duplicate, quarantined = s.quarantined, "export picked up");
             }
             // The file's content is at fault: set it aside, never to be retried as it is.

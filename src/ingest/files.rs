@@ -514,7 +514,7 @@ mod tests {
             let path = dir.path().join(if csv { "input.csv" } else { "input.ndjson" });
             std::fs::write(&path, bytes).unwrap();
             if let Ok(stats) = import_files(&lake, &[path], InputFormat::Auto, WriterOptions::default()) {
-                prop_assert_eq!(stats.read, stats.imported + stats.duplicate + stats.quarantined);
+                prop_assert_eq!(stats.read, stats.imported + stats.duplicate + stats.quarantined + stats.forgotten);
             }
         }
     }

@@ -59,6 +59,8 @@ pub struct ImportStats {
     pub duplicate: u64,
     /// Lines rejected to quarantine.
     pub quarantined: u64,
+    /// Valid events dropped because their member was forgotten (`pulse forget`, SPEC §8).
+    pub forgotten: u64,
     /// Parquet files written.
     pub files: u64,
 }
@@ -158,6 +160,8 @@ pub struct EventWriter {
     spills: u64,
     quarantine: Vec<u8>,
     stats: ImportStats,
+    /// Members erased by `pulse forget`: their events are dropped, targets naming them nulled.
+    forgotten: crate::privacy::Forgotten,
 }
 
 /// Rows of one `(community_id, event_date)` partition: builders plus spilled IPC files.
@@ -174,6 +178,7 @@ impl EventWriter {
         let stage = lake.stage("import")?;
         let staging = stage.path().to_path_buf();
         let winners = load_keys(lake)?;
+        let forgotten = crate::privacy::Forgotten::load(lake)?;
         Ok(EventWriter {
             lake: lake.clone(),
             _lock: lock,
@@ -188,6 +193,7 @@ impl EventWriter {
             spills: 0,
             quarantine: Vec::new(),
             stats: ImportStats::default(),
+            forgotten,
         })
     }
 
@@ -242,6 +248,13 @@ impl EventWriter {
         let mut by_partition: HashMap<(&str, i32), Vec<(usize, u32)>> = HashMap::new();
         for (i, (event, key)) in events.iter().enumerate() {
             debug_assert_eq!(*key, event.key());
+            if self
+                .forgotten
+                .contains(&event.community_id, &event.member_id)
+            {
+                self.stats.forgotten += 1;
+                continue;
+            }
             if let Some(seq) = self.decide(Key::from(*key), event.received_at, now) {
                 let date = event.occurred_at.div_euclid(86_400_000_000) as i32;
                 by_partition
@@ -260,6 +273,7 @@ impl EventWriter {
                 spilled: Vec::new(),
             });
         }
+        let forgotten = &self.forgotten;
         let mut work: Vec<(&mut Partition, &Vec<(usize, u32)>)> =
             partition_list(&mut self.partitions)
                 .into_iter()
@@ -273,12 +287,19 @@ impl EventWriter {
                 rows.iter()
                     .map(|&(i, seq)| {
                         let (event, key) = &events[i];
-                        partition.columns.append(
-                            event,
-                            event.received_at.unwrap_or(now),
-                            seq,
-                            Key::from(*key),
-                        )
+                        let received_at = event.received_at.unwrap_or(now);
+                        match &event.target_member_id {
+                            Some(target) if forgotten.contains(&event.community_id, target) => {
+                                let mut event = event.clone();
+                                event.target_member_id = None;
+                                partition
+                                    .columns
+                                    .append(&event, received_at, seq, Key::from(*key))
+                            }
+                            _ => partition
+                                .columns
+                                .append(event, received_at, seq, Key::from(*key)),
+                        }
                     })
                     .sum::<usize>()
             })

@@ -309,6 +309,22 @@ impl Lake {
         }
     }
 
+    /// Remove the file at the lake path `rel` (nothing when it is not there).
+    pub fn remove_file(&self, rel: &str) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.delete(&[rel.to_string()]),
+            None => {
+                let path = self.root.join(rel);
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(e).io_context(|| format!("removing {}", path.display()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Whether a file exists at the lake path `rel`.
     pub fn exists(&self, rel: &str) -> Result<bool> {
         match &self.remote {

@@ -29,6 +29,8 @@ pub enum RunKind {
     Backfill,
     /// Not a run: the moment the scheduler first saw a community (fires before it are not due).
     Registered,
+    /// Not a run: `pulse forget` erased members (SPEC §8); the record has counts, never ids.
+    Erasure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

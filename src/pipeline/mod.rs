@@ -60,6 +60,12 @@ pub fn intake(config: &Config, lake: &Lake) -> Result<Vec<Stage>> {
             "{} file(s), {} events imported",
             picked.files, picked.imported
         );
+        if picked.forgotten > 0 {
+            detail.push_str(&format!(
+                ", {} events of forgotten members dropped",
+                picked.forgotten
+            ));
+        }
         if !picked.failed.is_empty() {
             detail.push_str(&format!(
                 "; not imported (retried next run): {}",
@@ -85,8 +91,22 @@ pub fn intake(config: &Config, lake: &Lake) -> Result<Vec<Stage>> {
             name: "spool".into(),
             seconds: clock.elapsed().as_secs_f64(),
             detail: format!(
-                "{} imported, {} duplicate, {} quarantined",
-                moved.imported, moved.duplicate, moved.quarantined
+                "{} imported, {} duplicate, {} quarantined, {} forgotten",
+                moved.imported, moved.duplicate, moved.quarantined, moved.forgotten
+            ),
+        });
+    }
+    let clock = std::time::Instant::now();
+    let retention = crate::privacy::retention::apply(config, lake)?;
+    if retention.partitions > 0 {
+        stages.push(Stage {
+            name: "text_retention".into(),
+            seconds: clock.elapsed().as_secs_f64(),
+            detail: format!(
+                "title and body cleared on {} event(s) older than {} day(s) in {} partition(s)",
+                retention.events,
+                config.privacy.text_retention_days.unwrap_or(0),
+                retention.partitions
             ),
         });
     }

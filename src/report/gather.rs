@@ -63,6 +63,21 @@ pub struct ReportData {
     pub daily_active: Vec<DayCount>,
     /// Sent after its scheduled time (a catch-up after downtime).
     pub late: bool,
+    /// Display names (member directory, SPEC §8) of the members this report lists.
+    pub names: std::collections::BTreeMap<String, String>,
+}
+
+impl ReportData {
+    /// Every member id a list of this report shows.
+    pub fn listed_members(&self) -> impl Iterator<Item = &str> {
+        self.top_members
+            .iter()
+            .map(|m| m.member_id.as_str())
+            .chain(self.new_contributors.iter().map(|m| m.member_id.as_str()))
+            .chain(self.top_influencers.iter().map(|m| m.member_id.as_str()))
+            .chain(self.unanswered_posts.iter().map(|p| p.member_id.as_str()))
+            .chain(self.at_risk.iter().map(|m| m.member_id.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +290,7 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
         at_risk_total,
         daily_active,
         late: false,
+        names: Default::default(),
     })
 }
 

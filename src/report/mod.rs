@@ -62,6 +62,9 @@ pub async fn write_report_from(
     let as_of = queries.window.as_of;
     let mut data = gather::gather(queries, settings).await?;
     data.late = late;
+    if let Some(directory) = crate::privacy::Directory::open_existing(&queries.state_dir)? {
+        data.names = directory.names(data.listed_members())?;
+    }
     let stage = lake.stage("report")?;
     let staging = stage.path().join("report");
     let rendered = render::render(

@@ -31,6 +31,9 @@ pub struct RankedMember {
     pub contribution: i64,
     pub retention: f64,
     pub active_days: i64,
+    /// From the member directory, only for sinks with `include_names = true` (SPEC §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// The as_of dates with metrics for `community`, ascending.
@@ -56,6 +59,8 @@ pub struct Queries {
     pub window: RunWindow,
     /// The as_of of the previous metrics of this community, if any.
     pub prev_as_of: Option<NaiveDate>,
+    /// Where the member directory is (`<state_dir>`): reports show display names.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Queries {
@@ -96,6 +101,7 @@ impl Queries {
             params,
             window,
             prev_as_of,
+            state_dir: config.state_dir.clone(),
         })
     }
 

@@ -478,6 +478,7 @@ mod tests {
             at_risk_total: 0,
             daily_active: Vec::new(),
             late,
+            names: Default::default(),
         }
     }
 

@@ -182,16 +182,123 @@ pub async fn deliver(
     for sink in sinks {
         let name = sink_name(sink);
         let outcome = match sink {
-            SinkConfig::File { path, formats } => {
-                write_files(&name, path, formats, state, list, options)?
+            SinkConfig::File { path, formats, .. } => {
+                let named = named_list(sink, state, list)?;
+                write_files(&name, path, formats, state, &named, options)?
             }
             SinkConfig::Webhook { .. } => {
-                webhook::deliver(&name, sink, state, list, options).await?
+                let named = named_list(sink, state, list)?;
+                webhook::deliver(&name, sink, state, &named, options).await?
             }
         };
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// The list as `sink` gets it: with a `display_name` column (after `member_id`) and field from
+/// the member directory when the sink sets `include_names`, else ids only.
+fn named_list<'a>(
+    sink: &SinkConfig,
+    state: &StateDir,
+    list: &'a RankedList,
+) -> Result<std::borrow::Cow<'a, RankedList>> {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    if !sink.include_names() {
+        return Ok(std::borrow::Cow::Borrowed(list));
+    }
+    let names = match crate::privacy::Directory::open_existing(state.root())? {
+        Some(d) => d.names(list.members.iter().map(|m| m.member_id.as_str()))?,
+        None => Default::default(),
+    };
+    let mut named = list.clone();
+    for m in &mut named.members {
+        m.display_name = names.get(&m.member_id).cloned();
+    }
+    let at = list
+        .schema
+        .index_of("member_id")
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let mut fields: Vec<Field> = list
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.insert(at, Field::new("display_name", DataType::Utf8, true));
+    named.schema = std::sync::Arc::new(Schema::new(fields));
+    named.batches = list
+        .batches
+        .iter()
+        .map(|b| {
+            let ids = b
+                .column_by_name("member_id")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+            let column: StringArray = match ids {
+                Some(ids) => ids
+                    .iter()
+                    .map(|id| id.and_then(|id| names.get(id).cloned()))
+                    .collect(),
+                None => std::iter::repeat_n(None::<String>, b.num_rows()).collect(),
+            };
+            let mut columns = b.columns().to_vec();
+            columns.insert(at, std::sync::Arc::new(column));
+            RecordBatch::try_new(named.schema.clone(), columns).map_err(Into::into)
+        })
+        .collect::<Result<_>>()?;
+    Ok(std::borrow::Cow::Owned(named))
+}
+
+/// Write again, from the metric tables as they are now, the ranked-list files file sinks wrote
+/// for one community and as_of (after `pulse forget` recomputed them). Returns how many
+/// files were written.
+pub async fn rewrite_files(
+    config: &crate::config::Config,
+    lake: &crate::lake::Lake,
+    settings: &crate::config::CommunitySettings,
+    as_of: NaiveDate,
+) -> Result<usize> {
+    let state = StateDir::new(&config.state_dir);
+    let mut written = 0;
+    let mut list = None;
+    for sink in &config.sinks {
+        let SinkConfig::File { path, formats, .. } = sink else {
+            continue;
+        };
+        let dir = path.join(&settings.id);
+        let existing = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{as_of}."))
+                })
+            })
+            .unwrap_or(false);
+        if !existing {
+            continue;
+        }
+        if list.is_none() {
+            let q = Queries::open(config, lake, settings, as_of).await?;
+            list = Some(RankedList::load(&q, &settings.id).await?);
+        }
+        let list = named_list(sink, &state, list.as_ref().expect("loaded above"))?;
+        write_files(
+            &sink_name(sink),
+            path,
+            formats,
+            &state,
+            &list,
+            SinkOptions {
+                redeliver: true,
+                dry_run: false,
+            },
+        )?;
+        written += formats.len();
+    }
+    Ok(written)
 }
 
 /// Write the list as `<path>/<community>/<as_of>.<format>` for each format, atomically.

@@ -211,6 +211,7 @@ pub async fn deliver(
         max_attempts,
         retry_initial_ms,
         retry_max_secs,
+        ..
     } = sink
     else {
         unreachable!("webhook::deliver is only called for webhook sinks")
@@ -450,6 +451,7 @@ mod tests {
             contribution: 3,
             retention: 0.5,
             active_days: 4,
+            display_name: None,
         }
     }
 

@@ -7,6 +7,7 @@ mod files;
 mod generate;
 mod import;
 mod models;
+mod privacy;
 mod query;
 mod report;
 mod schedule;

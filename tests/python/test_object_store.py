@@ -121,3 +121,43 @@ def test_s3_lake_errors_name_the_lake(pulse_bin, tmp_path, s3):
     )
     assert proc.returncode != 0
     assert "s3://no-such-bucket/x" in proc.stderr or "no-such-bucket" in proc.stderr, proc.stderr
+
+
+def test_forget_on_an_s3_lake_leaves_no_object_naming_the_member(pulse_bin, tmp_path, s3):
+    """`pulse forget` on an S3 lake: no object under the prefix names the member any more (Parquet
+    read back by Polars with its own S3 client), and a re-import drops their events."""
+    env, client = s3
+    env = {**env, "PULSE_FORGET_KEY": "test-key-0123456789abcdef"}
+    (tmp_path / "pulse.toml").write_text(TWO_COMMUNITIES)
+    data = tmp_path / "events.ndjson"
+    lake = "s3://pulse-lake/forget/pulse"
+    run(pulse_bin, tmp_path, lake, env, "generate", "--members", "120", "--days", "40",
+        "--communities", "2", "--seed", "9", "--end", AS_OF, "--out", data)
+    run(pulse_bin, tmp_path, lake, env, "import", data)
+    run(pulse_bin, tmp_path, lake, env, "run", "--as-of", AS_OF)
+    top = rows(run(pulse_bin, tmp_path, lake, env, "query", "--format", "csv",
+                   "SELECT member_id FROM ranked_members WHERE rank = 1 AND community_id = 'python-camp'"))
+    member = top[0]["member_id"]
+
+    def objects_naming(member):
+        found = []
+        for key in keys(client, "forget/pulse/"):
+            body = client.get_object(Bucket="pulse-lake", Key=key)["Body"].read()
+            if key.endswith(".parquet"):
+                frame = pl.read_parquet(io.BytesIO(body))
+                text = " ".join(str(v) for col in frame.columns for v in frame[col].to_list())
+            else:
+                text = body.decode("utf-8", "replace")
+            if member in text.split() or f'"{member}"' in text or f">{member}<" in text:
+                found.append(key)
+        return found
+
+    assert objects_naming(member)
+    out = run(pulse_bin, tmp_path, lake, env, "forget", member).stdout
+    assert "event(s) removed" in out, out
+    assert objects_naming(member) == []
+    again = run(pulse_bin, tmp_path, lake, env, "forget", member).stdout
+    assert "0 partition(s) rewritten" in again, again
+    reimport = run(pulse_bin, tmp_path, lake, env, "import", data).stdout
+    assert "forgotten" in reimport and "imported 0 " in reimport, reimport
+    assert objects_naming(member) == []
