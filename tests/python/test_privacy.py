@@ -16,7 +16,7 @@ TABLES = ["member_activity", "member_influence", "community_influence", "retenti
 
 def setup(pulse_bin, root, data=None):
     root.mkdir()
-    (root / "pulse.toml").write_text(TWO_COMMUNITIES + '\nlake = "lake"\nstate_dir = "state"\n')
+    (root / "pulse.toml").write_text('lake = "lake"\nstate_dir = "state"\n' + TWO_COMMUNITIES)
     env = {**os.environ, "PULSE_FORGET_KEY": "crash-test-key-0123456789"}
     env.pop("PULSE_CONFIG", None)
     env.pop("PULSE_LAKE", None)
