@@ -125,15 +125,24 @@ mod tests {
         let names = |kind| -> Vec<&str> { of_kind(kind).unwrap().iter().map(|f| f.name).collect() };
         assert_eq!(
             names(Kind::Rollup),
-            ["member_day_types", "member_edges", "membership_events"]
+            [
+                "member_day_types",
+                "member_edges",
+                "membership_events",
+                "payment_events"
+            ]
         );
         assert_eq!(
             names(Kind::Intermediate),
             [
                 "answered_posts",
+                "checkin_streaks",
                 "member_state",
                 "member_window",
-                "pagerank_edges"
+                "pagerank_edges",
+                "paid_spells",
+                "paid_status",
+                "purchase_terms"
             ]
         );
         assert_eq!(
@@ -144,8 +153,10 @@ mod tests {
                 "kpis",
                 "member_activity",
                 "member_influence",
+                "membership",
                 "ranked_members",
-                "retention_cohorts"
+                "retention_cohorts",
+                "revenue_cohorts"
             ]
         );
         assert!(names(Kind::Report).contains(&"unanswered_posts"));

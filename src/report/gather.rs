@@ -77,8 +77,8 @@ pub struct Revenue {
     pub currency: String,
     pub revenue_minor: Option<f64>,
     pub prev_revenue_minor: Option<f64>,
-    pub paying_members: Option<f64>,
-    pub prev_paying_members: Option<f64>,
+    pub purchasers: Option<f64>,
+    pub prev_purchasers: Option<f64>,
     pub arppu_minor: Option<f64>,
     pub prev_arppu_minor: Option<f64>,
 }
@@ -290,7 +290,7 @@ fn split_kpis(all: Vec<Kpi>) -> (Vec<Kpi>, Vec<Revenue>) {
         "posts",
         "comments",
         "solutions",
-        "paying_members",
+        "purchasers",
     ];
     let find = |m: &str| all.iter().find(|k| k.metric == m);
     let kpis = HEADLINE.iter().filter_map(|m| find(m).cloned()).collect();
@@ -308,8 +308,8 @@ fn split_kpis(all: Vec<Kpi>) -> (Vec<Kpi>, Vec<Revenue>) {
                 currency: cur.to_string(),
                 revenue_minor: value("revenue_minor"),
                 prev_revenue_minor: prev("revenue_minor"),
-                paying_members: value("paying_members"),
-                prev_paying_members: prev("paying_members"),
+                purchasers: value("purchasers"),
+                prev_purchasers: prev("purchasers"),
                 arppu_minor: value("arppu_minor"),
                 prev_arppu_minor: prev("arppu_minor"),
             }
@@ -375,7 +375,7 @@ mod tests {
         let (kpis, revenue) = split_kpis(vec![
             k("members", 10.0),
             k("revenue_minor:CNY", 9900.0),
-            k("paying_members:CNY", 2.0),
+            k("purchasers:CNY", 2.0),
             k("arppu_minor:CNY", 4950.0),
         ]);
         assert_eq!(kpis.len(), 1);

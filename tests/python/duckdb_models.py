@@ -26,7 +26,8 @@ CREATE MACRO periods_between(a, b, g) AS
     CASE WHEN g = 'month' THEN datediff('month', date_trunc('month', a), date_trunc('month', b))
          ELSE datediff('week', date_trunc('week', a), date_trunc('week', b)) END;
 CREATE MACRO days_between(a, b) AS datediff('day', a, b);
-''')
+CREATE MACRO from_epoch_us(us) AS CAST(make_timestamp(us) AS TIMESTAMPTZ);
+''')  # epoch_us(ts) is built into DuckDB
 con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning = true)")
 communities = [r[0] for r in con.execute("SELECT DISTINCT community_id FROM events ORDER BY 1").fetchall()]
 
@@ -63,6 +64,8 @@ con.execute("CREATE TABLE p_points(event_type VARCHAR, weight DOUBLE, daily_cap 
 con.executemany("INSERT INTO p_points VALUES (?, ?, ?)", points)
 con.execute("CREATE TABLE p_active_types AS SELECT unnest(['post','comment','like','share','cite','solution','checkin','attend']) AS event_type")
 con.execute("CREATE TABLE p_excluded(member_id VARCHAR)")
+con.execute("CREATE TABLE p_product_terms(product VARCHAR, term_days BIGINT)")
+TERM_DAYS, GRACE_DAYS, DAY_US = 365, 7, 86_400_000_000
 import tomllib
 tax = tomllib.loads((queries.parent / "config" / "pulse.example.toml").read_text())["taxonomies"]
 con.execute("CREATE TABLE p_categories(taxonomy VARCHAR, category VARCHAR)")
@@ -87,8 +90,13 @@ for community in communities:
         "weight_participation": 0.5, "weight_interaction": 0.3, "weight_contribution": 0.1, "weight_retention": 0.1,
         "contributor_min_contribution": 10, "active_min_days": 8, "at_risk_prev_min_days": 8, "top_n": 100,
         "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
+        "term_days": TERM_DAYS, "grace_days": GRACE_DAYS, "horizon_days": 30,
+        "term_us": TERM_DAYS * DAY_US, "grace_us": GRACE_DAYS * DAY_US,
     }
-    for name in ["member_day_types", "member_edges", "membership_events"]:
+    for name in ["as_of", "w_start", "wp_start"]:
+        instant = params[f"{name}_ts"]
+        params[f"{name}_us"] = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+    for name in ["member_day_types", "member_edges", "membership_events", "payment_events"]:
         sql = (queries / "rollups" / f"{name}.sql").read_text()
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
                     sql_params("$community " + sql, params))

@@ -19,6 +19,8 @@ KEYS = {
     "demand_categories": "taxonomy, category",
     "ranked_members": "rank",
     "kpis": "metric",
+    "membership": "member_id",
+    "revenue_cohorts": "cohort_start, currency, period_offset",
 }
 
 
