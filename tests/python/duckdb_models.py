@@ -1,7 +1,10 @@
 """Run pulse's SQL models (`queries/{rollups,intermediate,marts}/*.sql`) on DuckDB: an
 independent engine for the same models.
 
-python duckdb_models.py LAKE QUERIES_DIR AS_OF OUT_DIR ['{"community": "IANA/Zone"}']
+python duckdb_models.py LAKE QUERIES_DIR AS_OF OUT_DIR ['{"community": "IANA/Zone"}'] ['{"term_days": 30}']
+
+The optional last argument overrides `[defaults] membership` keys (term_days, grace_days) as
+pulse's config does for every community.
 
 The four functions pulse adds to DataFusion are one-line DuckDB macros, `$name` parameters are
 DuckDB named parameters, the parameter tables are built from config/pulse.example.toml's
@@ -36,9 +39,11 @@ def sql_params(sql, params):
     return {k: v for k, v in params.items() if k in names}
 
 def reads(sql):
-    """Names after FROM or JOIN in `sql` (comments dropped): a superset of the tables it reads."""
+    """Names after FROM or JOIN in `sql` (comments dropped), less its CTE names (`name AS (`):
+    a superset of the tables it reads. (member_state has a CTE named like the membership mart.)"""
     code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-    return set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", code, re.IGNORECASE))
+    ctes = set(re.findall(r"\b([a-z_][a-z0-9_]*)\s+AS\s*\(", code, re.IGNORECASE))
+    return set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", code, re.IGNORECASE)) - ctes
 
 
 def models():
@@ -65,7 +70,8 @@ con.executemany("INSERT INTO p_points VALUES (?, ?, ?)", points)
 con.execute("CREATE TABLE p_active_types AS SELECT unnest(['post','comment','like','share','cite','solution','checkin','attend']) AS event_type")
 con.execute("CREATE TABLE p_excluded(member_id VARCHAR)")
 con.execute("CREATE TABLE p_product_terms(product VARCHAR, term_days BIGINT)")
-TERM_DAYS, GRACE_DAYS, DAY_US = 365, 7, 86_400_000_000
+membership = {"term_days": 365, "grace_days": 7, **(json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})}
+TERM_DAYS, GRACE_DAYS, DAY_US = membership["term_days"], membership["grace_days"], 86_400_000_000
 import tomllib
 tax = tomllib.loads((queries.parent / "config" / "pulse.example.toml").read_text())["taxonomies"]
 con.execute("CREATE TABLE p_categories(taxonomy VARCHAR, category VARCHAR)")
