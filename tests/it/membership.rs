@@ -557,3 +557,98 @@ fn checkin_streaks_count_local_days_ending_the_day_before_as_of() {
     assert_eq!(streak("s3"), pair("0", "0"));
     assert_eq!(streak("s4"), pair("1", "1"));
 }
+
+#[test]
+fn membership_instants_and_cohorts_follow_the_community_timezone() {
+    let s = Scratch::new();
+    // Shanghai (+08:00): as_of 2026-11-11 starts at 2026-11-10T16:00:00Z; W at 10-31T16:00Z.
+    s.config(&format!("{CONFIG}timezone = \"Asia/Shanghai\"\n"));
+    let x = Some("x");
+    s.import(&[
+        // 10-01 00:30 local (still September in UTC): cohort October; paid until exactly
+        // as_of's instant: grace.
+        pay("a", "purchase", "2026-09-30T16:30:00Z", Some("week")),
+        pay("a", "purchase", "2026-10-11T16:00:00Z", x),
+        // Bought 1 µs before W's first instant: a new payer of W′, paying at W's start.
+        pay("b", "purchase", "2026-10-31T15:59:59.999999Z", x),
+        // Bought at W's first instant (11-01 00:00 local): a new payer of W, not paying at W's
+        // start, cohort November.
+        pay("c", "purchase", "2026-10-31T16:00:00Z", x),
+    ]);
+    s.compute("2026-11-11");
+    let m = membership(&s);
+    assert_eq!(m["a"]["status"], "grace");
+    assert_eq!(m["a"]["paid_until"], "2026-11-10T16:00:00Z");
+    assert_eq!(
+        m["a"]["spells"], "1",
+        "10-11 16:00 is within 10-07 16:30 + 7 days"
+    );
+    assert_eq!(m["b"]["days_left"], "19");
+    assert_eq!(m["c"]["days_left"], "20");
+    let k = kpis(&s);
+    // as_of: b and c (a is in grace); W's start: a and b (c starts at that very instant).
+    assert!(
+        approx(&k["paid_members"].0, 2.0) && approx(&k["paid_members"].1, 2.0),
+        "{k:?}"
+    );
+    assert!(
+        approx(&k["new_payers"].0, 1.0) && approx(&k["new_payers"].1, 1.0),
+        "{k:?}"
+    );
+    let cohorts = s.rows(
+        "SELECT CAST(cohort_start AS VARCHAR) AS c, period_offset, cohort_size, paying \
+         FROM revenue_cohorts ORDER BY cohort_start, period_offset",
+    );
+    assert_eq!(
+        cohorts,
+        [
+            ["2026-10-01", "0", "2", "2"],
+            ["2026-10-01", "1", "2", "2"],
+            ["2026-11-01", "0", "1", "1"]
+        ]
+        .map(|r| r.map(String::from).to_vec())
+    );
+}
+
+#[test]
+fn the_report_lists_renewals_coming_up_and_streak_leaders() {
+    let s = Scratch::new();
+    // A community's `membership` overrides [defaults] key by key: term 30 and grace 7 stay.
+    s.config(&format!(
+        "{CONFIG}[[communities]]\nid = \"c1\"\nmembership = {{ horizon_days = 10 }}\n"
+    ));
+    let x = Some("x");
+    let mut ev = vec![
+        // 8 days left, active in W; 2 days left, not active in W; 20 days left: not listed.
+        pay("soon", "purchase", "2026-10-20T00:00:00Z", x),
+        e("soon", "post", "2026-11-05T10:00:00Z"),
+        pay("sooner", "purchase", "2026-10-14T00:00:00Z", x),
+        pay("later", "purchase", "2026-11-01T00:00:00Z", x),
+    ];
+    for d in 8..=10 {
+        ev.push(e(
+            "streaker",
+            "checkin",
+            &format!("2026-11-{d:02}T09:00:00Z"),
+        ));
+    }
+    s.import(&ev);
+    s.run("2026-11-11");
+    let text = std::fs::read_to_string(s.path("lake/reports/c1/2026-11-11/report.txt")).unwrap();
+    let coming = text
+        .split("Renewals coming up (2)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    let sooner = coming.find("- sooner: Days left 2").expect("sooner listed");
+    let soon = coming.find("- soon: Days left 8").expect("soon listed");
+    assert!(sooner < soon, "soonest first: {coming}");
+    assert!(coming.contains("Days left 2, Paid until 13 Nov 2026 00:00 [not active in W]"));
+    assert!(!coming[..coming.find("Revenue cohorts").unwrap()].contains("later"));
+    assert!(text.contains("- Paid members: 3 (Previous 2)"), "{text}");
+    assert!(
+        text.contains("- streaker: Current streak 3d, Longest 3d"),
+        "{text}"
+    );
+    let html = std::fs::read_to_string(s.path("lake/reports/c1/2026-11-11/report.html")).unwrap();
+    assert!(html.contains("Renewals coming up") && html.contains("Revenue cohorts"));
+}
