@@ -132,7 +132,7 @@ struct Member {
 /// purchase's `content_id`, so `membership.product_terms = { "monthly" = 30 }` gives the
 /// monthly plan its term (the demo's config does).
 fn plan(member: u32, price: i64) -> (&'static str, i64, &'static str) {
-    if member % 3 == 0 {
+    if member.is_multiple_of(3) {
         ("annual", price, r#"{"plan":"annual"}"#)
     } else {
         ("monthly", price / 10, r#"{"plan":"monthly"}"#)
