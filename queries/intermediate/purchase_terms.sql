@@ -11,7 +11,8 @@
 -- is the running sum of ±1 clamped at 0 (depth = S − min(0, min prefix S)); a refund that pops
 -- at depth d cancels the latest purchase before it that pushed to depth d.
 -- cancelled_us is the cancelling refund's occurred_at (null when none), so the status at an
--- earlier instant t sees only the cancellations of refunds before t.
+-- earlier instant t sees only the cancellations of refunds before t. Only the (member,
+-- content_id) groups that have a refund are walked: purchases elsewhere are never cancelled.
 -- test unique: source, event_id
 WITH pay AS (
     SELECT
@@ -29,6 +30,16 @@ WITH pay AS (
     WHERE community_id = $community
       AND occurred_at < $as_of_ts
 ),
+refunded AS (
+    SELECT DISTINCT member_id, product_key
+    FROM pay
+    WHERE event_type = 'refund'
+),
+candidates AS (
+    SELECT p.*
+    FROM pay p
+    JOIN refunded g ON g.member_id = p.member_id AND g.product_key = p.product_key
+),
 walk AS (
     SELECT
         *,
@@ -41,7 +52,7 @@ walk AS (
             ORDER BY at_us, CASE WHEN event_type = 'purchase' THEN 0 ELSE 1 END, received_at, event_id, source
             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
         ) AS s
-    FROM pay
+    FROM candidates
 ),
 clamped AS (
     SELECT
@@ -72,6 +83,14 @@ matches AS (
       AND r.depth_before > 0
     GROUP BY r.member_id, r.product_key, r.pos
 ),
+cancelled AS (
+    SELECT p.source, p.event_id, m.cancelled_us
+    FROM matches m
+    JOIN stepped p
+      ON p.member_id = m.member_id
+     AND p.product_key = m.product_key
+     AND p.pos = m.purchase_pos
+),
 final AS (
     SELECT
         p.member_id,
@@ -86,12 +105,9 @@ final AS (
             ELSE p.at_us + t.term_days * 86400000000
         END AS end_us,
         m.cancelled_us
-    FROM stepped p
+    FROM pay p
     LEFT JOIN p_product_terms t ON t.product = p.content_id
-    LEFT JOIN matches m
-      ON m.member_id = p.member_id
-     AND m.product_key = p.product_key
-     AND m.purchase_pos = p.pos
+    LEFT JOIN cancelled m ON m.source = p.source AND m.event_id = p.event_id
     WHERE p.event_type = 'purchase'
 )
 SELECT * FROM final
