@@ -56,7 +56,6 @@ spell_periods AS (
     FROM paid_spells s
     JOIN members m ON m.member_id = s.member_id
     JOIN recent r ON r.cohort_start = m.cohort_start
-    WHERE s.cutoff_name = 'as_of'
 ),
 grid AS (
     SELECT
