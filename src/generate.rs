@@ -11,8 +11,10 @@
 //!   category); comments answer recent posts of other members (popular posts attract more; some
 //!   posts are never answered); likes, shares and cites point at real content and its author;
 //!   some answers are accepted as `solution`s;
-//! - daily check-ins (打卡), weekly live sessions (`attend`), `view`s, purchases at join and
-//!   monthly renewals, refunds of a few purchases, and rare moderation (report, warn, ban, unban).
+//! - daily check-ins (打卡), weekly live sessions (`attend`), `view`s; paying members buy an
+//!   `annual` or a `monthly` plan (the purchase's content_id) at join, and every 30 days buy
+//!   the monthly plan again or let it lapse; refunds of a few purchases; rare moderation
+//!   (report, warn, ban, unban).
 
 use std::io::Write;
 
@@ -123,6 +125,18 @@ struct Member {
     rejoin_day: Option<i64>,
     paid: bool,
     banned_until: Option<i64>,
+}
+
+/// A paying member's plan — (product, price, properties): every third an annual plan at the
+/// community's price, the others a monthly plan at a tenth of it. The product is the
+/// purchase's `content_id`, so `membership.product_terms = { "monthly" = 30 }` gives the
+/// monthly plan its term (the demo's config does).
+fn plan(member: u32, price: i64) -> (&'static str, i64, &'static str) {
+    if member.is_multiple_of(3) {
+        ("annual", price, r#"{"plan":"annual"}"#)
+    } else {
+        ("monthly", price / 10, r#"{"plan":"monthly"}"#)
+    }
 }
 
 /// Content others can react to.
@@ -289,13 +303,14 @@ impl CommunityState {
                     drafts.push(Draft::new(t, m, "join"));
                 }
                 if paid {
+                    let (product, amount, properties) = plan(m, self.price);
                     let mut d = Draft::new((t + 1).min(86_399), m, "purchase");
-                    d.amount = Some(self.price);
-                    d.content_id = Some(self.content_id("order-"));
-                    d.properties = Some(r#"{"plan":"annual"}"#);
+                    d.amount = Some(amount);
+                    d.content_id = Some(product.to_string());
+                    d.properties = Some(properties);
                     if rng.gen_bool(0.04) {
                         let mut r = Draft::new((t + 3600).min(86_399), m, "refund");
-                        r.amount = Some(self.price);
+                        r.amount = Some(amount);
                         r.content_id = d.content_id.clone();
                         drafts.push(r);
                     }
@@ -308,11 +323,16 @@ impl CommunityState {
             if !self.is_member(&self.members[m as usize], day) {
                 continue;
             }
+            // Renewals: every 30 days since joining, a paying member buys the monthly plan
+            // again, or not (a lapse; they may come back a term later). Annual members doing so
+            // renew early. (Renewal times are drawn where they always were, so the rest of the
+            // generated community stays the same for a seed.)
             if paid && day > join_day && (day - join_day) % 30 == 0 && rng.gen_bool(0.5) {
+                let (_, amount, properties) = plan(1, self.price);
                 let mut d = Draft::new(rng.gen_range(0..86_400), m, "purchase");
-                d.amount = Some(self.price / 10);
-                d.content_id = Some(self.content_id("order-"));
-                d.properties = Some(r#"{"plan":"monthly"}"#);
+                d.amount = Some(amount);
+                d.content_id = Some("monthly".to_string());
+                d.properties = Some(properties);
                 drafts.push(d);
             }
             if !rng.gen_bool(activity) {

@@ -7,10 +7,21 @@
 --   avg_daily_active_members   member-active-days / window_days (average DAU)
 --   stickiness                 avg_daily_active_members / active_members (null when no one was active)
 --   posts, comments, likes, solutions   event counts in the window
---   paying_members             distinct members with a purchase in the window
+--   purchasers                 distinct members with a purchase in the window
 --   revenue_minor:<CUR>        purchases − refunds in minor units, per currency
---   paying_members:<CUR>       distinct purchasers in that currency
---   arppu_minor:<CUR>          revenue_minor / paying_members in that currency (null without payers)
+--   purchasers:<CUR>           distinct purchasers in that currency
+--   arppu_minor:<CUR>          revenue_minor / purchasers in that currency (null without purchasers)
+-- Paid membership (SPEC §4.9; windows as instants [local midnight starting the first day, local
+-- midnight after the last), so W ends at as_of; cancellations are those of all refunds before
+-- as_of, except for the paid_members stock at W's start, which sees only earlier events):
+--   paid_members               stock: members `paying` at as_of (prev_value: at W's start)
+--   new_payers                 members whose first uncancelled purchase starts in the window
+--   renewals_due               uncancelled purchases decided (end + grace_days) in the window
+--   renewals                   of those, renewed (another uncancelled purchase of the member
+--                              with p.start < q.start ≤ p.end + grace_days)
+--   renewal_rate               renewals / renewals_due (null when none due)
+--   refunds                    refund events in the window
+--   refund_rate                refunds / purchase events in the window (null without purchases)
 -- test unique: metric
 -- Reference: docs/metrics.md#kpis
 WITH m AS (
@@ -72,6 +83,61 @@ money AS (
     WHERE event_type IN ('purchase', 'refund') AND currency IS NOT NULL
     GROUP BY currency
 ),
+paid AS (
+    SELECT
+        sum(CASE WHEN cutoff_name = 'as_of' AND status = 'paying' THEN 1 ELSE 0 END) AS paid_members,
+        sum(CASE WHEN cutoff_name = 'w_start' AND status = 'paying' THEN 1 ELSE 0 END) AS prev_paid_members
+    FROM paid_status
+),
+first_paid AS (
+    SELECT member_id, min(start_us) AS first_us
+    FROM purchase_terms
+    WHERE cancelled_us IS NULL
+    GROUP BY member_id
+),
+new_payers AS (
+    SELECT
+        sum(CASE WHEN first_us >= $w_start_us AND first_us < $as_of_us THEN 1 ELSE 0 END) AS new_payers,
+        sum(CASE WHEN first_us >= $wp_start_us AND first_us < $w_start_us THEN 1 ELSE 0 END) AS prev_new_payers
+    FROM first_paid
+),
+decided AS (
+    SELECT
+        p.event_id,
+        p.source,
+        p.end_us + $grace_us >= $w_start_us AS in_w,
+        count(q.event_id) > 0 AS renewed
+    FROM purchase_terms p
+    LEFT JOIN purchase_terms q
+      ON q.member_id = p.member_id
+     AND q.cancelled_us IS NULL
+     AND q.start_us > p.start_us
+     AND q.start_us <= p.end_us + $grace_us
+    WHERE p.cancelled_us IS NULL
+      AND p.end_us + $grace_us >= $wp_start_us
+      AND p.end_us + $grace_us < $as_of_us
+    GROUP BY p.event_id, p.source, p.end_us
+),
+renewals AS (
+    SELECT
+        sum(CASE WHEN in_w THEN 1 ELSE 0 END) AS due,
+        sum(CASE WHEN NOT in_w THEN 1 ELSE 0 END) AS prev_due,
+        sum(CASE WHEN in_w AND renewed THEN 1 ELSE 0 END) AS renewed,
+        sum(CASE WHEN NOT in_w AND renewed THEN 1 ELSE 0 END) AS prev_renewed
+    FROM decided
+),
+payment_flow AS (
+    SELECT
+        sum(CASE WHEN event_type = 'refund' AND occurred_at >= $w_start_ts THEN 1 ELSE 0 END) AS refunds,
+        sum(CASE WHEN event_type = 'refund' AND occurred_at < $w_start_ts THEN 1 ELSE 0 END) AS prev_refunds,
+        sum(CASE WHEN event_type = 'purchase' AND occurred_at >= $w_start_ts THEN 1 ELSE 0 END) AS purchases,
+        sum(CASE WHEN event_type = 'purchase' AND occurred_at < $w_start_ts THEN 1 ELSE 0 END) AS prev_purchases
+    FROM payment_events
+    WHERE community_id = $community
+      AND event_date BETWEEN $wp_scan_from AND $scan_to
+      AND occurred_at >= $wp_start_ts
+      AND occurred_at < $as_of_ts
+),
 measures AS (
     SELECT 'members' AS metric, CAST(members AS DOUBLE) AS value, CAST(prev_members AS DOUBLE) AS prev_value FROM stocks
     UNION ALL SELECT 'new_members', new_members, prev_new_members FROM stocks
@@ -86,13 +152,26 @@ measures AS (
     UNION ALL SELECT 'comments', comments, prev_comments FROM activity
     UNION ALL SELECT 'likes', likes, prev_likes FROM activity
     UNION ALL SELECT 'solutions', solutions, prev_solutions FROM activity
-    UNION ALL SELECT 'paying_members', payers, prev_payers FROM activity
+    UNION ALL SELECT 'purchasers', payers, prev_payers FROM activity
     UNION ALL SELECT 'revenue_minor:' || currency, revenue, prev_revenue FROM money
-    UNION ALL SELECT 'paying_members:' || currency, payers, prev_payers FROM money
+    UNION ALL SELECT 'purchasers:' || currency, payers, prev_payers FROM money
     UNION ALL SELECT 'arppu_minor:' || currency,
         CASE WHEN payers = 0 THEN NULL ELSE CAST(revenue AS DOUBLE) / payers END,
         CASE WHEN prev_payers = 0 THEN NULL ELSE CAST(prev_revenue AS DOUBLE) / prev_payers END
         FROM money
+    UNION ALL SELECT 'paid_members', coalesce(paid_members, 0), coalesce(prev_paid_members, 0) FROM paid
+    UNION ALL SELECT 'new_payers', coalesce(new_payers, 0), coalesce(prev_new_payers, 0) FROM new_payers
+    UNION ALL SELECT 'renewals_due', coalesce(due, 0), coalesce(prev_due, 0) FROM renewals
+    UNION ALL SELECT 'renewals', coalesce(renewed, 0), coalesce(prev_renewed, 0) FROM renewals
+    UNION ALL SELECT 'renewal_rate',
+        CASE WHEN coalesce(due, 0) = 0 THEN NULL ELSE CAST(renewed AS DOUBLE) / due END,
+        CASE WHEN coalesce(prev_due, 0) = 0 THEN NULL ELSE CAST(prev_renewed AS DOUBLE) / prev_due END
+        FROM renewals
+    UNION ALL SELECT 'refunds', coalesce(refunds, 0), coalesce(prev_refunds, 0) FROM payment_flow
+    UNION ALL SELECT 'refund_rate',
+        CASE WHEN coalesce(purchases, 0) = 0 THEN NULL ELSE CAST(refunds AS DOUBLE) / purchases END,
+        CASE WHEN coalesce(prev_purchases, 0) = 0 THEN NULL ELSE CAST(prev_refunds AS DOUBLE) / prev_purchases END
+        FROM payment_flow
 ),
 final AS (
     SELECT metric, CAST(value AS DOUBLE) AS value, CAST(prev_value AS DOUBLE) AS prev_value

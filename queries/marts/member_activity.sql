@@ -2,6 +2,7 @@
 -- A = wP·P + wI·I + wC·C + wR·R (SPEC §4.1, raw or percentile-normalized), active days,
 -- points (§4.2), tier (§4.3, first matching rule wins), first_seen_at and last_active_at.
 -- R = active_days / eligible_days, eligible_days = days of W on or after the first-seen day.
+-- checkin_streak and longest_checkin_streak: §4.10 (checkin_streaks; 0 without check-ins).
 -- test unique: member_id
 -- test accepted_values: tier = banned, left, contributor, active, new, at_risk, dormant, regular
 -- Reference: docs/metrics.md#member_activity
@@ -20,10 +21,13 @@ WITH base AS (
         w.active_days,
         w.prev_active_days,
         w.points,
+        coalesce(k.checkin_streak, 0) AS checkin_streak,
+        coalesce(k.longest_checkin_streak, 0) AS longest_checkin_streak,
         CAST(w.active_days AS DOUBLE)
             / CAST(days_between(greatest($w_start, s.first_seen_day), $as_of) AS DOUBLE) AS retention
     FROM member_state s
     JOIN member_window w ON w.member_id = s.member_id
+    LEFT JOIN checkin_streaks k ON k.member_id = s.member_id
 ),
 normalized AS (
     SELECT
@@ -56,7 +60,9 @@ final AS (
             ELSE 'regular'
         END AS tier,
         first_seen_at,
-        last_active_at
+        last_active_at,
+        checkin_streak,
+        longest_checkin_streak
     FROM normalized
 )
 SELECT * FROM final ORDER BY member_id

@@ -18,6 +18,9 @@ const DEMO_CONFIG: &str = r#"# Written by `pulse demo`. Run pulse here with: PUL
 lake = "lake"
 state_dir = "state"
 
+[defaults]
+membership = { product_terms = { "monthly" = 30, "annual" = 365 } }   # the generator's plans
+
 [[communities]]
 id = "python-camp"
 name = "Python 实战营"

@@ -57,6 +57,7 @@ metric_settings! {
     activity_weights: ActivityWeightsOverride,
     tiers: TiersOverride,
     points: BTreeMap<String, PointRule>,
+    membership: MembershipOverride,
     report_to: Vec<String>,
     taxonomies: Vec<Taxonomy>,
 }
@@ -103,6 +104,31 @@ pub struct TiersOverride {
     pub at_risk_prev_min_days: Option<u32>,
 }
 
+/// `membership = { … }` (SPEC §4.9): overrides key by key; a `product_terms` given replaces the
+/// map of the layer below.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipOverride {
+    pub term_days: Option<u32>,
+    pub grace_days: Option<u32>,
+    pub horizon_days: Option<u32>,
+    pub product_terms: Option<BTreeMap<String, u32>>,
+}
+
+/// Paid-membership settings (SPEC §4.9), resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// Days a purchase buys when its product (content_id) has no term of its own.
+    pub term_days: u32,
+    /// Days after a paid term ends before the member counts as lapsed; purchases this close
+    /// merge into one spell and still count as renewals.
+    pub grace_days: u32,
+    /// The report's "renewals coming up": paying members with fewer days left than this.
+    pub horizon_days: u32,
+    /// Term in days per product (a purchase's content_id).
+    pub product_terms: BTreeMap<String, u32>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PointRule {
@@ -143,6 +169,7 @@ pub struct CommunitySettings {
     pub tiers: Tiers,
     /// Point rule per event type; types not listed earn nothing.
     pub points: BTreeMap<EventType, PointRule>,
+    pub membership: Membership,
     pub report_to: Vec<String>,
     pub taxonomies: Vec<Taxonomy>,
 }
@@ -369,6 +396,23 @@ impl Config {
             .or(d.active_event_types.as_ref())
             .map(|v| v.iter().filter_map(|t| t.parse().ok()).collect())
             .unwrap_or_else(|| EventType::DEFAULT_ACTIVE.to_vec());
+        let ms = |f: fn(&MembershipOverride) -> Option<u32>, builtin: u32| {
+            own.membership
+                .as_ref()
+                .and_then(f)
+                .or_else(|| d.membership.as_ref().and_then(f))
+                .unwrap_or(builtin)
+        };
+        let membership = Membership {
+            term_days: ms(|m| m.term_days, 365),
+            grace_days: ms(|m| m.grace_days, 7),
+            horizon_days: ms(|m| m.horizon_days, 30),
+            product_terms: [&own.membership, &d.membership]
+                .into_iter()
+                .flatten()
+                .find_map(|m| m.product_terms.clone())
+                .unwrap_or_default(),
+        };
         CommunitySettings {
             id: id.to_string(),
             name: name.unwrap_or_else(|| id.to_string()),
@@ -397,6 +441,7 @@ impl Config {
                 at_risk_prev_min_days: tier(|t| t.at_risk_prev_min_days, 8),
             },
             points,
+            membership,
             report_to: own
                 .report_to
                 .clone()
@@ -474,6 +519,42 @@ pub(super) fn check_settings(
                 return Err(err(
                     format!("{at}.points.{name}.weight"),
                     "must be a number ≥ 0".into(),
+                ));
+            }
+        }
+    }
+    if let Some(m) = &s.membership {
+        if m.term_days == Some(0) {
+            return Err(err(
+                format!("{at}.membership.term_days"),
+                "must be at least 1".into(),
+            ));
+        }
+        for (product, days) in m.product_terms.iter().flatten() {
+            if *days == 0 {
+                return Err(err(
+                    format!("{at}.membership.product_terms.{product}"),
+                    "must be at least 1 day".into(),
+                ));
+            }
+        }
+        for (key, days) in [
+            ("term_days", m.term_days),
+            ("grace_days", m.grace_days),
+            ("horizon_days", m.horizon_days),
+        ] {
+            if days.is_some_and(|d| d > 36_600) {
+                return Err(err(
+                    format!("{at}.membership.{key}"),
+                    "is more than a hundred years".into(),
+                ));
+            }
+        }
+        for (product, days) in m.product_terms.iter().flatten() {
+            if *days > 36_600 {
+                return Err(err(
+                    format!("{at}.membership.product_terms.{product}"),
+                    "is more than a hundred years".into(),
                 ));
             }
         }

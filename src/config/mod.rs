@@ -662,6 +662,47 @@ mod tests {
     }
 
     #[test]
+    fn membership_overrides_key_by_key_and_product_terms_replace() {
+        let c = parse(
+            "[defaults]\nmembership = { grace_days = 3, product_terms = { \"monthly\" = 30, \"week\" = 7 } }\n\
+             [[communities]]\nid = \"a\"\nmembership = { term_days = 90, product_terms = { \"year\" = 365 } }\n\
+             [[communities]]\nid = \"b\"\n",
+        )
+        .unwrap();
+        let a = c.community("a").membership;
+        assert_eq!((a.term_days, a.grace_days, a.horizon_days), (90, 3, 30));
+        assert_eq!(
+            a.product_terms.into_iter().collect::<Vec<_>>(),
+            [("year".to_string(), 365)]
+        );
+        let b = c.community("b").membership;
+        assert_eq!((b.term_days, b.grace_days), (365, 3));
+        assert_eq!(b.product_terms.len(), 2);
+        let builtin = parse("").unwrap().community("x").membership;
+        assert_eq!(
+            (builtin.term_days, builtin.grace_days, builtin.horizon_days),
+            (365, 7, 30)
+        );
+        assert!(builtin.product_terms.is_empty());
+        for (text, key) in [
+            (
+                "membership = { term_days = 0 }",
+                "defaults.membership.term_days",
+            ),
+            (
+                "membership = { product_terms = { \"m\" = 0 } }",
+                "defaults.membership.product_terms.m",
+            ),
+            ("membership = { grace_dayz = 1 }", "grace_dayz"),
+        ] {
+            let e = parse(&format!("[defaults]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_file_and_key() {
         let e = parse("[defaults]\nwindow_dayz = 3\n")
             .unwrap_err()

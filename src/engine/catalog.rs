@@ -192,6 +192,22 @@ fn rollup_schemas() -> Vec<(&'static str, SchemaRef)> {
                 ("day", Date32, true),
             ]),
         ),
+        (
+            "payment_events",
+            schema(vec![
+                ("event_date", Date32, false),
+                ("member_id", Utf8, false),
+                ("event_type", Utf8, false),
+                ("event_id", Utf8, false),
+                ("source", Utf8, false),
+                ("occurred_at", ts(), false),
+                ("received_at", ts(), false),
+                ("content_id", Utf8, true),
+                ("amount_minor", Int64, true),
+                ("currency", Utf8, true),
+                ("day", Date32, true),
+            ]),
+        ),
     ]
 }
 
@@ -213,6 +229,9 @@ fn metric_schemas() -> Vec<(&'static str, SchemaRef)> {
                 ("tier", Utf8, false),
                 ("first_seen_at", ts(), false),
                 ("last_active_at", ts(), true),
+                // Nullable only so partitions written before §4.10 still read (as nulls).
+                ("checkin_streak", Int64, true),
+                ("longest_checkin_streak", Int64, true),
             ]),
         ),
         (
@@ -277,6 +296,37 @@ fn metric_schemas() -> Vec<(&'static str, SchemaRef)> {
                 ("metric", Utf8, false),
                 ("value", Float64, true),
                 ("prev_value", Float64, true),
+            ]),
+        ),
+        (
+            "membership",
+            schema(vec![
+                ("member_id", Utf8, false),
+                ("status", Utf8, false),
+                ("paid_until", ts(), true),
+                ("days_left", Int64, true),
+                ("first_paid_at", ts(), true),
+                ("spell_start", ts(), true),
+                ("spells", Int64, false),
+                ("purchases", Int64, false),
+                ("refunds", Int64, false),
+                ("tier", Utf8, false),
+                ("active_days", Int64, false),
+                ("last_active_at", ts(), true),
+            ]),
+        ),
+        (
+            "revenue_cohorts",
+            schema(vec![
+                ("cohort_start", Date32, false),
+                ("currency", Utf8, false),
+                ("period_offset", Int64, false),
+                ("cohort_size", Int64, false),
+                ("paying", Int64, false),
+                ("paying_rate", Float64, false),
+                ("net_revenue_minor", Int64, false),
+                ("revenue_retention", Float64, true),
+                ("is_partial", Boolean, false),
             ]),
         ),
     ]

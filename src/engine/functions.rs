@@ -8,6 +8,9 @@
 //! - `periods_between(start, later, grain)` → Int64: whole months or weeks from `start`'s period
 //!   to `later`'s period (the cohort period offset k).
 //! - `days_between(start, later)` → Int64: `later − start` in days.
+//! - `epoch_us(ts)` → Int64: µs since 1970-01-01T00:00:00Z, and `from_epoch_us(n)` →
+//!   `Timestamp(µs, UTC)`, its inverse: the membership model (SPEC §4.9) counts terms and grace
+//!   in exact 24-hour days, as integer µs. (DuckDB has `epoch_us` built in.)
 //!
 //! DuckDB has the same functions as one-line macros (tests/python/duckdb_models.py), so
 //! `queries/` runs on both engines unchanged.
@@ -304,6 +307,93 @@ impl ScalarUDFImpl for DaysBetween {
     }
 }
 
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EpochUs {
+    signature: Signature,
+}
+
+/// The `epoch_us(ts)` UDF: µs since the epoch of a `Timestamp(µs, UTC)`.
+pub fn epoch_us_udf() -> ScalarUDF {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    ScalarUDF::from(EpochUs {
+        signature: Signature::new(TypeSignature::Exact(vec![ts]), Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for EpochUs {
+    fn name(&self) -> &str {
+        "epoch_us"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[0] {
+            ColumnarValue::Array(array) => {
+                let ts = array
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .expect("signature guarantees Timestamp(µs)");
+                let out: Int64Array = ts.iter().collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+            ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _)) => {
+                Ok(ColumnarValue::Scalar(ScalarValue::Int64(*v)))
+            }
+            other => exec_err!("epoch_us: unexpected argument {other:?}"),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FromEpochUs {
+    signature: Signature,
+}
+
+/// The `from_epoch_us(n)` UDF: the `Timestamp(µs, UTC)` n µs after the epoch.
+pub fn from_epoch_us_udf() -> ScalarUDF {
+    ScalarUDF::from(FromEpochUs {
+        signature: Signature::new(
+            TypeSignature::Exact(vec![DataType::Int64]),
+            Volatility::Immutable,
+        ),
+    })
+}
+
+impl ScalarUDFImpl for FromEpochUs {
+    fn name(&self) -> &str {
+        "from_epoch_us"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some("UTC".into()),
+        ))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[0] {
+            ColumnarValue::Array(array) => {
+                let n = array
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("signature guarantees Int64");
+                let out: TimestampMicrosecondArray = n.iter().collect();
+                Ok(ColumnarValue::Array(Arc::new(out.with_timezone("UTC"))))
+            }
+            ColumnarValue::Scalar(ScalarValue::Int64(v)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::TimestampMicrosecond(*v, Some("UTC".into())),
+            )),
+            other => exec_err!("from_epoch_us: unexpected argument {other:?}"),
+        }
+    }
+}
+
 /// Every UDF the models use.
 pub fn all() -> Vec<ScalarUDF> {
     vec![
@@ -311,6 +401,8 @@ pub fn all() -> Vec<ScalarUDF> {
         period_start_udf(),
         periods_between_udf(),
         days_between_udf(),
+        epoch_us_udf(),
+        from_epoch_us_udf(),
     ]
 }
 

@@ -286,14 +286,33 @@ pub fn stripe(
         e.insert("amount_minor".into(), a.into());
         e.insert("currency".into(), c.into());
     }
-    set(&mut e, "content_id", text(&obj["id"]));
-    e.insert(
-        "properties".into(),
-        json!({ "stripe_type": kind, "livemode": payload["livemode"] })
-            .to_string()
-            .into(),
+    // content_id is the product bought (SPEC §4.9: what a purchase buys, and which purchase a
+    // refund cancels): the price, else the object's own id.
+    set(
+        &mut e,
+        "content_id",
+        stripe_price(obj).or_else(|| text(&obj["id"])),
     );
+    let mut properties = json!({ "stripe_type": kind, "livemode": payload["livemode"] });
+    if let Some(reason) = text(&obj["billing_reason"]) {
+        // subscription_create (a first payment), subscription_cycle (a renewal), …
+        properties["billing_reason"] = reason.into();
+    }
+    e.insert("properties".into(), properties.to_string().into());
     Ok(Mapped::Events(vec![e]))
+}
+
+/// The Stripe price a payment or refund is for, so that renewals of one plan share a product
+/// (`membership.product_terms` keys): `metadata.price_id` when the sender sets it (charges and
+/// refunds carry no line items), else the first invoice line's price (`price.id`, or
+/// `pricing.price_details.price` in API versions from 2025), else the subscription plan.
+fn stripe_price(obj: &Value) -> Option<String> {
+    let line = &obj["lines"]["data"][0];
+    text(&obj["metadata"]["price_id"])
+        .or_else(|| text(&line["price"]["id"]))
+        .or_else(|| text(&line["pricing"]["price_details"]["price"]))
+        .or_else(|| text(&line["plan"]["id"]))
+        .or_else(|| text(&obj["plan"]["id"]))
 }
 
 /// Canonical events: one JSON object, a JSON array of them, or NDJSON (`/v1/events` and the
@@ -377,6 +396,40 @@ mod tests {
             (Some(10800), Some("USD"))
         );
         assert!(!serde_json::to_string(e).unwrap().contains("alexanmtz"));
+        // A one-off invoice line has no price: the invoice is the product.
+        assert_eq!(
+            e["content_id"].as_str(),
+            Some("in_1Q2fh8BrSjgsps2DUqQsGLDj")
+        );
+        // A renewal (billing_reason subscription_cycle) is a purchase of its price, and says
+        // why it was billed.
+        let mut renewal = fixture("stripe_invoice_paid.json");
+        renewal["data"]["object"]["billing_reason"] = "subscription_cycle".into();
+        renewal["data"]["object"]["lines"]["data"][0]["price"] = json!({ "id": "price_monthly" });
+        let Mapped::Events(events) = stripe("pay", "c1", &renewal, &ids).unwrap() else {
+            panic!("ignored")
+        };
+        assert_eq!(events[0]["content_id"].as_str(), Some("price_monthly"));
+        assert!(events[0]["properties"]
+            .as_str()
+            .unwrap()
+            .contains(r#""billing_reason":"subscription_cycle""#));
+        // A refund names the price it refunds through metadata.price_id.
+        let refund = json!({
+            "id": "evt_r", "type": "charge.refunded", "created": 1727211051, "livemode": false,
+            "data": { "object": { "id": "ch_1", "customer": "cus_QsYn1aSStYv4tf", "amount_refunded": 900,
+                "currency": "usd", "metadata": { "price_id": "price_monthly" } } }
+        });
+        let Mapped::Events(events) = stripe("pay", "c1", &refund, &ids).unwrap() else {
+            panic!("ignored")
+        };
+        assert_eq!(
+            (
+                events[0]["event_type"].as_str(),
+                events[0]["content_id"].as_str()
+            ),
+            (Some("refund"), Some("price_monthly"))
+        );
         // A checkout without customer, metadata or reference cannot name a member.
         assert!(stripe(
             "pay",

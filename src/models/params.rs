@@ -15,12 +15,13 @@ use crate::config::{CohortGrain, CommunitySettings, Normalization};
 use crate::error::Result;
 
 /// The parameter tables ([`register_parameter_tables`]): lists from the config the SQL joins with.
-pub const PARAMETER_TABLES: [&str; 5] = [
+pub const PARAMETER_TABLES: [&str; 6] = [
     "p_active_types",
     "p_points",
     "p_excluded",
     "p_categories",
     "p_keywords",
+    "p_product_terms",
 ];
 
 /// The dates and instants one run is about (SPEC §3), for a community timezone.
@@ -64,6 +65,11 @@ impl RunWindow {
             wp_start_ts: local_midnight(wp_start, tz),
         }
     }
+}
+
+/// `days` exact 24-hour days in µs.
+fn day_us(days: u32) -> i64 {
+    days as i64 * 86_400_000_000
 }
 
 fn timestamp(micros: i64) -> ScalarValue {
@@ -113,6 +119,21 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
         ("active_min_days", int(s.tiers.active_min_days)),
         ("at_risk_prev_min_days", int(s.tiers.at_risk_prev_min_days)),
         ("top_n", int(s.top_n)),
+        ("term_days", int(s.membership.term_days)),
+        ("grace_days", int(s.membership.grace_days)),
+        ("horizon_days", int(s.membership.horizon_days)),
+        // §4.9 counts in instants and exact 24-hour days, as integer µs since the epoch.
+        ("as_of_us", ScalarValue::Int64(Some(w.as_of_ts))),
+        ("w_start_us", ScalarValue::Int64(Some(w.w_start_ts))),
+        ("wp_start_us", ScalarValue::Int64(Some(w.wp_start_ts))),
+        (
+            "term_us",
+            ScalarValue::Int64(Some(day_us(s.membership.term_days))),
+        ),
+        (
+            "grace_us",
+            ScalarValue::Int64(Some(day_us(s.membership.grace_days))),
+        ),
         ("cohort_periods", int(s.cohort_periods)),
         (
             "grain",
@@ -198,6 +219,21 @@ pub async fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettin
         vec![
             string_column(categories.iter().map(|c| c.0.clone())),
             string_column(categories.iter().map(|c| c.1.clone())),
+        ],
+    )
+    .await?;
+    register_rows(
+        ctx,
+        "p_product_terms",
+        vec![
+            utf8("product"),
+            Field::new("term_days", DataType::Int64, false),
+        ],
+        vec![
+            string_column(s.membership.product_terms.keys().cloned()),
+            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                s.membership.product_terms.values().map(|d| *d as i64),
+            )),
         ],
     )
     .await?;

@@ -129,17 +129,22 @@ mod tests {
                 "content_authors",
                 "member_day_types",
                 "member_edges",
-                "membership_events"
+                "membership_events",
+                "payment_events"
             ]
         );
         assert_eq!(
             names(Kind::Intermediate),
             [
                 "answered_posts",
+                "checkin_streaks",
                 "engagement_edges",
                 "member_state",
                 "member_window",
-                "pagerank_edges"
+                "pagerank_edges",
+                "paid_spells",
+                "paid_status",
+                "purchase_terms"
             ]
         );
         assert_eq!(
@@ -150,8 +155,10 @@ mod tests {
                 "kpis",
                 "member_activity",
                 "member_influence",
+                "membership",
                 "ranked_members",
-                "retention_cohorts"
+                "retention_cohorts",
+                "revenue_cohorts"
             ]
         );
         assert!(names(Kind::Report).contains(&"unanswered_posts"));

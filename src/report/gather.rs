@@ -59,6 +59,10 @@ pub struct ReportData {
     pub unanswered_posts: Vec<UnansweredPost>,
     pub at_risk: Vec<AtRisk>,
     pub at_risk_total: i64,
+    /// Current check-in streaks (打卡, SPEC §4.10), longest first.
+    pub streak_leaders: Vec<StreakLeader>,
+    /// Paid membership (SPEC §4.9).
+    pub membership: MembershipSection,
     /// Members active per local day, W′ then W (zeros filled in).
     pub daily_active: Vec<DayCount>,
     /// Sent after its scheduled time (a catch-up after downtime).
@@ -92,8 +96,8 @@ pub struct Revenue {
     pub currency: String,
     pub revenue_minor: Option<f64>,
     pub prev_revenue_minor: Option<f64>,
-    pub paying_members: Option<f64>,
-    pub prev_paying_members: Option<f64>,
+    pub purchasers: Option<f64>,
+    pub prev_purchasers: Option<f64>,
     pub arppu_minor: Option<f64>,
     pub prev_arppu_minor: Option<f64>,
 }
@@ -205,10 +209,109 @@ pub struct DayCount {
     pub members: i64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreakLeader {
+    pub member_id: String,
+    pub checkin_streak: i64,
+    pub longest_checkin_streak: i64,
+}
+
+/// The report's membership section (SPEC §4.9).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MembershipSection {
+    /// Members with a purchase before as_of (rows of `membership`); 0 hides the section.
+    pub payers: i64,
+    /// paid_members, new_payers, renewals_due, renewals, renewal_rate, refunds, refund_rate.
+    pub kpis: Vec<Kpi>,
+    /// Current members: paying × active in W.
+    pub paid_activity: PaidActivity,
+    /// "Renewals coming up": paying members with days_left < horizon_days, soonest first.
+    pub renewals: Vec<Renewal>,
+    pub renewals_total: i64,
+    pub horizon_days: u32,
+    /// Revenue cohorts (one row per cohort and currency), latest first, for the heat map.
+    pub cohorts: Vec<RevenueCohort>,
+    pub cohort_offsets: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PaidActivity {
+    pub paying_active: i64,
+    pub paying_inactive: i64,
+    pub unpaid_active: i64,
+    pub unpaid_inactive: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PaidActivityRow {
+    paying: bool,
+    active: bool,
+    members: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Renewal {
+    pub member_id: String,
+    pub days_left: i64,
+    pub paid_until_us: i64,
+    pub active_days: i64,
+    /// Active in W; the report marks those who were not.
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Count {
+    members: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RevenueCohortRow {
+    cohort_start: String,
+    currency: String,
+    period_offset: i64,
+    cohort_size: i64,
+    paying: i64,
+    paying_rate: f64,
+    net_revenue_minor: i64,
+    revenue_retention: Option<f64>,
+    is_partial: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevenueCohort {
+    pub cohort_start: String,
+    pub currency: String,
+    pub cohort_size: i64,
+    /// One per offset 0…max (None where the period has not started yet).
+    pub cells: Vec<Option<RevenueCell>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevenueCell {
+    pub paying: i64,
+    pub paying_rate: f64,
+    pub net_revenue_minor: i64,
+    pub revenue_retention: Option<f64>,
+    pub is_partial: bool,
+}
+
+/// The KPIs of the membership section, in the order it shows them.
+const MEMBERSHIP_KPIS: [&str; 7] = [
+    "paid_members",
+    "new_payers",
+    "renewals_due",
+    "renewals",
+    "renewal_rate",
+    "refunds",
+    "refund_rate",
+];
+
 /// How many rows the member lists of the report show.
 pub const LIST_LIMIT: i64 = 10;
 /// How many at-risk members the report lists (all of them are counted).
 const AT_RISK_LIMIT: i64 = 25;
+/// How many "renewals coming up" the report lists (all of them are counted).
+const RENEWALS_LIMIT: i64 = 25;
 
 /// Gather the report of `settings` from its metric tables.
 pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportData> {
@@ -216,7 +319,37 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
     let as_of = window.as_of;
     let prev_as_of = q.prev_as_of;
     let all_kpis: Vec<Kpi> = q.rows("kpis", LIST_LIMIT).await?;
+    let membership_kpis: Vec<Kpi> = MEMBERSHIP_KPIS
+        .iter()
+        .filter_map(|m| all_kpis.iter().find(|k| k.metric == *m).cloned())
+        .collect();
     let (kpis, revenue) = split_kpis(all_kpis);
+    let mut paid_activity = PaidActivity::default();
+    for row in q
+        .rows::<PaidActivityRow>("paid_activity", LIST_LIMIT)
+        .await?
+    {
+        let cell = match (row.paying, row.active) {
+            (true, true) => &mut paid_activity.paying_active,
+            (true, false) => &mut paid_activity.paying_inactive,
+            (false, true) => &mut paid_activity.unpaid_active,
+            (false, false) => &mut paid_activity.unpaid_inactive,
+        };
+        *cell += row.members;
+    }
+    let (revenue_cohorts, revenue_offsets) =
+        revenue_cohort_table(q.rows("revenue_cohorts", LIST_LIMIT).await?);
+    let count = |rows: Vec<Count>| rows.first().map_or(0, |c| c.members);
+    let membership = MembershipSection {
+        payers: count(q.rows("membership_total", LIST_LIMIT).await?),
+        kpis: membership_kpis,
+        paid_activity,
+        renewals: q.rows("renewals_coming", RENEWALS_LIMIT).await?,
+        renewals_total: count(q.rows("renewals_coming_total", LIST_LIMIT).await?),
+        horizon_days: settings.membership.horizon_days,
+        cohorts: revenue_cohorts,
+        cohort_offsets: revenue_offsets,
+    };
     let by_tier: BTreeMap<String, TierCount> = q
         .rows::<TierCount>("tiers", LIST_LIMIT)
         .await?
@@ -288,6 +421,8 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
         unanswered_posts: q.rows("unanswered_posts", LIST_LIMIT).await?,
         at_risk: q.rows("at_risk", AT_RISK_LIMIT).await?,
         at_risk_total,
+        streak_leaders: q.rows("streak_leaders", LIST_LIMIT).await?,
+        membership,
         daily_active,
         late: false,
         names: Default::default(),
@@ -306,7 +441,7 @@ fn split_kpis(all: Vec<Kpi>) -> (Vec<Kpi>, Vec<Revenue>) {
         "posts",
         "comments",
         "solutions",
-        "paying_members",
+        "purchasers",
     ];
     let find = |m: &str| all.iter().find(|k| k.metric == m);
     let kpis = HEADLINE.iter().filter_map(|m| find(m).cloned()).collect();
@@ -324,8 +459,8 @@ fn split_kpis(all: Vec<Kpi>) -> (Vec<Kpi>, Vec<Revenue>) {
                 currency: cur.to_string(),
                 revenue_minor: value("revenue_minor"),
                 prev_revenue_minor: prev("revenue_minor"),
-                paying_members: value("paying_members"),
-                prev_paying_members: prev("paying_members"),
+                purchasers: value("purchasers"),
+                prev_purchasers: prev("purchasers"),
                 arppu_minor: value("arppu_minor"),
                 prev_arppu_minor: prev("arppu_minor"),
             }
@@ -350,6 +485,34 @@ fn cohort_table(rows: Vec<CohortCell>) -> (Vec<Cohort>, Vec<i64>) {
         cohort.cells[r.period_offset as usize] = Some(RetentionCell {
             retained: r.retained,
             rate: r.retention_rate,
+            is_partial: r.is_partial,
+        });
+    }
+    (cohorts, (0..=max_offset).collect())
+}
+
+/// Pivot revenue cohort rows (latest cohort first, then currency) into one row per cohort and
+/// currency with one cell per offset.
+fn revenue_cohort_table(rows: Vec<RevenueCohortRow>) -> (Vec<RevenueCohort>, Vec<i64>) {
+    let max_offset = rows.iter().map(|r| r.period_offset).max().unwrap_or(-1);
+    let mut cohorts: Vec<RevenueCohort> = Vec::new();
+    for r in rows {
+        if cohorts.last().map(|c| (&c.cohort_start, &c.currency))
+            != Some((&r.cohort_start, &r.currency))
+        {
+            cohorts.push(RevenueCohort {
+                cohort_start: r.cohort_start.clone(),
+                currency: r.currency.clone(),
+                cohort_size: r.cohort_size,
+                cells: vec![None; (max_offset + 1) as usize],
+            });
+        }
+        let cohort = cohorts.last_mut().expect("pushed above");
+        cohort.cells[r.period_offset as usize] = Some(RevenueCell {
+            paying: r.paying,
+            paying_rate: r.paying_rate,
+            net_revenue_minor: r.net_revenue_minor,
+            revenue_retention: r.revenue_retention,
             is_partial: r.is_partial,
         });
     }
@@ -391,7 +554,7 @@ mod tests {
         let (kpis, revenue) = split_kpis(vec![
             k("members", 10.0),
             k("revenue_minor:CNY", 9900.0),
-            k("paying_members:CNY", 2.0),
+            k("purchasers:CNY", 2.0),
             k("arppu_minor:CNY", 4950.0),
         ]);
         assert_eq!(kpis.len(), 1);

@@ -476,6 +476,8 @@ mod tests {
             unanswered_posts: Vec::new(),
             at_risk: Vec::new(),
             at_risk_total: 0,
+            streak_leaders: Vec::new(),
+            membership: Default::default(),
             daily_active: Vec::new(),
             late,
             names: Default::default(),

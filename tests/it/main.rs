@@ -6,6 +6,7 @@ mod demo;
 mod files;
 mod generate;
 mod import;
+mod membership;
 mod models;
 mod privacy;
 mod query;

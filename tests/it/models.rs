@@ -639,9 +639,9 @@ fn kpis_revenue_by_currency_and_ranking_ties(backend: Backend) {
     assert!(
         approx(&kpi("revenue_minor:USD").0, 4900.0) && approx(&kpi("revenue_minor:USD").1, 0.0)
     );
-    assert!(approx(&kpi("paying_members:CNY").0, 1.0) && approx(&kpi("arppu_minor:USD").0, 4900.0));
+    assert!(approx(&kpi("purchasers:CNY").0, 1.0) && approx(&kpi("arppu_minor:USD").0, 4900.0));
     assert_eq!(kpi("arppu_minor:USD").1, "", "no payers in W′: no ARPPU");
-    assert!(approx(&kpi("paying_members").0, 2.0) && approx(&kpi("paying_members").1, 1.0));
+    assert!(approx(&kpi("purchasers").0, 2.0) && approx(&kpi("purchasers").1, 1.0));
     assert!(approx(&kpi("posts").0, 5.0) && approx(&kpi("likes").0, 1.0));
     assert!(
         approx(&kpi("members").0, 7.0) && approx(&kpi("members").1, 1.0),

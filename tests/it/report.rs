@@ -104,7 +104,7 @@ fn report_text_shows_the_metric_tables_numbers() {
         "{text}"
     );
     assert!(
-        text.contains("- CNY: 收入 CNY 199.00, 付费成员 1, ARPPU CNY 199.00"),
+        text.contains("- CNY: 收入 CNY 199.00, 购买人数 1, ARPPU CNY 199.00"),
         "{text}"
     );
     for row in s.records("SELECT rank, member_id, activity_score FROM ranked_members ORDER BY rank")

@@ -1,7 +1,10 @@
 """Run pulse's SQL models (`queries/{rollups,intermediate,marts}/*.sql`) on DuckDB: an
 independent engine for the same models.
 
-python duckdb_models.py LAKE QUERIES_DIR AS_OF OUT_DIR ['{"community": "IANA/Zone"}']
+python duckdb_models.py LAKE QUERIES_DIR AS_OF OUT_DIR ['{"community": "IANA/Zone"}'] ['{"term_days": 30}']
+
+The optional last argument overrides `[defaults] membership` keys (term_days, grace_days) as
+pulse's config does for every community.
 
 The four functions pulse adds to DataFusion are one-line DuckDB macros, `$name` parameters are
 DuckDB named parameters, the parameter tables are built from config/pulse.example.toml's
@@ -26,7 +29,8 @@ CREATE MACRO periods_between(a, b, g) AS
     CASE WHEN g = 'month' THEN datediff('month', date_trunc('month', a), date_trunc('month', b))
          ELSE datediff('week', date_trunc('week', a), date_trunc('week', b)) END;
 CREATE MACRO days_between(a, b) AS datediff('day', a, b);
-''')
+CREATE MACRO from_epoch_us(us) AS CAST(make_timestamp(us) AS TIMESTAMPTZ);
+''')  # epoch_us(ts) is built into DuckDB
 con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning = true)")
 communities = [r[0] for r in con.execute("SELECT DISTINCT community_id FROM events ORDER BY 1").fetchall()]
 
@@ -36,9 +40,11 @@ def sql_params(sql, params):
     return {k: v for k, v in params.items() if k in names}
 
 def reads(sql):
-    """Names after FROM or JOIN in `sql` (comments dropped): a superset of the tables it reads."""
+    """Names after FROM or JOIN in `sql` (comments dropped), less its CTE names (`name AS (`):
+    a superset of the tables it reads. (member_state has a CTE named like the membership mart.)"""
     code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-    return set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", code, re.IGNORECASE))
+    ctes = set(re.findall(r"\b([a-z_][a-z0-9_]*)\s+AS\s*\(", code, re.IGNORECASE))
+    return set(re.findall(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", code, re.IGNORECASE)) - ctes
 
 
 def models():
@@ -64,6 +70,9 @@ con.execute("CREATE TABLE p_points(event_type VARCHAR, weight DOUBLE, daily_cap 
 con.executemany("INSERT INTO p_points VALUES (?, ?, ?)", points)
 con.execute("CREATE TABLE p_active_types AS SELECT unnest(['post','comment','like','share','cite','solution','checkin','attend']) AS event_type")
 con.execute("CREATE TABLE p_excluded(member_id VARCHAR)")
+con.execute("CREATE TABLE p_product_terms(product VARCHAR, term_days BIGINT)")
+membership = {"term_days": 365, "grace_days": 7, **(json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})}
+TERM_DAYS, GRACE_DAYS, DAY_US = membership["term_days"], membership["grace_days"], 86_400_000_000
 import tomllib
 tax = tomllib.loads((queries.parent / "config" / "pulse.example.toml").read_text())["taxonomies"]
 con.execute("CREATE TABLE p_categories(taxonomy VARCHAR, category VARCHAR)")
@@ -88,8 +97,13 @@ for community in communities:
         "weight_participation": 0.5, "weight_interaction": 0.3, "weight_contribution": 0.1, "weight_retention": 0.1,
         "contributor_min_contribution": 10, "active_min_days": 8, "at_risk_prev_min_days": 8, "top_n": 100,
         "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
+        "term_days": TERM_DAYS, "grace_days": GRACE_DAYS, "horizon_days": 30,
+        "term_us": TERM_DAYS * DAY_US, "grace_us": GRACE_DAYS * DAY_US,
     }
-    for name in ["content_authors", "member_day_types", "member_edges", "membership_events"]:
+    for name in ["as_of", "w_start", "wp_start"]:
+        instant = params[f"{name}_ts"]
+        params[f"{name}_us"] = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+    for name in ["content_authors", "member_day_types", "member_edges", "membership_events", "payment_events"]:
         sql = (queries / "rollups" / f"{name}.sql").read_text()
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
                     sql_params("$community " + sql, params))

@@ -11,6 +11,7 @@ import duckdb
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TIMEZONES = {"python-camp": "Asia/Shanghai", "data-circle": "America/New_York"}
+TERM_DAYS = 30
 KEYS = {
     "member_activity": "member_id",
     "member_influence": "member_id",
@@ -19,6 +20,8 @@ KEYS = {
     "demand_categories": "taxonomy, category",
     "ranked_members": "rank",
     "kpis": "metric",
+    "membership": "member_id",
+    "revenue_cohorts": "cohort_start, currency, period_offset",
 }
 
 
@@ -33,8 +36,11 @@ def same(x, y):
 def test_duckdb_computes_the_same_metric_tables(pulse, tmp_path):
     as_of = "2026-11-23"
     (tmp_path / "config").mkdir()
+    # Monthly terms, so the generated renewals (every 30 days, or not) make spells, grace,
+    # lapses and renewals due in both windows.
     (tmp_path / "config" / "pulse.toml").write_text(
-        "".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items())
+        f"[defaults]\nmembership = {{ term_days = {TERM_DAYS} }}\n"
+        + "".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items())
     )
     data = tmp_path / "community.ndjson"
     pulse("generate", "--members", "700", "--days", "150", "--communities", "2", "--seed", "21", "--end", as_of, "--out", data)
@@ -42,7 +48,8 @@ def test_duckdb_computes_the_same_metric_tables(pulse, tmp_path):
     pulse("run", "--as-of", as_of)
     out = tmp_path / "duck"
     subprocess.run(
-        [sys.executable, HERE / "duckdb_models.py", tmp_path / "lake", ROOT / "queries", as_of, out, json.dumps(TIMEZONES)],
+        [sys.executable, HERE / "duckdb_models.py", tmp_path / "lake", ROOT / "queries", as_of, out, json.dumps(TIMEZONES),
+         json.dumps({"term_days": TERM_DAYS})],
         check=True, capture_output=True,
     )
     con = duckdb.connect()

@@ -1,0 +1,47 @@
+-- paid_spells (helper): each member's spells of paid time as of as_of (SPEC §4.9): the
+-- purchases before as_of that no refund before as_of cancels. Their intervals, ordered by
+-- (start, end), merge into spells: an interval that starts at or before the current spell's
+-- end + grace_days joins it (the spell's end becomes the larger end), otherwise it starts a
+-- new spell. The current spell's end is the running max of the ends before the interval.
+-- spell_no counts a member's spells from 1; times are integer µs since the epoch.
+-- (The status at an earlier instant needs no spells: paid_status.)
+-- test unique: member_id, spell_no
+WITH live AS (
+    SELECT member_id, event_id, source, start_us, end_us
+    FROM purchase_terms
+    WHERE cancelled_us IS NULL
+),
+marked AS (
+    SELECT
+        *,
+        CASE
+            WHEN start_us <= max(end_us) OVER (
+                PARTITION BY member_id
+                ORDER BY start_us, end_us, event_id, source
+                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+            ) + $grace_us THEN 0
+            ELSE 1
+        END AS starts_spell
+    FROM live
+),
+numbered AS (
+    SELECT
+        *,
+        sum(starts_spell) OVER (
+            PARTITION BY member_id
+            ORDER BY start_us, end_us, event_id, source
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS spell_no
+    FROM marked
+),
+final AS (
+    SELECT
+        member_id,
+        CAST(spell_no AS BIGINT) AS spell_no,
+        min(start_us) AS spell_start_us,
+        max(end_us) AS spell_end_us,
+        count(*) AS purchases
+    FROM numbered
+    GROUP BY member_id, spell_no
+)
+SELECT * FROM final
