@@ -146,8 +146,19 @@ pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
     pub community: String,
+    /// The variable holding the signing secret (generic, discourse, stripe,
+    /// standard_webhooks, slack).
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// WeCom: the variable holding the callback Token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// WeCom: the variable holding the 43-character EncodingAESKey.
+    #[serde(default)]
+    pub aes_key_env: Option<String>,
+    /// WeCom: the receive id the decrypted messages must carry (the corp id).
+    #[serde(default)]
+    pub receive_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,6 +168,32 @@ pub enum SourceKind {
     Discourse,
     Stripe,
     StandardWebhooks,
+    /// Slack Events API (signing secret v0).
+    Slack,
+    /// 企业微信 callbacks (WXBizMsgCrypt: SHA-1 signature, AES-256-CBC).
+    Wecom,
+}
+
+impl SourceKind {
+    /// The name used in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Generic => "generic",
+            SourceKind::Discourse => "discourse",
+            SourceKind::Stripe => "stripe",
+            SourceKind::StandardWebhooks => "standard_webhooks",
+            SourceKind::Slack => "slack",
+            SourceKind::Wecom => "wecom",
+        }
+    }
+
+    /// The keys a source of this kind must set, besides name, kind and community.
+    pub fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Wecom => &["token_env", "aes_key_env", "receive_id"],
+            _ => &["secret_env"],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

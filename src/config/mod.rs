@@ -503,11 +503,54 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.ingest.sources.iter().enumerate() {
-            if s.secret_env.is_none() {
-                return Err(err(
-                    format!("ingest.sources[{i}].secret_env"),
-                    "is required: every webhook source is verified with its secret".into(),
-                ));
+            let given = [
+                ("secret_env", s.secret_env.as_deref()),
+                ("token_env", s.token_env.as_deref()),
+                ("aes_key_env", s.aes_key_env.as_deref()),
+                ("receive_id", s.receive_id.as_deref()),
+            ];
+            let required = s.kind.required_keys();
+            for (key, value) in given {
+                let key_path = format!("ingest.sources[{i}].{key}");
+                match (required.contains(&key), value) {
+                    (true, None) => {
+                        return Err(err(
+                            key_path,
+                            format!(
+                                "is required for kind `{}`: every webhook source is verified with its secrets",
+                                s.kind.name()
+                            ),
+                        ))
+                    }
+                    (false, Some(_)) => {
+                        return Err(err(
+                            key_path,
+                            format!(
+                                "does not apply to kind `{}` (it takes {})",
+                                s.kind.name(),
+                                required.join(", ")
+                            ),
+                        ))
+                    }
+                    (true, Some(v)) if key.ends_with("_env") => {
+                        check_env_name(Some(v), &key_path, &err)?
+                    }
+                    (true, Some("")) => {
+                        return Err(err(key_path, "may not be empty".into()))
+                    }
+                    _ => {}
+                }
+            }
+            // A key the server will refuse anyway is named now, with its file and key.
+            if let Some(var) = s.aes_key_env.as_deref() {
+                if let Ok(value) = std::env::var(var) {
+                    if let Err(problem) = crate::ingest::wecom::aes_key(&value) {
+                        return Err(err(
+                            format!("ingest.sources[{i}].aes_key_env"),
+                            format!("the variable `{var}` {problem}"),
+                        ));
+                    }
+                }
             }
             if s.name.is_empty()
                 || !s
@@ -526,11 +569,6 @@ impl Config {
                     format!("source `{}` is configured twice", s.name),
                 ));
             }
-            check_env_name(
-                s.secret_env.as_deref(),
-                &format!("ingest.sources[{i}].secret_env"),
-                &err,
-            )?;
             if let Err(reason) = crate::event::check_community_id(&s.community) {
                 return Err(err(format!("ingest.sources[{i}].community"), reason));
             }

@@ -5,4 +5,6 @@
 pub mod adapters;
 pub mod exports;
 pub mod files;
+pub mod platforms;
 pub mod server;
+pub mod wecom;
