@@ -679,6 +679,49 @@ mod tests {
     }
 
     #[test]
+    fn platform_sources_need_their_keys_named_with_file_and_key() {
+        let source = |kind: &str, keys: &str| {
+            parse(&format!(
+                "[[ingest.sources]]\nname = \"p\"\nkind = \"{kind}\"\ncommunity = \"c1\"\n{keys}"
+            ))
+        };
+        let message = |r: Result<Config>| r.unwrap_err().to_string();
+        assert!(source("slack", "secret_env = \"S\"\n").is_ok());
+        let e = message(source("slack", ""));
+        assert!(
+            e.contains("pulse.toml") && e.contains("ingest.sources[0].secret_env"),
+            "{e}"
+        );
+        let wecom = "token_env = \"PULSE_TEST_WC_TOKEN\"\naes_key_env = \"PULSE_TEST_WC_KEY_UNSET\"\nreceive_id = \"ww1\"\n";
+        assert!(source("wecom", wecom).is_ok());
+        let e = message(source("wecom", "token_env = \"T\"\nreceive_id = \"ww1\"\n"));
+        assert!(
+            e.contains("ingest.sources[0].aes_key_env") && e.contains("required"),
+            "{e}"
+        );
+        let e = message(source("wecom", &format!("{wecom}secret_env = \"S\"\n")));
+        assert!(
+            e.contains("ingest.sources[0].secret_env") && e.contains("does not apply"),
+            "{e}"
+        );
+        let e = message(source(
+            "wecom",
+            &wecom.replace("PULSE_TEST_WC_TOKEN", "not a name"),
+        ));
+        assert!(e.contains("ingest.sources[0].token_env"), "{e}");
+        // A key of the wrong length in the variable: named at load, with file, key and problem.
+        std::env::set_var("PULSE_TEST_WC_KEY_SHORT", "abc");
+        let e = message(source("wecom", &wecom.replace("_UNSET", "_SHORT")));
+        assert!(
+            e.contains("pulse.toml")
+                && e.contains("ingest.sources[0].aes_key_env")
+                && e.contains("PULSE_TEST_WC_KEY_SHORT")
+                && e.contains("43"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn empty_config_is_all_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.lake.as_str(), "./lake");

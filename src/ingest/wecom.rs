@@ -40,7 +40,13 @@ pub fn aes_key(encoding_aes_key: &str) -> Result<[u8; 32], String> {
             k.chars().count()
         ));
     }
-    let bytes = base64::engine::general_purpose::STANDARD
+    // 43 characters carry 258 bits: the last 2 are not part of the key, and Tencent's
+    // libraries ignore them (the official sample's key does not leave them zero).
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let bytes = LENIENT
         .decode(format!("{k}="))
         .map_err(|_| "is not base64 (an EncodingAESKey is 43 characters of base64)".to_string())?;
     bytes
@@ -334,4 +340,233 @@ pub fn map(source: &str, community: &str, xml: &Xml, ids: &Identities) -> Result
         })
         .collect();
     Ok(Mapped::Events(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn read(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/wecom/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn vectors() -> Value {
+        serde_json::from_str(&read("official_vectors.json")).unwrap()
+    }
+
+    fn official_key() -> [u8; 32] {
+        aes_key(vectors()["encoding_aes_key"].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tencent_official_vectors_pass() {
+        let v = vectors();
+        let key = official_key();
+        let token = v["token"].as_str().unwrap();
+        let corp = v["receive_id"].as_str().unwrap();
+        let keys = Keys {
+            token,
+            key,
+            receive_id: corp,
+        };
+        // GET: URL verification.
+        let g = &v["verify_url"];
+        let q = Query {
+            msg_signature: g["msg_signature"].as_str().unwrap(),
+            timestamp: g["timestamp"].as_str().unwrap(),
+            nonce: g["nonce"].as_str().unwrap(),
+        };
+        assert_eq!(
+            echo(&keys, q, g["echostr"].as_str().unwrap()).unwrap(),
+            g["plaintext"].as_str().unwrap()
+        );
+        // POST: the encrypted text message.
+        let p = &v["post"];
+        let q = Query {
+            msg_signature: p["msg_signature"].as_str().unwrap(),
+            timestamp: p["timestamp"].as_str().unwrap(),
+            nonce: p["nonce"].as_str().unwrap(),
+        };
+        let body = read("callback_envelope.xml");
+        let xml = open(&keys, q, body.as_bytes()).unwrap();
+        assert_eq!(
+            (xml.get("MsgType"), xml.get("Content"), xml.get("AgentID")),
+            (Some("text"), Some("hello"), Some("218"))
+        );
+        // A text message is not a membership change.
+        assert!(matches!(
+            map("wc", "c1", &xml, &Identities::default()),
+            Ok(Mapped::Ignored(_))
+        ));
+        // Another receive id, token or key; a tampered ciphertext.
+        let other = Keys {
+            token,
+            key,
+            receive_id: "wwsomeoneelse",
+        };
+        assert!(matches!(
+            open(&other, q, body.as_bytes()),
+            Err(Refusal::Unauthorized(_))
+        ));
+        let forged = Keys {
+            token: "nottoken",
+            key,
+            receive_id: corp,
+        };
+        assert!(matches!(
+            open(&forged, q, body.as_bytes()),
+            Err(Refusal::Unauthorized(_))
+        ));
+        let mut wrong_key = key;
+        wrong_key[31] ^= 1;
+        let wrong = Keys {
+            token,
+            key: wrong_key,
+            receive_id: corp,
+        };
+        assert!(open(&wrong, q, body.as_bytes()).is_err());
+        let tampered = body.replacen("RypEv", "RypEw", 1);
+        assert!(matches!(
+            open(&keys, q, tampered.as_bytes()),
+            Err(Refusal::Unauthorized(_))
+        ));
+        // Our encryption is read back by our decryption (and checked against Tencent's
+        // vector above; the HTTP tests encrypt independently, in Python).
+        let sealed = encrypt(&key, b"0123456789abcdef", "<xml/>", corp);
+        assert_eq!(decrypt(&key, &sealed, corp).unwrap(), "<xml/>");
+    }
+
+    #[test]
+    fn aes_keys_of_the_wrong_length_are_named() {
+        assert!(aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").is_ok());
+        assert!(aes_key("short").unwrap_err().contains("43"));
+        assert!(aes_key(&"!".repeat(43)).unwrap_err().contains("base64"));
+    }
+
+    #[test]
+    fn customer_group_member_changes_in_both_list_formats() {
+        let ids = Identities::load(
+            &BTreeMap::from([("wc:Rose".to_string(), "u9".to_string())]),
+            None,
+        )
+        .unwrap();
+        let mapped = |file: &str| match map("wc", "c1", &parse_xml(&read(file)).unwrap(), &ids)
+            .unwrap()
+        {
+            Mapped::Events(events) => events
+                .into_iter()
+                .map(|mut e| {
+                    e.insert("received_at".into(), "2026-11-30T00:00:00Z".into());
+                    crate::event::parse_json_line(&Value::Object(e.clone()).to_string()).unwrap();
+                    e
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let joins = mapped("change_external_chat_add_member.xml");
+        let leaves = mapped("change_external_chat_del_member_text_list.xml");
+        for (events, kind) in [(&joins, "join"), (&leaves, "leave")] {
+            let got: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    (
+                        e["event_type"].as_str().unwrap(),
+                        e["member_id"].as_str().unwrap(),
+                        e["occurred_at"].as_str().unwrap(),
+                        e["source"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (kind, "wc:Jack", "2014-06-24T11:48:33Z", "wc"),
+                    (kind, "u9", "2014-06-24T11:48:33Z", "wc")
+                ]
+            );
+        }
+        assert_eq!(
+            joins[0]["event_id"],
+            "wrx7HUARsKwGRaQBVKPBTcEyzdHA4HrQ:71217227bbd112ecfe3a49c482195cb4:add_member:Jack"
+        );
+        assert_ne!(joins[0]["event_id"], leaves[0]["event_id"]);
+        // The same callback again (WeCom's retry) has the same ids.
+        assert_eq!(
+            mapped("change_external_chat_add_member.xml")[1]["event_id"],
+            joins[1]["event_id"]
+        );
+        // Create and dismiss are answered and ignored.
+        for change in ["create", "dismiss"] {
+            let text = read("change_external_chat_add_member.xml")
+                .replace("[update]", &format!("[{change}]"));
+            assert!(matches!(
+                map("wc", "c1", &parse_xml(&text).unwrap(), &ids),
+                Ok(Mapped::Ignored(_))
+            ));
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Damaged documents (decrypted or envelope), random bytes as a body or as a
+            /// ciphertext: mapped or refused, never a panic.
+            #[test]
+            fn wecom_maps_or_refuses_damaged_input(
+                which in 0..3usize,
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                cut in any::<prop::sample::Index>(),
+                noise in prop::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let file = ["change_external_chat_add_member.xml",
+                    "change_external_chat_del_member_text_list.xml", "callback_envelope.xml"][which];
+                let mut bytes = read(file).into_bytes();
+                for (i, b) in flips {
+                    let i = i.index(bytes.len());
+                    bytes[i] = b;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                let text = String::from_utf8_lossy(&bytes);
+                if let Ok(xml) = parse_xml(&text) {
+                    if let Ok(Mapped::Events(events)) = map("wc", "c1", &xml, &Identities::default()) {
+                        for e in events {
+                            let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
+                        }
+                    }
+                }
+                let v = vectors();
+                let keys = Keys { token: "QDG6eK", key: official_key(), receive_id: "wx5823bf96d3bd56c7" };
+                let q = Query { msg_signature: "x", timestamp: "1", nonce: "2" };
+                let _ = open(&keys, q, &bytes);
+                let _ = open(&keys, q, &noise);
+                // Correctly signed garbage must be refused by the decryption, not panic it.
+                let garbage = base64::engine::general_purpose::STANDARD.encode(&noise);
+                let ts = v["post"]["timestamp"].as_str().unwrap();
+                let sig = signature("QDG6eK", ts, "n", &garbage);
+                let q = Query { msg_signature: &sig, timestamp: ts, nonce: "n" };
+                let body = format!("<xml><Encrypt><![CDATA[{garbage}]]></Encrypt></xml>");
+                prop_assert!(open(&keys, q, body.as_bytes()).is_err());
+                let sealed = encrypt(&official_key(), &[7; 16], &text, "wx5823bf96d3bd56c7");
+                let sig = signature("QDG6eK", ts, "n", &sealed);
+                let q = Query { msg_signature: &sig, timestamp: ts, nonce: "n" };
+                let body = format!("<xml><Encrypt><![CDATA[{sealed}]]></Encrypt></xml>");
+                if let Ok(xml) = open(&keys, q, body.as_bytes()) {
+                    let _ = map("wc", "c1", &xml, &Identities::default());
+                }
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -89,3 +90,102 @@ def test_slack_events_api(pulse_bin, tmp_path):
     assert like["target_member_id"] == "chat:U222222222" and like["content_id"] == "C123ABC456:1360782400.498405"
     assert chat[0]["body"] == "Live long and prospect."
     assert "UFORGED" not in json.dumps(rows)
+
+
+# WeCom (企业微信): Tencent's official vectors, and the documented customer-group events
+# encrypted here (with the `cryptography` package, independently of Pulse) under the
+# official key.
+WECOM = FIXTURES / "wecom"
+WECOM_VECTORS = json.loads((WECOM / "official_vectors.json").read_text())
+WECOM_SOURCE = f"""
+    [[ingest.sources]]
+    name = "wc"
+    kind = "wecom"
+    community = "c1"
+    token_env = "PULSE_TEST_WECOM_TOKEN"
+    aes_key_env = "PULSE_TEST_WECOM_KEY"
+    receive_id = "{WECOM_VECTORS['receive_id']}"
+"""
+
+
+def wecom_encrypt(message, receive_id=WECOM_VECTORS["receive_id"], key_text=WECOM_VECTORS["encoding_aes_key"]):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    key = base64.b64decode(key_text + "=")
+    plain = os.urandom(16) + len(message).to_bytes(4, "big") + message + receive_id.encode()
+    pad = 32 - len(plain) % 32
+    plain += bytes([pad]) * pad
+    enc = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(enc.update(plain) + enc.finalize()).decode()
+
+
+def wecom_query(encrypted, token=WECOM_VECTORS["token"], ts=None, nonce="1372623149"):
+    ts = str(ts or int(time.time()))
+    sig = hashlib.sha1("".join(sorted([token, ts, nonce, encrypted])).encode()).hexdigest()
+    return f"msg_signature={sig}&timestamp={ts}&nonce={nonce}"
+
+
+def wecom_envelope(encrypted):
+    return (f"<xml><ToUserName><![CDATA[{WECOM_VECTORS['receive_id']}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID><![CDATA[218]]></AgentID></xml>").encode()
+
+
+def test_wecom_callbacks(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, extra=WECOM_SOURCE)
+    server.env.update(PULSE_TEST_WECOM_TOKEN=WECOM_VECTORS["token"],
+                      PULSE_TEST_WECOM_KEY=WECOM_VECTORS["encoding_aes_key"])
+    server.start()
+    url = "/v1/webhooks/wc"
+
+    # GET: Tencent's URL-verification vector, echoed in plain text; a forged one refused.
+    g = WECOM_VECTORS["verify_url"]
+    q = urllib.parse.urlencode({k: g[k] for k in ["msg_signature", "timestamp", "nonce", "echostr"]})
+    assert server.get(f"{url}?{q}") == (200, g["plaintext"])
+    forged = q.replace(g["msg_signature"], "0" * 40)
+    try:
+        server.get(f"{url}?{forged}")
+        raise AssertionError("a forged echostr was answered")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+
+    # POST: Tencent's vector (a text message: verified, decrypted, answered 200, ignored).
+    p = WECOM_VECTORS["post"]
+    official = (WECOM / p["body_file"]).read_bytes()
+    q = f"msg_signature={p['msg_signature']}&timestamp={p['timestamp']}&nonce={p['nonce']}"
+    status, body, _ = server.post(f"{url}?{q}", official, {"content-type": "text/xml"})
+    assert (status, body) == (200, {}), body
+
+    # The documented add_member event (<Item> list) and a del_member in the comma-separated
+    # list format; the add_member again (WeCom's retry) is stored once.
+    add = wecom_encrypt((WECOM / "change_external_chat_add_member.xml").read_bytes())
+    delete = wecom_encrypt((WECOM / "change_external_chat_del_member_text_list.xml").read_bytes())
+    for enc in [add, delete, add]:
+        assert server.post(f"{url}?{wecom_query(enc)}", wecom_envelope(enc))[0] == 200
+
+    # Refused, nothing stored: a forged signature (another token), a tampered ciphertext, a
+    # wrong receive id (correctly signed), an undecryptable body (correctly signed), a
+    # message under another key, no signature, not XML.
+    other = (WECOM / "change_external_chat_add_member.xml").read_bytes().replace(b"Jack", b"Mallory")
+    enc = wecom_encrypt(other)
+    assert server.post(f"{url}?{wecom_query(enc, token='nottoken')}", wecom_envelope(enc))[0] == 401
+    tampered = enc[:10] + ("A" if enc[10] != "A" else "B") + enc[11:]
+    assert server.post(f"{url}?{wecom_query(enc)}", wecom_envelope(tampered))[0] == 401
+    foreign = wecom_encrypt(other, receive_id="wwsomeothercorp")
+    assert server.post(f"{url}?{wecom_query(foreign)}", wecom_envelope(foreign))[0] == 401
+    junk = base64.b64encode(os.urandom(64)).decode()
+    assert server.post(f"{url}?{wecom_query(junk)}", wecom_envelope(junk))[0] == 400
+    other_key = wecom_encrypt(other, key_text="A" * 43)
+    assert server.post(f"{url}?{wecom_query(other_key)}", wecom_envelope(other_key))[0] in (400, 401)
+    assert server.post(url, wecom_envelope(enc))[0] == 401
+    assert server.post(f"{url}?{wecom_query('x')}", b"<xml><Encrypt>")[0] == 400
+
+    rows = lake_events(server, "source, event_id, member_id, event_type, CAST(occurred_at AS VARCHAR) AS at")
+    wc = [r for r in rows if r["source"] == "wc"]
+    chat, ver = "wrx7HUARsKwGRaQBVKPBTcEyzdHA4HrQ", "71217227bbd112ecfe3a49c482195cb4"
+    assert [(r["event_id"], r["member_id"], r["event_type"]) for r in wc] == [
+        (f"{chat}:{ver}:add_member:Jack", "wc:Jack", "join"),
+        (f"{chat}:{ver}:add_member:Rose", "wc:Rose", "join"),
+        (f"{chat}:{ver}:del_member:Jack", "wc:Jack", "leave"),
+        (f"{chat}:{ver}:del_member:Rose", "wc:Rose", "leave"),
+    ]
+    assert all(r["at"].startswith("2014-06-24") for r in wc), wc
+    assert "Mallory" not in json.dumps(rows)
