@@ -159,6 +159,12 @@ pub struct SourceConfig {
     /// WeCom: the receive id the decrypted messages must carry (the corp id).
     #[serde(default)]
     pub receive_id: Option<String>,
+    /// Feishu: the variable holding the Verification Token.
+    #[serde(default)]
+    pub verification_token_env: Option<String>,
+    /// Feishu: the variable holding the Encrypt Key.
+    #[serde(default)]
+    pub encrypt_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -172,6 +178,8 @@ pub enum SourceKind {
     Slack,
     /// 企业微信 callbacks (WXBizMsgCrypt: SHA-1 signature, AES-256-CBC).
     Wecom,
+    /// 飞书 / Lark event subscriptions (schema 2.0, encrypted and signed).
+    Feishu,
 }
 
 impl SourceKind {
@@ -184,6 +192,7 @@ impl SourceKind {
             SourceKind::StandardWebhooks => "standard_webhooks",
             SourceKind::Slack => "slack",
             SourceKind::Wecom => "wecom",
+            SourceKind::Feishu => "feishu",
         }
     }
 
@@ -191,6 +200,7 @@ impl SourceKind {
     pub fn required_keys(self) -> &'static [&'static str] {
         match self {
             SourceKind::Wecom => &["token_env", "aes_key_env", "receive_id"],
+            SourceKind::Feishu => &["verification_token_env", "encrypt_key_env"],
             _ => &["secret_env"],
         }
     }

@@ -508,6 +508,11 @@ impl Config {
                 ("token_env", s.token_env.as_deref()),
                 ("aes_key_env", s.aes_key_env.as_deref()),
                 ("receive_id", s.receive_id.as_deref()),
+                (
+                    "verification_token_env",
+                    s.verification_token_env.as_deref(),
+                ),
+                ("encrypt_key_env", s.encrypt_key_env.as_deref()),
             ];
             let required = s.kind.required_keys();
             for (key, value) in given {

@@ -443,6 +443,24 @@ pub(crate) mod tests {
         "text",
         "challenge",
         "parent_user_id",
+        // Feishu
+        "header",
+        "event_type",
+        "message",
+        "message_id",
+        "sender",
+        "sender_id",
+        "open_id",
+        "content",
+        "message_type",
+        "parent_id",
+        "root_id",
+        "create_time",
+        "users",
+        "user_id",
+        "reaction_type",
+        "emoji_type",
+        "action_time",
     ];
 
     /// A random JSON value built from the keys the adapters look for, so random inputs reach

@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod exports;
+pub mod feishu;
 pub mod files;
 pub mod platforms;
 pub mod server;

@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::adapters::{self, Identities, Mapped};
-use super::{platforms, wecom};
+use super::{feishu, platforms, wecom};
 use crate::config::{Config, SourceKind};
 use crate::error::{Error, Result};
 use crate::signature;
@@ -322,7 +322,9 @@ fn verify(
         SourceKind::Stripe => header(headers, "stripe-signature")
             .ok_or("missing Stripe-Signature")
             .and_then(|h| signature::stripe_verify(key.as_bytes(), h, body, now)),
-        SourceKind::Slack | SourceKind::Wecom => Err("verified with the platform's scheme"),
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu => {
+            Err("verified with the platform's scheme")
+        }
         SourceKind::Generic | SourceKind::StandardWebhooks => {
             match (
                 signature::decode_secret(key),
@@ -528,6 +530,59 @@ async fn platform_delivery(
                 }
             }
         }
+        SourceKind::Feishu => {
+            let (Some(token), Some(encrypt_key)) = (
+                secret(source.verification_token_env.as_deref()),
+                secret(source.encrypt_key_env.as_deref()),
+            ) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "the source's verification_token_env or encrypt_key_env variable is not set on the server",
+                ));
+            };
+            let owned = |name: &str| header(headers, name).map(str::to_string);
+            let (ts, nonce, sig) = (
+                owned("x-lark-request-timestamp"),
+                owned("x-lark-request-nonce"),
+                owned("x-lark-signature"),
+            );
+            let work = tokio::task::spawn_blocking(move || {
+                let keys = feishu::Keys {
+                    verification_token: &token,
+                    encrypt_key: &encrypt_key,
+                };
+                let signed = feishu::Signed {
+                    timestamp: ts.as_deref(),
+                    nonce: nonce.as_deref(),
+                    signature: sig.as_deref(),
+                };
+                feishu::open(&keys, signed, &body).map(|request| match request {
+                    feishu::Request::Challenge(c) => Err(c),
+                    feishu::Request::Event(payload) => {
+                        Ok(feishu::map(&name, &community, &payload, &ids))
+                    }
+                })
+            })
+            .await;
+            match work {
+                Ok(Ok(Ok(mapped))) => Ok(mapped),
+                Ok(Ok(Err(challenge))) => {
+                    app.count(&source.name, "challenge", 1);
+                    Err(answer(StatusCode::OK, json!({ "challenge": challenge })))
+                }
+                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
+                    Err(refused(StatusCode::UNAUTHORIZED, &r))
+                }
+                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
+                Err(e) => {
+                    tracing::error!("decryption task failed: {e}");
+                    Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        "the signature could not be verified",
+                    ))
+                }
+            }
+        }
         _ => Err(refused(
             StatusCode::INTERNAL_SERVER_ERROR,
             "not a platform source",
@@ -548,7 +603,10 @@ async fn handle_webhook(
             json!({ "error": format!("no source `{name}` in [[ingest.sources]]") }),
         );
     };
-    if matches!(source.kind, SourceKind::Slack | SourceKind::Wecom) {
+    if matches!(
+        source.kind,
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu
+    ) {
         let mapped = match platform_delivery(app, source, &headers, query, body).await {
             Ok(mapped) => mapped,
             Err(response) => return response,
@@ -610,7 +668,9 @@ async fn handle_webhook(
                 Ok(Mapped::Events(events))
             }
         },
-        SourceKind::Slack | SourceKind::Wecom => unreachable!("answered above"),
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu => {
+            unreachable!("answered above")
+        }
         SourceKind::Discourse | SourceKind::Stripe => {
             let payload: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,

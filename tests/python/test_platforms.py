@@ -189,3 +189,86 @@ def test_wecom_callbacks(pulse_bin, tmp_path):
     ]
     assert all(r["at"].startswith("2014-06-24") for r in wc), wc
     assert "Mallory" not in json.dumps(rows)
+
+
+# Feishu / Lark: bodies encrypted and signed here (cryptography, independently of Pulse) as
+# Feishu does, from the documented events; Feishu's published decryption example is a unit
+# test (src/ingest/feishu.rs).
+FEISHU = FIXTURES / "feishu"
+FEISHU_TOKEN = "rvaYgkND1GOiu5MM0E1rncYC6PLtF7JV"
+FEISHU_KEY = json.loads((FEISHU / "encrypt_example.json").read_text())["encrypt_key"]
+FEISHU_SOURCE = """
+    [[ingest.sources]]
+    name = "fs"
+    kind = "feishu"
+    community = "c1"
+    verification_token_env = "PULSE_TEST_FEISHU_TOKEN"
+    encrypt_key_env = "PULSE_TEST_FEISHU_KEY"
+"""
+
+
+def feishu_seal(plain, key=FEISHU_KEY):
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    k = hashlib.sha256(key.encode()).digest()
+    iv = os.urandom(16)
+    padder = padding.PKCS7(128).padder()
+    data = padder.update(plain) + padder.finalize()
+    enc = Cipher(algorithms.AES(k), modes.CBC(iv)).encryptor()
+    return json.dumps({"encrypt": base64.b64encode(iv + enc.update(data) + enc.finalize()).decode()}).encode()
+
+
+def feishu_headers(body, key=FEISHU_KEY, nonce="n-1"):
+    ts = str(int(time.time()))
+    sig = hashlib.sha256(ts.encode() + nonce.encode() + key.encode() + body).hexdigest()
+    return {"X-Lark-Request-Timestamp": ts, "X-Lark-Request-Nonce": nonce, "X-Lark-Signature": sig}
+
+
+def test_feishu_events(pulse_bin, tmp_path):
+    server = Server(pulse_bin, tmp_path, extra=FEISHU_SOURCE)
+    server.env.update(PULSE_TEST_FEISHU_TOKEN=FEISHU_TOKEN, PULSE_TEST_FEISHU_KEY=FEISHU_KEY)
+    server.start()
+    url = "/v1/webhooks/fs"
+
+    # url_verification, plain and encrypted (Feishu does not sign it); another token: 401.
+    challenge = (FEISHU / "url_verification.json").read_bytes().replace(b"xxxxxx", FEISHU_TOKEN.encode())
+    assert server.post(url, challenge)[:2] == (200, {"challenge": "ajls384kdjx98XX"})
+    assert server.post(url, feishu_seal(challenge))[:2] == (200, {"challenge": "ajls384kdjx98XX"})
+    assert server.post(url, (FEISHU / "url_verification.json").read_bytes())[0] == 401
+
+    # The documented events, encrypted and signed; the text message twice (a retry): once.
+    names = ["im_message_receive_v1_text", "im_message_receive_v1_post_reply", "im_message_reaction_created_v1",
+             "im_chat_member_user_added_v1", "im_chat_member_user_deleted_v1", "im_message_receive_v1_text"]
+    for name in names:
+        body = feishu_seal((FEISHU / f"{name}.json").read_bytes())
+        assert server.post(url, body, feishu_headers(body))[:2] == (200, {"accepted": 1}), name
+
+    # Refused, nothing stored: unsigned, signed with another key, tampered after signing,
+    # undecryptable (signed), encrypted under another key (signed), another token, not JSON.
+    evil = (FEISHU / "im_message_receive_v1_text.json").read_bytes().replace(b"om_5ce6", b"om_EVIL")
+    body = feishu_seal(evil)
+    assert server.post(url, body)[0] == 401
+    assert server.post(url, body, feishu_headers(body, key="another key"))[0] == 401
+    tampered = body[:30] + (b"A" if body[30:31] != b"A" else b"B") + body[31:]
+    assert server.post(url, tampered, feishu_headers(body))[0] == 401
+    junk = json.dumps({"encrypt": base64.b64encode(os.urandom(48)).decode()}).encode()
+    assert server.post(url, junk, feishu_headers(junk))[0] == 400
+    other_key = feishu_seal(evil, key="another key")
+    assert server.post(url, other_key, feishu_headers(other_key))[0] == 400
+    other_token = feishu_seal(evil.replace(FEISHU_TOKEN.encode(), b"someone-else"))
+    assert server.post(url, other_token, feishu_headers(other_token))[0] == 401
+    assert server.post(url, b"{nope", feishu_headers(b"{nope"))[0] == 400
+
+    rows = lake_events(server, "source, event_id, member_id, event_type, parent_id, title, body")
+    fs = sorted((r for r in rows if r["source"] == "fs"), key=lambda r: r["event_type"])
+    assert [(r["event_type"], r["member_id"]) for r in fs] == [
+        ("comment", "fs:ou_95bbe46e195bb514b949dg84ff29578"),
+        ("join", "fs:ou_c9d7c6f8f4e05fc1b3a63c7c1f0b1f22"),
+        ("leave", "fs:ou_c9d7c6f8f4e05fc1b3a63c7c1f0b1f22"),
+        ("like", "fs:ou_84aad35d084aa403a838cf73ee18467"),
+        ("post", "fs:ou_84aad35d084aa403a838cf73ee18467"),
+    ]
+    assert fs[0]["title"] == "我是一个标题" and fs[0]["parent_id"] == "om_5ce6d572455d361153b7cb51da133945"
+    assert fs[4]["body"] == "@_user_1 hello"
+    text = json.dumps(rows, ensure_ascii=False)
+    assert "EVIL" not in text and "user name" not in text and "Tom" not in text
