@@ -180,6 +180,8 @@ pub enum SourceKind {
     Wecom,
     /// 飞书 / Lark event subscriptions (schema 2.0, encrypted and signed).
     Feishu,
+    /// 钉钉 robot callbacks (`timestamp` + `sign` headers).
+    Dingtalk,
 }
 
 impl SourceKind {
@@ -193,6 +195,7 @@ impl SourceKind {
             SourceKind::Slack => "slack",
             SourceKind::Wecom => "wecom",
             SourceKind::Feishu => "feishu",
+            SourceKind::Dingtalk => "dingtalk",
         }
     }
 

@@ -461,6 +461,14 @@ pub(crate) mod tests {
         "reaction_type",
         "emoji_type",
         "action_time",
+        // DingTalk robot
+        "msgtype",
+        "msgId",
+        "senderStaffId",
+        "senderId",
+        "createAt",
+        "isReplyMsg",
+        "repliedMsg",
     ];
 
     /// A random JSON value built from the keys the adapters look for, so random inputs reach

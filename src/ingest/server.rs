@@ -322,7 +322,7 @@ fn verify(
         SourceKind::Stripe => header(headers, "stripe-signature")
             .ok_or("missing Stripe-Signature")
             .and_then(|h| signature::stripe_verify(key.as_bytes(), h, body, now)),
-        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu => {
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk => {
             Err("verified with the platform's scheme")
         }
         SourceKind::Generic | SourceKind::StandardWebhooks => {
@@ -583,6 +583,35 @@ async fn platform_delivery(
                 }
             }
         }
+        SourceKind::Dingtalk => {
+            let Some(key) = secret(source.secret_env.as_deref()) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "the source's secret_env variable is not set on the server",
+                ));
+            };
+            let (Some(ts), Some(sign)) = (header(headers, "timestamp"), header(headers, "sign"))
+            else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "missing timestamp or sign header",
+                ));
+            };
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if let Err(reason) = signature::dingtalk_verify(&key, ts, sign, now_ms) {
+                return Err(refused(StatusCode::UNAUTHORIZED, reason));
+            }
+            let payload: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(refused(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid JSON: {e}"),
+                    ))
+                }
+            };
+            Ok(platforms::dingtalk_robot(&name, &community, &payload, &ids))
+        }
         _ => Err(refused(
             StatusCode::INTERNAL_SERVER_ERROR,
             "not a platform source",
@@ -605,7 +634,7 @@ async fn handle_webhook(
     };
     if matches!(
         source.kind,
-        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk
     ) {
         let mapped = match platform_delivery(app, source, &headers, query, body).await {
             Ok(mapped) => mapped,
@@ -668,7 +697,7 @@ async fn handle_webhook(
                 Ok(Mapped::Events(events))
             }
         },
-        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu => {
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk => {
             unreachable!("answered above")
         }
         SourceKind::Discourse | SourceKind::Stripe => {
