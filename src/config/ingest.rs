@@ -146,8 +146,25 @@ pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
     pub community: String,
+    /// The variable holding the signing secret (generic, discourse, stripe,
+    /// standard_webhooks, slack).
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// WeCom: the variable holding the callback Token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// WeCom: the variable holding the 43-character EncodingAESKey.
+    #[serde(default)]
+    pub aes_key_env: Option<String>,
+    /// WeCom: the receive id the decrypted messages must carry (the corp id).
+    #[serde(default)]
+    pub receive_id: Option<String>,
+    /// Feishu: the variable holding the Verification Token.
+    #[serde(default)]
+    pub verification_token_env: Option<String>,
+    /// Feishu: the variable holding the Encrypt Key.
+    #[serde(default)]
+    pub encrypt_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,6 +174,39 @@ pub enum SourceKind {
     Discourse,
     Stripe,
     StandardWebhooks,
+    /// Slack Events API (signing secret v0).
+    Slack,
+    /// 企业微信 callbacks (WXBizMsgCrypt: SHA-1 signature, AES-256-CBC).
+    Wecom,
+    /// 飞书 / Lark event subscriptions (schema 2.0, encrypted and signed).
+    Feishu,
+    /// 钉钉 robot callbacks (`timestamp` + `sign` headers).
+    Dingtalk,
+}
+
+impl SourceKind {
+    /// The name used in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Generic => "generic",
+            SourceKind::Discourse => "discourse",
+            SourceKind::Stripe => "stripe",
+            SourceKind::StandardWebhooks => "standard_webhooks",
+            SourceKind::Slack => "slack",
+            SourceKind::Wecom => "wecom",
+            SourceKind::Feishu => "feishu",
+            SourceKind::Dingtalk => "dingtalk",
+        }
+    }
+
+    /// The keys a source of this kind must set, besides name, kind and community.
+    pub fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Wecom => &["token_env", "aes_key_env", "receive_id"],
+            SourceKind::Feishu => &["verification_token_env", "encrypt_key_env"],
+            _ => &["secret_env"],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

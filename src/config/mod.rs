@@ -507,11 +507,59 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.ingest.sources.iter().enumerate() {
-            if s.secret_env.is_none() {
-                return Err(err(
-                    format!("ingest.sources[{i}].secret_env"),
-                    "is required: every webhook source is verified with its secret".into(),
-                ));
+            let given = [
+                ("secret_env", s.secret_env.as_deref()),
+                ("token_env", s.token_env.as_deref()),
+                ("aes_key_env", s.aes_key_env.as_deref()),
+                ("receive_id", s.receive_id.as_deref()),
+                (
+                    "verification_token_env",
+                    s.verification_token_env.as_deref(),
+                ),
+                ("encrypt_key_env", s.encrypt_key_env.as_deref()),
+            ];
+            let required = s.kind.required_keys();
+            for (key, value) in given {
+                let key_path = format!("ingest.sources[{i}].{key}");
+                match (required.contains(&key), value) {
+                    (true, None) => {
+                        return Err(err(
+                            key_path,
+                            format!(
+                                "is required for kind `{}`: every webhook source is verified with its secrets",
+                                s.kind.name()
+                            ),
+                        ))
+                    }
+                    (false, Some(_)) => {
+                        return Err(err(
+                            key_path,
+                            format!(
+                                "does not apply to kind `{}` (it takes {})",
+                                s.kind.name(),
+                                required.join(", ")
+                            ),
+                        ))
+                    }
+                    (true, Some(v)) if key.ends_with("_env") => {
+                        check_env_name(Some(v), &key_path, &err)?
+                    }
+                    (true, Some("")) => {
+                        return Err(err(key_path, "may not be empty".into()))
+                    }
+                    _ => {}
+                }
+            }
+            // A key the server will refuse anyway is named now, with its file and key.
+            if let Some(var) = s.aes_key_env.as_deref() {
+                if let Ok(value) = std::env::var(var) {
+                    if let Err(problem) = crate::ingest::wecom::aes_key(&value) {
+                        return Err(err(
+                            format!("ingest.sources[{i}].aes_key_env"),
+                            format!("the variable `{var}` {problem}"),
+                        ));
+                    }
+                }
             }
             if s.name.is_empty()
                 || !s
@@ -530,11 +578,6 @@ impl Config {
                     format!("source `{}` is configured twice", s.name),
                 ));
             }
-            check_env_name(
-                s.secret_env.as_deref(),
-                &format!("ingest.sources[{i}].secret_env"),
-                &err,
-            )?;
             if let Err(reason) = crate::event::check_community_id(&s.community) {
                 return Err(err(format!("ingest.sources[{i}].community"), reason));
             }
@@ -642,6 +685,49 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config> {
         Config::from_toml(text, Path::new("pulse.toml"))
+    }
+
+    #[test]
+    fn platform_sources_need_their_keys_named_with_file_and_key() {
+        let source = |kind: &str, keys: &str| {
+            parse(&format!(
+                "[[ingest.sources]]\nname = \"p\"\nkind = \"{kind}\"\ncommunity = \"c1\"\n{keys}"
+            ))
+        };
+        let message = |r: Result<Config>| r.unwrap_err().to_string();
+        assert!(source("slack", "secret_env = \"S\"\n").is_ok());
+        let e = message(source("slack", ""));
+        assert!(
+            e.contains("pulse.toml") && e.contains("ingest.sources[0].secret_env"),
+            "{e}"
+        );
+        let wecom = "token_env = \"PULSE_TEST_WC_TOKEN\"\naes_key_env = \"PULSE_TEST_WC_KEY_UNSET\"\nreceive_id = \"ww1\"\n";
+        assert!(source("wecom", wecom).is_ok());
+        let e = message(source("wecom", "token_env = \"T\"\nreceive_id = \"ww1\"\n"));
+        assert!(
+            e.contains("ingest.sources[0].aes_key_env") && e.contains("required"),
+            "{e}"
+        );
+        let e = message(source("wecom", &format!("{wecom}secret_env = \"S\"\n")));
+        assert!(
+            e.contains("ingest.sources[0].secret_env") && e.contains("does not apply"),
+            "{e}"
+        );
+        let e = message(source(
+            "wecom",
+            &wecom.replace("PULSE_TEST_WC_TOKEN", "not a name"),
+        ));
+        assert!(e.contains("ingest.sources[0].token_env"), "{e}");
+        // A key of the wrong length in the variable: named at load, with file, key and problem.
+        std::env::set_var("PULSE_TEST_WC_KEY_SHORT", "abc");
+        let e = message(source("wecom", &wecom.replace("_UNSET", "_SHORT")));
+        assert!(
+            e.contains("pulse.toml")
+                && e.contains("ingest.sources[0].aes_key_env")
+                && e.contains("PULSE_TEST_WC_KEY_SHORT")
+                && e.contains("43"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub fn canonical(body: &[u8]) -> std::result::Result<Vec<Map<String, Value>>, St
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
@@ -480,6 +480,48 @@ mod tests {
         "created",
         "livemode",
         "category_id",
+        // Slack Events API
+        "event",
+        "channel",
+        "ts",
+        "thread_ts",
+        "item",
+        "item_user",
+        "reaction",
+        "event_ts",
+        "event_time",
+        "event_id",
+        "subtype",
+        "bot_id",
+        "text",
+        "challenge",
+        "parent_user_id",
+        // Feishu
+        "header",
+        "event_type",
+        "message",
+        "message_id",
+        "sender",
+        "sender_id",
+        "open_id",
+        "content",
+        "message_type",
+        "parent_id",
+        "root_id",
+        "create_time",
+        "users",
+        "user_id",
+        "reaction_type",
+        "emoji_type",
+        "action_time",
+        // DingTalk robot
+        "msgtype",
+        "msgId",
+        "senderStaffId",
+        "senderId",
+        "createAt",
+        "isReplyMsg",
+        "repliedMsg",
     ];
 
     /// A random JSON value built from the keys the adapters look for, so random inputs reach
@@ -563,7 +605,7 @@ mod tests {
 
     /// Property tests (proptest, a bounded number of cases so they run in seconds): any JSON
     /// built from the adapters' keys, and any bytes, are mapped or refused, never a panic.
-    mod properties {
+    pub(crate) mod properties {
         use super::*;
         use proptest::prelude::*;
 

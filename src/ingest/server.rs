@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,7 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::adapters::{self, Identities, Mapped};
+use super::{feishu, platforms, wecom};
 use crate::config::{Config, SourceKind};
 use crate::error::{Error, Result};
 use crate::signature;
@@ -295,11 +296,13 @@ async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
 async fn webhook(
     State(app): State<Shared>,
     Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
-    let response = handle_webhook(&app, &name, headers, body).await;
+    let query = query_params(raw.as_deref());
+    let response = handle_webhook(&app, &name, headers, query, body).await;
     app.observe("/v1/webhooks", started);
     response
 }
@@ -319,6 +322,9 @@ fn verify(
         SourceKind::Stripe => header(headers, "stripe-signature")
             .ok_or("missing Stripe-Signature")
             .and_then(|h| signature::stripe_verify(key.as_bytes(), h, body, now)),
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk => {
+            Err("verified with the platform's scheme")
+        }
         SourceKind::Generic | SourceKind::StandardWebhooks => {
             match (
                 signature::decode_secret(key),
@@ -336,13 +342,311 @@ fn verify(
     }
 }
 
-async fn handle_webhook(app: &AppState, name: &str, headers: HeaderMap, body: Bytes) -> Response {
+/// The query parameters of a request, decoded (the first of each name).
+fn query_params(raw: Option<&str>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+/// The secrets of a WeCom source, from their variables.
+fn wecom_keys(
+    source: &crate::config::SourceConfig,
+) -> std::result::Result<(String, [u8; 32], String), String> {
+    let token = secret(source.token_env.as_deref())
+        .ok_or("the source's token_env variable is not set on the server")?;
+    let key = secret(source.aes_key_env.as_deref())
+        .ok_or("the source's aes_key_env variable is not set on the server")?;
+    let key = wecom::aes_key(&key).map_err(|e| format!("the source's aes_key_env variable {e}"))?;
+    let receive_id = source
+        .receive_id
+        .clone()
+        .ok_or("the source has no receive_id")?;
+    Ok((token, key, receive_id))
+}
+
+/// `GET /v1/webhooks/<source>`: WeCom's URL verification (verify `msg_signature`, decrypt
+/// `echostr`, answer its plaintext).
+async fn webhook_get(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = (|| {
+        let Some(source) = app.config.ingest.sources.iter().find(|s| s.name == name) else {
+            return answer(
+                StatusCode::NOT_FOUND,
+                json!({ "error": format!("no source `{name}` in [[ingest.sources]]") }),
+            );
+        };
+        if source.kind != SourceKind::Wecom {
+            return answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({ "error": "this source takes POST only" }),
+            );
+        }
+        let (token, key, receive_id) = match wecom_keys(source) {
+            Ok(k) => k,
+            Err(e) => return app.reject(&name, StatusCode::UNAUTHORIZED, &e),
+        };
+        let q = query_params(raw.as_deref());
+        let (Some(sig), Some(ts), Some(nonce), Some(echostr)) = (
+            q.get("msg_signature"),
+            q.get("timestamp"),
+            q.get("nonce"),
+            q.get("echostr"),
+        ) else {
+            return app.reject(
+                &name,
+                StatusCode::UNAUTHORIZED,
+                "missing msg_signature, timestamp, nonce or echostr",
+            );
+        };
+        let keys = wecom::Keys {
+            token: &token,
+            key,
+            receive_id: &receive_id,
+        };
+        let query = wecom::Query {
+            msg_signature: sig,
+            timestamp: ts,
+            nonce,
+        };
+        match wecom::echo(&keys, query, echostr) {
+            Ok(plain) => (
+                StatusCode::OK,
+                [("content-type", "text/plain; charset=utf-8")],
+                plain,
+            )
+                .into_response(),
+            Err(wecom::Refusal::Unauthorized(r)) => app.reject(&name, StatusCode::UNAUTHORIZED, &r),
+            Err(wecom::Refusal::Malformed(r)) => app.reject(&name, StatusCode::BAD_REQUEST, &r),
+        }
+    })();
+    app.observe("/v1/webhooks", started);
+    response
+}
+
+/// A Slack or WeCom delivery: verified (on a blocking thread), decrypted, mapped; or the
+/// answer that ends the request (a refusal, or Slack's url_verification challenge).
+async fn platform_delivery(
+    app: &AppState,
+    source: &crate::config::SourceConfig,
+    headers: &HeaderMap,
+    query: BTreeMap<String, String>,
+    body: Bytes,
+) -> std::result::Result<std::result::Result<Mapped, String>, Response> {
+    let name = source.name.clone();
+    let community = source.community.clone();
+    let ids = app.identities.clone();
+    let now = chrono::Utc::now().timestamp();
+    let refused = |status: StatusCode, reason: &str| app.reject(&source.name, status, reason);
+    match source.kind {
+        SourceKind::Slack => {
+            let Some(key) = secret(source.secret_env.as_deref()) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "the source's secret_env variable is not set on the server",
+                ));
+            };
+            let (Some(ts), Some(sig)) = (
+                header(headers, "x-slack-request-timestamp").map(str::to_string),
+                header(headers, "x-slack-signature").map(str::to_string),
+            ) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "missing X-Slack-Request-Timestamp or X-Slack-Signature",
+                ));
+            };
+            let work = tokio::task::spawn_blocking(move || {
+                signature::slack_verify(key.as_bytes(), &ts, &sig, &body, now)
+                    .map_err(|r| (StatusCode::UNAUTHORIZED, r.to_string()))?;
+                let payload: Value = serde_json::from_slice(&body)
+                    .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?;
+                Ok(platforms::slack(&name, &community, &payload, &ids))
+            })
+            .await;
+            match work {
+                Ok(Ok(Ok(platforms::SlackRequest::Challenge(c)))) => {
+                    app.count(&source.name, "challenge", 1);
+                    Err(answer(StatusCode::OK, json!({ "challenge": c })))
+                }
+                Ok(Ok(Ok(platforms::SlackRequest::Mapped(m)))) => Ok(Ok(m)),
+                Ok(Ok(Err(reason))) => Ok(Err(reason)),
+                Ok(Err((status, reason))) => Err(refused(status, &reason)),
+                Err(e) => {
+                    tracing::error!("signature verification task failed: {e}");
+                    Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        "the signature could not be verified",
+                    ))
+                }
+            }
+        }
+        SourceKind::Wecom => {
+            let (token, key, receive_id) = match wecom_keys(source) {
+                Ok(k) => k,
+                Err(e) => return Err(refused(StatusCode::UNAUTHORIZED, &e)),
+            };
+            let (Some(sig), Some(ts), Some(nonce)) = (
+                query.get("msg_signature").cloned(),
+                query.get("timestamp").cloned(),
+                query.get("nonce").cloned(),
+            ) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "missing msg_signature, timestamp or nonce in the query",
+                ));
+            };
+            let work = tokio::task::spawn_blocking(move || {
+                let keys = wecom::Keys {
+                    token: &token,
+                    key,
+                    receive_id: &receive_id,
+                };
+                let q = wecom::Query {
+                    msg_signature: &sig,
+                    timestamp: &ts,
+                    nonce: &nonce,
+                };
+                wecom::open(&keys, q, &body).map(|xml| wecom::map(&name, &community, &xml, &ids))
+            })
+            .await;
+            match work {
+                Ok(Ok(mapped)) => Ok(mapped),
+                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
+                    Err(refused(StatusCode::UNAUTHORIZED, &r))
+                }
+                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
+                Err(e) => {
+                    tracing::error!("decryption task failed: {e}");
+                    Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        "the signature could not be verified",
+                    ))
+                }
+            }
+        }
+        SourceKind::Feishu => {
+            let (Some(token), Some(encrypt_key)) = (
+                secret(source.verification_token_env.as_deref()),
+                secret(source.encrypt_key_env.as_deref()),
+            ) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "the source's verification_token_env or encrypt_key_env variable is not set on the server",
+                ));
+            };
+            let owned = |name: &str| header(headers, name).map(str::to_string);
+            let (ts, nonce, sig) = (
+                owned("x-lark-request-timestamp"),
+                owned("x-lark-request-nonce"),
+                owned("x-lark-signature"),
+            );
+            let work = tokio::task::spawn_blocking(move || {
+                let keys = feishu::Keys {
+                    verification_token: &token,
+                    encrypt_key: &encrypt_key,
+                };
+                let signed = feishu::Signed {
+                    timestamp: ts.as_deref(),
+                    nonce: nonce.as_deref(),
+                    signature: sig.as_deref(),
+                };
+                feishu::open(&keys, signed, &body).map(|request| match request {
+                    feishu::Request::Challenge(c) => Err(c),
+                    feishu::Request::Event(payload) => {
+                        Ok(feishu::map(&name, &community, &payload, &ids))
+                    }
+                })
+            })
+            .await;
+            match work {
+                Ok(Ok(Ok(mapped))) => Ok(mapped),
+                Ok(Ok(Err(challenge))) => {
+                    app.count(&source.name, "challenge", 1);
+                    Err(answer(StatusCode::OK, json!({ "challenge": challenge })))
+                }
+                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
+                    Err(refused(StatusCode::UNAUTHORIZED, &r))
+                }
+                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
+                Err(e) => {
+                    tracing::error!("decryption task failed: {e}");
+                    Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        "the signature could not be verified",
+                    ))
+                }
+            }
+        }
+        SourceKind::Dingtalk => {
+            let Some(key) = secret(source.secret_env.as_deref()) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "the source's secret_env variable is not set on the server",
+                ));
+            };
+            let (Some(ts), Some(sign)) = (header(headers, "timestamp"), header(headers, "sign"))
+            else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "missing timestamp or sign header",
+                ));
+            };
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if let Err(reason) = signature::dingtalk_verify(&key, ts, sign, now_ms) {
+                return Err(refused(StatusCode::UNAUTHORIZED, reason));
+            }
+            let payload: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(refused(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid JSON: {e}"),
+                    ))
+                }
+            };
+            Ok(platforms::dingtalk_robot(&name, &community, &payload, &ids))
+        }
+        _ => Err(refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "not a platform source",
+        )),
+    }
+}
+
+async fn handle_webhook(
+    app: &AppState,
+    name: &str,
+    headers: HeaderMap,
+    query: BTreeMap<String, String>,
+    body: Bytes,
+) -> Response {
     let Some(source) = app.config.ingest.sources.iter().find(|s| s.name == name) else {
         return answer(
             StatusCode::NOT_FOUND,
             json!({ "error": format!("no source `{name}` in [[ingest.sources]]") }),
         );
     };
+    if matches!(
+        source.kind,
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk
+    ) {
+        let mapped = match platform_delivery(app, source, &headers, query, body).await {
+            Ok(mapped) => mapped,
+            Err(response) => return response,
+        };
+        let response = finish(app, name, mapped).await;
+        // WeCom reads a non-empty answer as a passive reply: answer success with an empty body.
+        if source.kind == SourceKind::Wecom && response.status() == StatusCode::OK {
+            return (StatusCode::OK, "").into_response();
+        }
+        return response;
+    }
     let Some(key) = secret(source.secret_env.as_deref()) else {
         return app.reject(
             name,
@@ -393,6 +697,9 @@ async fn handle_webhook(app: &AppState, name: &str, headers: HeaderMap, body: By
                 Ok(Mapped::Events(events))
             }
         },
+        SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk => {
+            unreachable!("answered above")
+        }
         SourceKind::Discourse | SourceKind::Stripe => {
             let payload: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
@@ -408,6 +715,15 @@ async fn handle_webhook(app: &AppState, name: &str, headers: HeaderMap, body: By
             }
         }
     };
+    finish(app, name, mapped).await
+}
+
+/// Answer a mapped delivery: refused (422), ignored (200) or spooled.
+async fn finish(
+    app: &AppState,
+    name: &str,
+    mapped: std::result::Result<Mapped, String>,
+) -> Response {
     match mapped {
         Err(reason) => app.reject(name, StatusCode::UNPROCESSABLE_ENTITY, &reason),
         Ok(Mapped::Ignored(reason)) => {
@@ -498,7 +814,7 @@ pub async fn serve(
     let ingest = &config.ingest;
     let app = Router::new()
         .route("/v1/events", post(events))
-        .route("/v1/webhooks/{name}", post(webhook))
+        .route("/v1/webhooks/{name}", post(webhook).get(webhook_get))
         .route(
             "/healthz",
             get(|| async { answer(StatusCode::OK, json!({ "ok": true })) }),
