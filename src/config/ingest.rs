@@ -164,7 +164,12 @@ pub enum SourceKind {
 pub struct ExportConfig {
     pub path: PathBuf,
     pub format: ExportFormat,
+    /// The community of the folder's events (a `table` mapping may name its own).
     pub community: String,
+    /// `format = "table"`: the mapping file (`crate::ingest::table::Mapping`) its spreadsheets
+    /// are read through; relative to the directory `pulse` runs in.
+    #[serde(default)]
+    pub mapping: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -174,4 +179,6 @@ pub enum ExportFormat {
     Csv,
     SlackExport,
     DiscordExport,
+    /// Spreadsheets (`.csv`, `.xlsx`) read through `mapping`.
+    Table,
 }

@@ -402,11 +402,16 @@ pub struct Source<'a> {
     pub community: &'a str,
     pub ids: &'a Identities,
     pub limits: ZipLimits,
+    /// `ExportFormat::Table`: the mapping file its rows are read through.
+    pub mapping: Option<&'a Path>,
 }
 
 /// Convert an export to a canonical NDJSON file in `dir` (for the importer); returns its path.
 pub fn to_ndjson(path: &Path, source: &Source, dir: &Path) -> Result<PathBuf> {
-    if matches!(source.format, ExportFormat::Ndjson | ExportFormat::Csv) {
+    if matches!(
+        source.format,
+        ExportFormat::Ndjson | ExportFormat::Csv | ExportFormat::Table
+    ) {
         return Ok(path.to_path_buf());
     }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
@@ -433,6 +438,7 @@ fn write_ndjson(path: &Path, source: &Source, out_path: &Path) -> Result<()> {
         community,
         ids,
         limits,
+        mapping: _,
     } = *source;
     match format {
         ExportFormat::SlackExport => for_each_slack_event(path, community, ids, limits, write)?,
@@ -441,7 +447,9 @@ fn write_ndjson(path: &Path, source: &Source, out_path: &Path) -> Result<()> {
                 write(e)?;
             }
         }
-        ExportFormat::Ndjson | ExportFormat::Csv => unreachable!("not converted"),
+        ExportFormat::Ndjson | ExportFormat::Csv | ExportFormat::Table => {
+            unreachable!("not converted")
+        }
     }
     out.flush()
         .io_context(|| format!("writing {}", out_path.display()))
@@ -456,6 +464,19 @@ pub fn import_export(
     source: &Source,
     scratch: &Path,
 ) -> Result<crate::lake::events::ImportStats> {
+    if source.format == ExportFormat::Table {
+        // Rows are mapped to canonical events in memory and imported as NDJSON lines are.
+        let file = source
+            .mapping
+            .ok_or_else(|| Error::Usage("format = \"table\" needs a mapping file".into()))?;
+        let mapping = super::table::Mapping::load(file)?;
+        return super::table::import(
+            lake,
+            &[(path.to_path_buf(), shown.to_string())],
+            &mapping,
+            Some(source.community),
+        );
+    }
     let converted = convert(path, source, scratch)?;
     let input = match source.format {
         ExportFormat::Csv => crate::ingest::files::InputFormat::Csv,
@@ -731,6 +752,7 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
             community: &export.community,
             ids: &ids,
             limits,
+            mapping: export.mapping.as_deref(),
         };
         let result = import_export(lake, &copy, &file.display().to_string(), &source, &scratch);
         let _ = std::fs::remove_dir_all(&copy_dir);

@@ -6,3 +6,4 @@ pub mod adapters;
 pub mod exports;
 pub mod files;
 pub mod server;
+pub mod table;
