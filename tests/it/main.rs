@@ -10,3 +10,4 @@ mod models;
 mod query;
 mod report;
 mod schedule;
+mod table;
