@@ -42,7 +42,19 @@ const HEADER: [&str; 8] = [
 
 /// (order, member, phone, paid at, status, product, amount as CSV text, amount as a number,
 /// channel)
-const ROWS: [(&str, &str, &str, &str, &str, &str, &str, f64, &str); 3] = [
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    f64,
+    &'static str,
+);
+
+const ROWS: [Row; 3] = [
     (
         "o1",
         "u1",
