@@ -271,4 +271,6 @@ pub enum ImportFormat {
     /// A DiscordChatExporter JSON file
     #[value(name = "discord_export")]
     DiscordExport,
+    /// Spreadsheets (.csv in UTF-8 or GBK, .xlsx) read through --mapping
+    Table,
 }

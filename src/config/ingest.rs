@@ -214,7 +214,12 @@ impl SourceKind {
 pub struct ExportConfig {
     pub path: PathBuf,
     pub format: ExportFormat,
+    /// The community of the folder's events (a `table` mapping may name its own).
     pub community: String,
+    /// `format = "table"`: the mapping file (`crate::ingest::table::Mapping`) its spreadsheets
+    /// are read through; relative to the directory `pulse` runs in.
+    #[serde(default)]
+    pub mapping: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -224,4 +229,6 @@ pub enum ExportFormat {
     Csv,
     SlackExport,
     DiscordExport,
+    /// Spreadsheets (`.csv`, `.xlsx`) read through `mapping`.
+    Table,
 }

@@ -317,6 +317,10 @@ impl Config {
         }
         for (i, x) in self.ingest.exports.iter().enumerate() {
             dir(format!("ingest.exports[{i}].path"), &x.path)?;
+            if let Some(m) = &x.mapping {
+                // The mapping is validated as a whole (personal columns refused) where it is.
+                crate::ingest::table::Mapping::load(m)?;
+            }
         }
         Ok(())
     }
@@ -585,6 +589,21 @@ impl Config {
         for (i, x) in self.ingest.exports.iter().enumerate() {
             if let Err(reason) = crate::event::check_community_id(&x.community) {
                 return Err(err(format!("ingest.exports[{i}].community"), reason));
+            }
+            match (x.format, &x.mapping) {
+                (ExportFormat::Table, None) => {
+                    return Err(err(
+                        format!("ingest.exports[{i}].mapping"),
+                        "format = \"table\" needs mapping = \"path/to/MAPPING.toml\"".into(),
+                    ))
+                }
+                (ExportFormat::Table, Some(_)) | (_, None) => {}
+                (_, Some(_)) => {
+                    return Err(err(
+                        format!("ingest.exports[{i}].mapping"),
+                        "a mapping applies to format = \"table\" only".into(),
+                    ))
+                }
             }
         }
         Ok(())

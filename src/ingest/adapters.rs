@@ -237,6 +237,27 @@ pub fn discourse(
 /// Stripe events: payments → `purchase`, refunds → `refund`, a cancelled subscription → `leave`.
 /// The member is the identity-mapped `stripe:<customer>`, or `metadata.member_id`, or
 /// `client_reference_id` (what checkout pages pass for the signed-in user).
+/// The display names a Discourse payload carries (`post.name` or `post.username` for
+/// `post.user_id`, `user.name` or `user.username` for `user.id`), for the member directory:
+/// they never reach the lake.
+pub fn discourse_names(source: &str, payload: &Value, ids: &Identities) -> Vec<(String, String)> {
+    let name_of = |v: &Value| {
+        ["name", "username"]
+            .iter()
+            .filter_map(|k| v[*k].as_str())
+            .map(str::trim)
+            .find(|n| !n.is_empty())
+            .map(str::to_string)
+    };
+    [(&payload["post"], "user_id"), (&payload["user"], "id")]
+        .into_iter()
+        .filter_map(|(object, id_key)| {
+            let id = text(&object[id_key])?;
+            Some((ids.member(&format!("{source}:{id}")), name_of(object)?))
+        })
+        .collect()
+}
+
 pub fn stripe(
     source: &str,
     community: &str,
@@ -372,6 +393,20 @@ pub(crate) mod tests {
         assert!(!all.contains("user1"), "no username: {all}");
         let line = serde_json::to_string(&Value::Object(e.clone())).unwrap();
         crate::event::parse_json_line(&line).unwrap();
+    }
+
+    #[test]
+    fn discourse_names_go_to_the_directory_not_the_events() {
+        let ids = Identities::default();
+        let payload = fixture("discourse_post_created.json");
+        let names = discourse_names("forum", &payload, &ids);
+        let post = &payload["post"];
+        let expected = post["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .or(post["username"].as_str())
+            .unwrap();
+        assert_eq!(names, vec![("forum:1".to_string(), expected.to_string())]);
     }
 
     #[test]

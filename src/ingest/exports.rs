@@ -405,11 +405,16 @@ pub struct Source<'a> {
     /// The state directory whose member directory learns the display names the export
     /// carries (SPEC §8: names go there, never into the lake); none: names are not kept.
     pub names_to: Option<&'a Path>,
+    /// `ExportFormat::Table`: the mapping file its rows are read through.
+    pub mapping: Option<&'a Path>,
 }
 
 /// Convert an export to a canonical NDJSON file in `dir` (for the importer); returns its path.
 pub fn to_ndjson(path: &Path, source: &Source, dir: &Path) -> Result<PathBuf> {
-    if matches!(source.format, ExportFormat::Ndjson | ExportFormat::Csv) {
+    if matches!(
+        source.format,
+        ExportFormat::Ndjson | ExportFormat::Csv | ExportFormat::Table
+    ) {
         return Ok(path.to_path_buf());
     }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
@@ -445,7 +450,9 @@ fn write_ndjson(path: &Path, source: &Source, out_path: &Path) -> Result<()> {
                 write(e)?;
             }
         }
-        ExportFormat::Ndjson | ExportFormat::Csv => unreachable!("not converted"),
+        ExportFormat::Ndjson | ExportFormat::Csv | ExportFormat::Table => {
+            unreachable!("not converted")
+        }
     }
     out.flush()
         .io_context(|| format!("writing {}", out_path.display()))
@@ -460,6 +467,19 @@ pub fn import_export(
     source: &Source,
     scratch: &Path,
 ) -> Result<crate::lake::events::ImportStats> {
+    if source.format == ExportFormat::Table {
+        // Rows are mapped to canonical events in memory and imported as NDJSON lines are.
+        let file = source
+            .mapping
+            .ok_or_else(|| Error::Usage("format = \"table\" needs a mapping file".into()))?;
+        let mapping = super::table::Mapping::load(file)?;
+        return super::table::import(
+            lake,
+            &[(path.to_path_buf(), shown.to_string())],
+            &mapping,
+            Some(source.community),
+        );
+    }
     let converted = convert(path, source, scratch)?;
     let input = match source.format {
         ExportFormat::Csv => crate::ingest::files::InputFormat::Csv,
@@ -554,7 +574,7 @@ fn display_names(path: &Path, source: &Source) -> Vec<(String, String)> {
             }
             names.into_iter().collect()
         }
-        ExportFormat::Ndjson | ExportFormat::Csv => Vec::new(),
+        ExportFormat::Ndjson | ExportFormat::Csv | ExportFormat::Table => Vec::new(),
     }
 }
 
@@ -819,6 +839,7 @@ pub fn pickup(config: &Config, lake: &Lake, state: &StateDir) -> Result<PickupSt
             ids: &ids,
             limits,
             names_to: Some(&config.state_dir),
+            mapping: export.mapping.as_deref(),
         };
         let result = import_export(lake, &copy, &file.display().to_string(), &source, &scratch);
         let _ = std::fs::remove_dir_all(&copy_dir);

@@ -142,10 +142,10 @@ fn writer_stats_snapshot(w: &EventWriter) -> (u64, u64) {
 /// Offer one parsed block to the writer, in input order.
 /// A parsed line: its number, its text, and the event with its dedupe key or the reason it
 /// was rejected.
-type Parsed<'a> = (u64, &'a str, std::result::Result<(Event<'a>, u128), String>);
+pub(crate) type Parsed<'a> = (u64, &'a str, std::result::Result<(Event<'a>, u128), String>);
 
 /// Validate and key one line (runs on all cores).
-fn keyed(
+pub(crate) fn keyed(
     result: std::result::Result<Event<'_>, String>,
 ) -> std::result::Result<(Event<'_>, u128), String> {
     result.map(|event| {
@@ -154,7 +154,7 @@ fn keyed(
     })
 }
 
-fn offer(writer: &mut EventWriter, file: &str, parsed: Vec<Parsed<'_>>) -> Result<()> {
+pub(crate) fn offer(writer: &mut EventWriter, file: &str, parsed: Vec<Parsed<'_>>) -> Result<()> {
     writer.count_read(parsed.len() as u64);
     let mut valid = Vec::with_capacity(parsed.len());
     for (line, raw, result) in parsed {

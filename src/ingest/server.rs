@@ -709,13 +709,38 @@ async fn handle_webhook(
             };
             if source.kind == SourceKind::Discourse {
                 let event = header(headers, "x-discourse-event").unwrap_or("");
-                adapters::discourse(name, &source.community, event, &payload, &app.identities)
+                let mapped =
+                    adapters::discourse(name, &source.community, event, &payload, &app.identities);
+                if mapped.is_ok() {
+                    let names = adapters::discourse_names(name, &payload, &app.identities);
+                    learn_names(app, name, names).await;
+                }
+                mapped
             } else {
                 adapters::stripe(name, &source.community, &payload, &app.identities)
             }
         }
     };
     finish(app, name, mapped).await
+}
+
+/// Display names a payload carried go to the member directory (SPEC §8), never to the lake. A
+/// directory that cannot be written costs a warning, not the delivery.
+async fn learn_names(app: &AppState, source: &str, names: Vec<(String, String)>) {
+    if names.is_empty() {
+        return;
+    }
+    let dir = app.state_dir.root().to_path_buf();
+    let source = source.to_string();
+    let learned = tokio::task::spawn_blocking(move || {
+        crate::privacy::Directory::open(&dir)?.learn(&names, &source)
+    })
+    .await;
+    match learned {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("member directory not updated: {}", crate::error::Chain(&e)),
+        Err(e) => tracing::warn!("member directory not updated: {e}"),
+    }
 }
 
 /// Answer a mapped delivery: refused (422), ignored (200) or spooled.

@@ -12,3 +12,4 @@ mod privacy;
 mod query;
 mod report;
 mod schedule;
+mod table;
