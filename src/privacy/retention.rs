@@ -157,3 +157,62 @@ fn null_text_before(batch: &RecordBatch, cutoff_us: i64) -> Result<(RecordBatch,
     }
     Ok((RecordBatch::try_new(schema, columns)?, n, 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    #[test]
+    fn text_before_the_cut_is_cleared_and_the_rest_kept() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "occurred_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("title", DataType::Utf8, true),
+            Field::new("body", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![10, 19, 20, 30]).with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![
+                    Some("old"),
+                    None,
+                    Some("edge"),
+                    Some("new"),
+                ])),
+                Arc::new(StringArray::from(vec![
+                    None,
+                    Some("old body"),
+                    Some("b"),
+                    Some("b"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let (out, cleared, _) = null_text_before(&batch, 20).unwrap();
+        assert_eq!(cleared, 2, "the two events before the cut had text");
+        let text = |i: usize| {
+            let a = out
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            (0..a.len())
+                .map(|r| a.is_valid(r).then(|| a.value(r).to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            text(1),
+            [None, None, Some("edge".into()), Some("new".into())]
+        );
+        assert_eq!(text(2), [None, None, Some("b".into()), Some("b".into())]);
+        let (_, again, _) = null_text_before(&out, 20).unwrap();
+        assert_eq!(again, 0, "a second pass changes nothing");
+    }
+}
