@@ -93,7 +93,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load canonical events (NDJSON or CSV), or a Slack / Discord export, into the lake.
+    /// Load canonical events (NDJSON or CSV), a Slack / Discord export, or a spreadsheet
+    /// (xlsx or CSV, UTF-8 or GBK) through a mapping (`--format table --mapping M`), into the lake.
     ///
     /// Duplicates of events already in the lake (same source and event_id) are skipped; bad
     /// lines go to <lake>/quarantine/ with file, line and reason, and the rest is imported.
