@@ -105,38 +105,31 @@ impl Directory {
     /// Set names by hand (`source` = "set" or "import"): they replace whatever was there.
     /// Returns how many entries changed.
     pub fn set(&mut self, names: &[(String, String)], source: &str) -> Result<usize> {
-        let at = Self::now();
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(db_error(&path))?;
-        let mut changed = 0;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO members (member_id, display_name, source, learned_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (member_id) DO UPDATE
-                     SET display_name = excluded.display_name, source = excluded.source,
-                         learned_at = excluded.learned_at
-                     WHERE members.display_name <> excluded.display_name
-                        OR members.source <> excluded.source",
-                )
-                .map_err(db_error(&path))?;
-            for (id, name) in names {
-                let Some(name) = clean_name(name) else {
-                    continue;
-                };
-                changed += stmt
-                    .execute(params![id, name, source, at])
-                    .map_err(db_error(&path))?;
-            }
-        }
-        tx.commit().map_err(db_error(&path))?;
-        Ok(changed)
+        self.upsert(
+            names,
+            source,
+            "members.display_name <> excluded.display_name OR members.source <> excluded.source",
+        )
     }
 
     /// Names an adapter saw (`source` = its source name): new members are added and names it
     /// learned before are updated, but a name set by hand is kept.
     pub fn learn(&mut self, names: &[(String, String)], source: &str) -> Result<usize> {
+        let condition = format!(
+            "members.source NOT IN ('{}', '{}') AND members.display_name <> excluded.display_name",
+            BY_HAND[0], BY_HAND[1]
+        );
+        self.upsert(names, source, &condition)
+    }
+
+    /// Insert `names` from `source`, replacing an existing entry where `replace_when` (SQL over
+    /// `members` and `excluded`) holds; one transaction. Returns how many entries changed.
+    fn upsert(
+        &mut self,
+        names: &[(String, String)],
+        source: &str,
+        replace_when: &str,
+    ) -> Result<usize> {
         if names.is_empty() {
             return Ok(0);
         }
@@ -146,22 +139,21 @@ impl Directory {
         let mut changed = 0;
         {
             let mut stmt = tx
-                .prepare(
+                .prepare(&format!(
                     "INSERT INTO members (member_id, display_name, source, learned_at)
                      VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (member_id) DO UPDATE
                      SET display_name = excluded.display_name, source = excluded.source,
                          learned_at = excluded.learned_at
-                     WHERE members.source NOT IN (?5, ?6)
-                       AND members.display_name <> excluded.display_name",
-                )
+                     WHERE {replace_when}"
+                ))
                 .map_err(db_error(&path))?;
             for (id, name) in names {
                 let Some(name) = clean_name(name) else {
                     continue;
                 };
                 changed += stmt
-                    .execute(params![id, name, source, at, BY_HAND[0], BY_HAND[1]])
+                    .execute(params![id, name, source, at])
                     .map_err(db_error(&path))?;
             }
         }
@@ -245,7 +237,7 @@ impl Directory {
 /// optional; rows without both cells are skipped and counted.
 pub fn read_names_csv(path: &Path) -> Result<(Vec<(String, String)>, usize)> {
     let bytes = std::fs::read(path).io_context(|| format!("reading {}", path.display()))?;
-    let text = decode_text(&bytes);
+    let text = crate::ingest::table::decode(path, &bytes, crate::ingest::table::Encoding::Auto)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -269,15 +261,6 @@ pub fn read_names_csv(path: &Path) -> Result<(Vec<(String, String)>, usize)> {
         names.push((id.to_string(), name.to_string()));
     }
     Ok((names, skipped))
-}
-
-/// UTF-8 (a BOM dropped) when the bytes are valid UTF-8, else GB18030 (a superset of GBK).
-pub fn decode_text(bytes: &[u8]) -> String {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_string(),
-        Err(_) => encoding_rs::GB18030.decode(bytes).0.into_owned(),
-    }
 }
 
 #[cfg(test)]
