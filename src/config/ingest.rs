@@ -147,16 +147,18 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     pub community: String,
     /// The variable holding the signing secret (generic, discourse, stripe,
-    /// standard_webhooks, slack).
+    /// standard_webhooks, slack; dingtalk: the robot's AppSecret).
     #[serde(default)]
     pub secret_env: Option<String>,
-    /// WeCom: the variable holding the callback Token.
+    /// WeCom, DingTalk event subscriptions: the variable holding the callback Token.
     #[serde(default)]
     pub token_env: Option<String>,
-    /// WeCom: the variable holding the 43-character EncodingAESKey.
+    /// WeCom, DingTalk event subscriptions: the variable holding the 43-character
+    /// EncodingAESKey.
     #[serde(default)]
     pub aes_key_env: Option<String>,
-    /// WeCom: the receive id the decrypted messages must carry (the corp id).
+    /// WeCom, DingTalk event subscriptions: the receive id the decrypted messages must carry
+    /// (the corp id; for a DingTalk app's event subscription, its app key).
     #[serde(default)]
     pub receive_id: Option<String>,
     /// Feishu: the variable holding the Verification Token.
@@ -180,7 +182,8 @@ pub enum SourceKind {
     Wecom,
     /// 飞书 / Lark event subscriptions (schema 2.0, encrypted and signed).
     Feishu,
-    /// 钉钉 robot callbacks (`timestamp` + `sign` headers).
+    /// 钉钉 robot callbacks (`timestamp` + `sign` headers) and event subscriptions
+    /// (WXBizMsgCrypt in JSON).
     Dingtalk,
 }
 
@@ -199,12 +202,16 @@ impl SourceKind {
         }
     }
 
-    /// The keys a source of this kind must set, besides name, kind and community.
-    pub fn required_keys(self) -> &'static [&'static str] {
+    /// The sets of keys a source of this kind takes, besides name, kind and community: every
+    /// key of a set or none of it, and at least one whole set. DingTalk has two (robot
+    /// callbacks, event subscriptions); one source may take both.
+    pub fn key_sets(self) -> &'static [&'static [&'static str]] {
+        const CRYPT: &[&str] = &["token_env", "aes_key_env", "receive_id"];
         match self {
-            SourceKind::Wecom => &["token_env", "aes_key_env", "receive_id"],
-            SourceKind::Feishu => &["verification_token_env", "encrypt_key_env"],
-            _ => &["secret_env"],
+            SourceKind::Wecom => &[CRYPT],
+            SourceKind::Dingtalk => &[&["secret_env"], CRYPT],
+            SourceKind::Feishu => &[&["verification_token_env", "encrypt_key_env"]],
+            _ => &[&["secret_env"]],
         }
     }
 }

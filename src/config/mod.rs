@@ -522,37 +522,57 @@ impl Config {
                 ),
                 ("encrypt_key_env", s.encrypt_key_env.as_deref()),
             ];
-            let required = s.kind.required_keys();
+            let sets = s.kind.key_sets();
+            let takes = sets
+                .iter()
+                .map(|set| set.join(", "))
+                .collect::<Vec<_>>()
+                .join("; or ");
+            let value_of = |key: &str| given.iter().find(|(k, _)| *k == key).and_then(|(_, v)| *v);
             for (key, value) in given {
                 let key_path = format!("ingest.sources[{i}].{key}");
-                match (required.contains(&key), value) {
-                    (true, None) => {
-                        return Err(err(
-                            key_path,
-                            format!(
-                                "is required for kind `{}`: every webhook source is verified with its secrets",
-                                s.kind.name()
-                            ),
-                        ))
-                    }
-                    (false, Some(_)) => {
-                        return Err(err(
-                            key_path,
-                            format!(
-                                "does not apply to kind `{}` (it takes {})",
-                                s.kind.name(),
-                                required.join(", ")
-                            ),
-                        ))
-                    }
-                    (true, Some(v)) if key.ends_with("_env") => {
-                        check_env_name(Some(v), &key_path, &err)?
-                    }
-                    (true, Some("")) => {
-                        return Err(err(key_path, "may not be empty".into()))
-                    }
-                    _ => {}
+                let Some(v) = value else { continue };
+                if !sets.iter().any(|set| set.contains(&key)) {
+                    return Err(err(
+                        key_path,
+                        format!(
+                            "does not apply to kind `{}` (it takes {takes})",
+                            s.kind.name()
+                        ),
+                    ));
                 }
+                if key.ends_with("_env") {
+                    check_env_name(Some(v), &key_path, &err)?
+                } else if v.is_empty() {
+                    return Err(err(key_path, "may not be empty".into()));
+                }
+            }
+            let mut whole = 0;
+            for set in sets {
+                let missing = set.iter().find(|k| value_of(k).is_none());
+                match missing {
+                    None => whole += 1,
+                    Some(key) if set.iter().any(|k| value_of(k).is_some()) || sets.len() == 1 => {
+                        return Err(err(
+                            format!("ingest.sources[{i}].{key}"),
+                            format!(
+                                "is required for kind `{}` (with {}): every webhook source is verified with its secrets",
+                                s.kind.name(),
+                                set.join(", ")
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if whole == 0 {
+                return Err(err(
+                    format!("ingest.sources[{i}]"),
+                    format!(
+                        "kind `{}` needs {takes}: every webhook source is verified with its secrets",
+                        s.kind.name()
+                    ),
+                ));
             }
             // A key the server will refuse anyway is named now, with its file and key.
             if let Some(var) = s.aes_key_env.as_deref() {
@@ -737,6 +757,23 @@ mod tests {
             &wecom.replace("PULSE_TEST_WC_TOKEN", "not a name"),
         ));
         assert!(e.contains("ingest.sources[0].token_env"), "{e}");
+        // DingTalk: the robot's secret, the subscription's three keys, or both; never a part.
+        assert!(source("dingtalk", "secret_env = \"S\"\n").is_ok());
+        assert!(source("dingtalk", wecom).is_ok());
+        assert!(source("dingtalk", &format!("{wecom}secret_env = \"S\"\n")).is_ok());
+        let e = message(source(
+            "dingtalk",
+            "secret_env = \"S\"\ntoken_env = \"T\"\n",
+        ));
+        assert!(
+            e.contains("ingest.sources[0].aes_key_env") && e.contains("required"),
+            "{e}"
+        );
+        let e = message(source("dingtalk", ""));
+        assert!(
+            e.contains("ingest.sources[0]") && e.contains("secret_env; or token_env"),
+            "{e}"
+        );
         // A key of the wrong length in the variable: named at load, with file, key and problem.
         std::env::set_var("PULSE_TEST_WC_KEY_SHORT", "abc");
         let e = message(source("wecom", &wecom.replace("_UNSET", "_SHORT")));

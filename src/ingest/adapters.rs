@@ -80,7 +80,8 @@ pub fn read_identities(config: &crate::config::IngestConfig) -> Result<Identitie
     Identities::load(&config.identity, config.identities.as_deref())
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A JSON string (non-empty) or number as text: platform ids come as either.
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -6,6 +6,7 @@
 //! [`table`].
 
 pub mod adapters;
+pub mod dingtalk;
 pub mod exports;
 pub mod feishu;
 pub mod files;

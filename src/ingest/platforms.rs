@@ -1,18 +1,11 @@
 //! Live platform callbacks → canonical events: the Slack Events API here, WeCom in
-//! [`super::wecom`]. Member ids are `<source name>:<platform user id>` mapped through the
-//! identity map; names, avatars and phone numbers in the payloads are copied nowhere.
+//! [`super::wecom`], Feishu in [`super::feishu`], DingTalk in [`super::dingtalk`]. Member ids
+//! are `<source name>:<platform user id>` mapped through the identity map; names, avatars and
+//! phone numbers in the payloads are copied nowhere (names go to the member directory).
 
 use serde_json::{json, Value};
 
-use super::adapters::{event, Identities, Mapped};
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+use super::adapters::{event, text, Identities, Mapped};
 
 /// Slack `ts` ("1355517523.000005") as RFC 3339 with microseconds.
 pub(crate) fn slack_time(ts: &str) -> Option<String> {
@@ -175,65 +168,6 @@ pub fn slack(
     Ok(SlackRequest::Mapped(Mapped::Events(mapped)))
 }
 
-/// A DingTalk robot callback (a message that @-mentions the robot in a group, or a direct
-/// message) → `post`, or `comment` when DingTalk marks it as a reply
-/// (`text.isReplyMsg` with `text.repliedMsg.msgId`). The member is `<source>:<senderStaffId>`
-/// (DingTalk: "use senderStaffId as the sender's userid"), else the encrypted `senderId`;
-/// the event id is `msgId`, the same on retries. Nicknames are not copied.
-pub fn dingtalk_robot(
-    source: &str,
-    community: &str,
-    payload: &Value,
-    ids: &Identities,
-) -> std::result::Result<Mapped, String> {
-    let kind = payload["msgtype"].as_str().ok_or("msgtype missing")?;
-    let id = text(&payload["msgId"]).ok_or("msgId missing")?;
-    let sender = text(&payload["senderStaffId"])
-        .or_else(|| text(&payload["senderId"]))
-        .ok_or("senderStaffId and senderId missing")?;
-    let at = text(&payload["createAt"])
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .ok_or("createAt missing or not milliseconds")?;
-    let t = &payload["text"];
-    let parent = (t["isReplyMsg"].as_bool() == Some(true))
-        .then(|| text(&t["repliedMsg"]["msgId"]))
-        .flatten();
-    let mut e = event(
-        source,
-        community,
-        id.clone(),
-        ids.member(&format!("{source}:{sender}")),
-        if parent.is_some() { "comment" } else { "post" },
-        at,
-    );
-    e.insert("content_id".into(), id.into());
-    if let Some(p) = parent {
-        e.insert("parent_id".into(), p.into());
-    }
-    if kind == "text" {
-        if let Some(body) = t["content"]
-            .as_str()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            e.insert("body".into(), body.into());
-        }
-    }
-    e.insert(
-        "properties".into(),
-        json!({
-            "msgtype": kind,
-            "conversation_id": payload["conversationId"],
-            "conversation_type": payload["conversationType"],
-        })
-        .to_string()
-        .into(),
-    );
-    Ok(Mapped::Events(vec![e]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,47 +302,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn dingtalk_robot_message_is_a_post_without_the_nickname() {
-        let ids = Identities::default();
-        let payload = fixture("dingtalk/robot_message.json");
-        let Ok(Mapped::Events(events)) = dingtalk_robot("dt", "c1", &payload, &ids) else {
-            panic!()
-        };
-        let mut e = events[0].clone();
-        assert_eq!(
-            (
-                &e["event_id"],
-                &e["member_id"],
-                &e["event_type"],
-                &e["occurred_at"],
-                &e["body"]
-            ),
-            (
-                &json!("msg0xxxxx"),
-                &json!("dt:user123"),
-                &json!("post"),
-                &json!("2021-02-18T06:37:32.678Z"),
-                &json!("你好")
-            )
-        );
-        assert!(!Value::Object(e.clone()).to_string().contains("杨xx"));
-        e.insert("received_at".into(), "2026-11-30T00:00:00Z".into());
-        crate::event::parse_json_line(&Value::Object(e).to_string()).unwrap();
-        // A reply (fields made up: DingTalk's docs show no reply example).
-        let mut reply = payload.clone();
-        reply["msgId"] = json!("msg1");
-        reply["text"]["isReplyMsg"] = json!(true);
-        reply["text"]["repliedMsg"] = json!({ "msgId": "msg0xxxxx" });
-        let Ok(Mapped::Events(events)) = dingtalk_robot("dt", "c1", &reply, &ids) else {
-            panic!()
-        };
-        assert_eq!(
-            (&events[0]["event_type"], &events[0]["parent_id"]),
-            (&json!("comment"), &json!("msg0xxxxx"))
-        );
-    }
-
     /// Damaged copies of the real payloads, and random JSON: mapped or refused, never a panic.
     mod properties {
         use super::*;
@@ -457,20 +350,6 @@ mod tests {
                 bytes.truncate(cut.index(bytes.len() + 1));
                 if let Ok(payload) = serde_json::from_slice::<Value>(&bytes) {
                     check(&payload);
-                    let _ = dingtalk_robot("dt", "c1", &payload, &Identities::default());
-                }
-                let mut robot = std::fs::read(format!(
-                    "{}/tests/fixtures/dingtalk/robot_message.json", env!("CARGO_MANIFEST_DIR")
-                )).unwrap();
-                let i = cut.index(robot.len());
-                robot[i] ^= 0x5a;
-                robot.truncate(cut.index(robot.len() + 1).max(i));
-                if let Ok(payload) = serde_json::from_slice::<Value>(&robot) {
-                    if let Ok(Mapped::Events(events)) = dingtalk_robot("dt", "c1", &payload, &Identities::default()) {
-                        for e in events {
-                            let _ = crate::event::parse_json_line(&Value::Object(e).to_string());
-                        }
-                    }
                 }
             }
 
@@ -486,7 +365,6 @@ mod tests {
                 ]),
             ) {
                 check(&payload);
-                let _ = dingtalk_robot("dt", "c1", &payload, &Identities::default());
                 let mut envelope = fixture("slack/message.json");
                 let mut e = match event { Value::Object(m) => m, _ => Default::default() };
                 e.insert("type".into(), kind.into());

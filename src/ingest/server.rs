@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::adapters::{self, Identities, Mapped};
-use super::{feishu, platforms, wecom};
+use super::{dingtalk, feishu, platforms, wecom};
 use crate::config::{Config, SourceKind};
 use crate::error::{Error, Result};
 use crate::signature;
@@ -367,6 +367,33 @@ fn wecom_keys(
     Ok((token, key, receive_id))
 }
 
+/// The answer to an accepted DingTalk subscription callback: `success`, encrypted and signed.
+fn dingtalk_success(source: &crate::config::SourceConfig) -> Response {
+    let Ok((token, key, receive_id)) = wecom_keys(source) else {
+        // The keys were read a moment ago to open the callback.
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": "the source's keys are no longer set" }),
+        );
+    };
+    let keys = wecom::Keys {
+        token: &token,
+        key,
+        receive_id: &receive_id,
+    };
+    let random: [u8; 16] = rand::random();
+    let nonce: String = random[..8].iter().map(|b| format!("{b:02x}")).collect();
+    answer(
+        StatusCode::OK,
+        dingtalk::success(
+            &keys,
+            chrono::Utc::now().timestamp_millis(),
+            &nonce,
+            &random,
+        ),
+    )
+}
+
 /// `GET /v1/webhooks/<source>`: WeCom's URL verification (verify `msg_signature`, decrypt
 /// `echostr`, answer its plaintext).
 async fn webhook_get(
@@ -583,12 +610,66 @@ async fn platform_delivery(
                 }
             }
         }
-        SourceKind::Dingtalk => {
-            let Some(key) = secret(source.secret_env.as_deref()) else {
+        SourceKind::Dingtalk if dingtalk::is_subscription(&query) => {
+            if source.token_env.is_none() {
                 return Err(refused(
                     StatusCode::UNAUTHORIZED,
-                    "the source's secret_env variable is not set on the server",
+                    "this DingTalk source takes robot callbacks only: event subscriptions need token_env, aes_key_env and receive_id",
                 ));
+            }
+            let (token, key, receive_id) = match wecom_keys(source) {
+                Ok(k) => k,
+                Err(e) => return Err(refused(StatusCode::UNAUTHORIZED, &e)),
+            };
+            let Some(q) = dingtalk::subscription_query(&query) else {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "missing signature, timestamp or nonce in the query",
+                ));
+            };
+            let (sig, ts, nonce) = (
+                q.msg_signature.to_string(),
+                q.timestamp.to_string(),
+                q.nonce.to_string(),
+            );
+            let work = tokio::task::spawn_blocking(move || {
+                let keys = wecom::Keys {
+                    token: &token,
+                    key,
+                    receive_id: &receive_id,
+                };
+                let q = wecom::Query {
+                    msg_signature: &sig,
+                    timestamp: &ts,
+                    nonce: &nonce,
+                };
+                dingtalk::open(&keys, q, &body)
+                    .map(|payload| dingtalk::map(&name, &community, &payload, &ids))
+            })
+            .await;
+            match work {
+                Ok(Ok(mapped)) => Ok(mapped),
+                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
+                    Err(refused(StatusCode::UNAUTHORIZED, &r))
+                }
+                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
+                Err(e) => {
+                    tracing::error!("decryption task failed: {e}");
+                    Err(refused(
+                        StatusCode::UNAUTHORIZED,
+                        "the signature could not be verified",
+                    ))
+                }
+            }
+        }
+        SourceKind::Dingtalk => {
+            let Some(key) = secret(source.secret_env.as_deref()) else {
+                let reason = if source.secret_env.is_none() {
+                    "this DingTalk source takes event subscriptions only (signature, timestamp and nonce in the query): robot callbacks need secret_env"
+                } else {
+                    "the source's secret_env variable is not set on the server"
+                };
+                return Err(refused(StatusCode::UNAUTHORIZED, reason));
             };
             let (Some(ts), Some(sign)) = (header(headers, "timestamp"), header(headers, "sign"))
             else {
@@ -610,7 +691,11 @@ async fn platform_delivery(
                     ))
                 }
             };
-            Ok(platforms::dingtalk_robot(&name, &community, &payload, &ids))
+            let mapped = dingtalk::robot(&name, &community, &payload, &ids);
+            if mapped.is_ok() {
+                learn_names(app, &name, dingtalk::robot_names(&name, &payload, &ids)).await;
+            }
+            Ok(mapped)
         }
         _ => Err(refused(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -636,14 +721,20 @@ async fn handle_webhook(
         source.kind,
         SourceKind::Slack | SourceKind::Wecom | SourceKind::Feishu | SourceKind::Dingtalk
     ) {
+        let subscription = dingtalk::is_subscription(&query);
         let mapped = match platform_delivery(app, source, &headers, query, body).await {
             Ok(mapped) => mapped,
             Err(response) => return response,
         };
         let response = finish(app, name, mapped).await;
-        // WeCom reads a non-empty answer as a passive reply: answer success with an empty body.
-        if source.kind == SourceKind::Wecom && response.status() == StatusCode::OK {
-            return (StatusCode::OK, "").into_response();
+        if response.status() == StatusCode::OK {
+            match source.kind {
+                // WeCom reads a non-empty answer as a passive reply: success is an empty body.
+                SourceKind::Wecom => return (StatusCode::OK, "").into_response(),
+                // DingTalk retries until it reads the encrypted word `success`.
+                SourceKind::Dingtalk if subscription => return dingtalk_success(source),
+                _ => {}
+            }
         }
         return response;
     }

@@ -1,5 +1,5 @@
-"""Live platform callbacks over real HTTP on loopback (`pulse serve`): Slack Events API and
-WeCom (企业微信). Official vectors and documented payloads from tests/fixtures/<platform>/
+"""Live platform callbacks over real HTTP on loopback (`pulse serve`): Slack Events API,
+WeCom (企业微信), Feishu (飞书) and DingTalk (钉钉). Official vectors and documented payloads from tests/fixtures/<platform>/
 (see the README there); forged, stale, tampered, wrong-receive-id and undecryptable requests
 are refused and store nothing."""
 import base64
@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -284,7 +285,11 @@ DINGTALK_SOURCE = """
     kind = "dingtalk"
     community = "c1"
     secret_env = "PULSE_TEST_DINGTALK"
+    token_env = "PULSE_TEST_DINGTALK_TOKEN"
+    aes_key_env = "PULSE_TEST_DINGTALK_KEY"
+    receive_id = "ding6ccabc44d2c8d38b"
 """
+DINGTALK_VECTOR = json.loads((DINGTALK / "official_vector.json").read_text())
 
 
 def dingtalk_headers(ts_ms=None, secret=DINGTALK_SECRET):
@@ -293,10 +298,16 @@ def dingtalk_headers(ts_ms=None, secret=DINGTALK_SECRET):
     return {"timestamp": ts, "sign": sign}
 
 
-def test_dingtalk_robot_callbacks(pulse_bin, tmp_path):
+def dingtalk_server(pulse_bin, tmp_path):
     server = Server(pulse_bin, tmp_path, extra=DINGTALK_SOURCE)
-    server.env["PULSE_TEST_DINGTALK"] = DINGTALK_SECRET
+    server.env.update(PULSE_TEST_DINGTALK=DINGTALK_SECRET, PULSE_TEST_DINGTALK_TOKEN=DINGTALK_VECTOR["token"],
+                      PULSE_TEST_DINGTALK_KEY=DINGTALK_VECTOR["aes_key"])
     server.start()
+    return server
+
+
+def test_dingtalk_robot_callbacks(pulse_bin, tmp_path):
+    server = dingtalk_server(pulse_bin, tmp_path)
     url = "/v1/webhooks/dt"
     message = (DINGTALK / "robot_message.json").read_bytes()
     assert server.post(url, message, dingtalk_headers())[:2] == (200, {"accepted": 1})
@@ -328,3 +339,75 @@ def test_dingtalk_robot_callbacks(pulse_bin, tmp_path):
     assert dt[0]["body"] == "你好"
     text = json.dumps(rows, ensure_ascii=False)
     assert "EVIL" not in text and "杨xx" not in text
+
+    # The sender's nickname went to the member directory, and nowhere else.
+    out = subprocess.run([pulse_bin, "--config", "pulse.toml", "members", "list"], cwd=tmp_path,
+                         env=server.env, capture_output=True, text=True, check=True).stdout
+    assert "dt:user123" in out and "杨xx" in out, out
+
+
+def dingtalk_decrypt(encrypted, key_text=DINGTALK_VECTOR["aes_key"]):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    key = base64.b64decode(key_text + "=")
+    dec = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = dec.update(base64.b64decode(encrypted)) + dec.finalize()
+    plain = plain[:-plain[-1]]
+    n = int.from_bytes(plain[16:20], "big")
+    return plain[20:20 + n].decode(), plain[20 + n:].decode()
+
+
+def test_dingtalk_event_subscription(pulse_bin, tmp_path):
+    """DingTalk's HTTP event subscription: the official check_url vector, group member changes
+    encrypted here as DingTalk does (the WeCom scheme with the corp id), every accepted
+    callback answered with the encrypted, signed word `success`."""
+    server = dingtalk_server(pulse_bin, tmp_path)
+    url = "/v1/webhooks/dt"
+    v = DINGTALK_VECTOR
+
+    def answered_success(answer):
+        assert set(answer) == {"msg_signature", "timeStamp", "nonce", "encrypt"}, answer
+        signed = "".join(sorted([v["token"], answer["timeStamp"], answer["nonce"], answer["encrypt"]]))
+        assert hashlib.sha1(signed.encode()).hexdigest() == answer["msg_signature"]
+        assert dingtalk_decrypt(answer["encrypt"]) == ("success", v["receive_id"])
+        return True
+
+    # The registration's check_url, exactly as in DingTalk's library (both query spellings).
+    for names in [("signature", "timestamp"), ("msg_signature", "timeStamp")]:
+        q = urllib.parse.urlencode({names[0]: v["signature"], names[1]: v["timestamp"], "nonce": v["nonce"]})
+        status, answer, _ = server.post(f"{url}?{q}", json.dumps({"encrypt": v["encrypt"]}).encode())
+        assert status == 200 and answered_success(answer)
+
+    def seal(event, receive_id=v["receive_id"], token=v["token"], key_text=v["aes_key"]):
+        enc = wecom_encrypt(json.dumps(event).encode(), receive_id=receive_id, key_text=key_text)
+        ts, nonce = str(int(time.time() * 1000)), "n0nce"
+        sig = hashlib.sha1("".join(sorted([token, ts, nonce, enc])).encode()).hexdigest()
+        return f"{url}?signature={sig}&timestamp={ts}&nonce={nonce}", json.dumps({"encrypt": enc}).encode()
+
+    add = json.loads((DINGTALK / "chat_add_member.json").read_text())
+    quit_ = {**add, "EventType": "chat_quit", "Operator": "user002", "TimeStamp": "1574307500000"}
+    del quit_["UserId"]
+    for event in [add, quit_, add]:  # the second add is DingTalk's retry: stored once
+        status, answer, _ = server.post(*seal(event))
+        assert status == 200 and answered_success(answer)
+
+    # Refused, nothing stored: another token, another corp, another key, tampered, not JSON,
+    # no signature (and so taken for a robot callback without headers).
+    evil = {**add, "UserId": ["mallory"]}
+    assert server.post(*seal(evil, token="other"))[0] == 401
+    assert server.post(*seal(evil, receive_id="dingsomeoneelse"))[0] == 401
+    assert server.post(*seal(evil, key_text="A" * 43))[0] in (400, 401)
+    path, body = seal(evil)
+    enc = json.loads(body)["encrypt"]
+    tampered = json.dumps({"encrypt": enc[:10] + ("A" if enc[10] != "A" else "B") + enc[11:]}).encode()
+    assert server.post(path, tampered)[0] == 401
+    assert server.post(path, b"{nope")[0] == 400
+    assert server.post(url, body)[0] == 401
+
+    rows = lake_events(server, "source, event_id, member_id, event_type, CAST(occurred_at AS VARCHAR) AS at")
+    dt = [(r["event_id"], r["member_id"], r["event_type"]) for r in rows if r["source"] == "dt"]
+    assert dt == [
+        ("chatc1:1574307467470:add:user001", "dt:user001", "join"),
+        ("chatc1:1574307467470:add:user002", "dt:user002", "join"),
+        ("chatc1:1574307500000:quit:user002", "dt:user002", "leave"),
+    ], dt
+    assert "mallory" not in json.dumps(rows)
