@@ -5,46 +5,31 @@
 -- of answered_posts), unanswered_rate, priority = members × (1 + unanswered_rate), and
 -- priority_rank within the taxonomy by priority desc, posts desc, category asc. Every
 -- configured category appears, with zeros if need be. The posts of W and W′ come from
--- answered_posts (raw `events` of W and W′ only).
+-- answered_posts (raw `events` of W and W′ only), their categories from post_categories.
 -- test unique: taxonomy, category
 -- test unique: taxonomy, priority_rank
 -- Reference: docs/metrics.md#demand_categories
 WITH posts AS (
-    SELECT
-        row_number() OVER (ORDER BY source, event_id) AS post_no,
-        member_id,
-        in_w,
-        answered,
-        lower(coalesce(title, '') || ' ' || coalesce(body, '')) AS text
-    FROM answered_posts
+    SELECT source, event_id, member_id, in_w, answered FROM answered_posts
 ),
-matched AS (
-    SELECT DISTINCT k.taxonomy, k.category, p.post_no
-    FROM posts p
-    JOIN p_keywords k ON strpos(p.text, k.keyword) > 0
+labeled AS (
+    SELECT c.taxonomy, c.category, p.source || ':' || p.event_id AS post_key, p.member_id, p.in_w, p.answered
+    FROM post_categories c
+    JOIN posts p ON p.source = c.source AND p.event_id = c.event_id
 ),
 taxonomies AS (
     SELECT DISTINCT taxonomy FROM p_categories
 ),
-labeled AS (
-    SELECT taxonomy, category, post_no FROM matched
-    UNION ALL
-    SELECT t.taxonomy, 'uncategorized' AS category, p.post_no
-    FROM posts p
-    CROSS JOIN taxonomies t
-    WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.post_no = p.post_no AND m.taxonomy = t.taxonomy)
-),
 stats AS (
     SELECT
-        l.taxonomy,
-        l.category,
-        count(DISTINCT CASE WHEN p.in_w THEN l.post_no END) AS posts,
-        count(DISTINCT CASE WHEN p.in_w THEN p.member_id END) AS members,
-        count(DISTINCT CASE WHEN NOT p.in_w THEN l.post_no END) AS prev_posts,
-        count(DISTINCT CASE WHEN p.in_w AND NOT p.answered THEN l.post_no END) AS unanswered
-    FROM labeled l
-    JOIN posts p ON p.post_no = l.post_no
-    GROUP BY l.taxonomy, l.category
+        taxonomy,
+        category,
+        count(DISTINCT CASE WHEN in_w THEN post_key END) AS posts,
+        count(DISTINCT CASE WHEN in_w THEN member_id END) AS members,
+        count(DISTINCT CASE WHEN NOT in_w THEN post_key END) AS prev_posts,
+        count(DISTINCT CASE WHEN in_w AND NOT answered THEN post_key END) AS unanswered
+    FROM labeled
+    GROUP BY taxonomy, category
 ),
 total AS (
     SELECT count(*) AS w_posts FROM posts WHERE in_w

@@ -329,5 +329,55 @@ fn metric_schemas() -> Vec<(&'static str, SchemaRef)> {
                 ("is_partial", Boolean, false),
             ]),
         ),
+        (
+            "tier_transitions",
+            schema(vec![
+                ("from_tier", Utf8, true),
+                ("to_tier", Utf8, false),
+                ("direction", Utf8, false),
+                ("members", Int64, false),
+                ("member_ids", list_of(Utf8), false),
+            ]),
+        ),
+        (
+            "top_content",
+            schema(vec![
+                ("rank", Int64, false),
+                ("source", Utf8, false),
+                ("event_id", Utf8, false),
+                ("content_id", Utf8, true),
+                ("member_id", Utf8, false),
+                ("title", Utf8, true),
+                ("occurred_at", ts(), false),
+                ("engagers", Int64, false),
+                ("comments", Int64, false),
+                ("likes", Int64, false),
+                ("shares", Int64, false),
+                ("cites", Int64, false),
+                ("categories", list_of(Utf8), true),
+            ]),
+        ),
+        (
+            "category_health",
+            schema(vec![
+                ("taxonomy", Utf8, false),
+                ("category", Utf8, false),
+                ("posts", Int64, false),
+                ("replied", Int64, false),
+                ("open", Int64, false),
+                ("median_reply_hours", Float64, true),
+                ("p90_reply_hours", Float64, true),
+                ("due_48h", Int64, false),
+                ("answered_48h", Int64, false),
+                ("answered_48h_rate", Float64, true),
+                ("engagement_per_post", Float64, true),
+                ("prev_engagement_per_post", Float64, true),
+            ]),
+        ),
     ]
+}
+
+/// A list column (Arrow's `item` field, nullable, as `array_agg` makes it).
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
 }

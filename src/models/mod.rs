@@ -252,6 +252,8 @@ pub async fn run_community(
             rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
         tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
         register_parameter_tables(&ctx, settings).await?;
+        let tiers = tiers_at_w_start(config, lake, settings, &window).await?;
+        crate::engine::register_batches(&ctx, TIERS_AT_W_START, tiers.0, tiers.1).await?;
         Some((ctx, refreshed))
     } else {
         None
@@ -310,6 +312,45 @@ pub async fn run_community(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The table `tier_transitions` reads each member's tier at the start of W from.
+const TIERS_AT_W_START: &str = "tiers_at_w_start";
+
+/// Each member's tier at the start of W (member_id, tier): `member_activity` — SPEC §4.3's
+/// rules — computed at as_of − window_days over the window before it, in a session of its own
+/// (its intermediate models as views with that earlier window's parameters), so tier movement
+/// is measured, not read from an older run that may not exist. Members not yet seen then have
+/// no row.
+async fn tiers_at_w_start(
+    config: &Config,
+    lake: &Lake,
+    settings: &CommunitySettings,
+    window: &RunWindow,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("member_id", DataType::Utf8, false),
+        Field::new("tier", DataType::Utf8, false),
+    ]));
+    let earlier = RunWindow::new(window.w_start, settings.window_days, settings.timezone);
+    let params = parameters(settings, &earlier);
+    let ctx = crate::engine::session(&config.engine, lake).await?;
+    register_parameter_tables(&ctx, settings).await?;
+    let sql = project::sql(Kind::Mart, "member_activity")
+        .ok_or_else(|| Error::Project("queries/marts/member_activity.sql is missing".into()))?;
+    register_views(&ctx, [sql], &params).await?;
+    let batches = ctx
+        .sql_with_options(sql, crate::engine::read_only())
+        .await?
+        .with_param_values(params)?
+        .select_columns(&["member_id", "tier"])?
+        .collect()
+        .await?;
+    let batches = batches
+        .iter()
+        .map(|b| conform(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((schema, batches))
 }
 
 /// Run a model's data tests against its (registered) output.

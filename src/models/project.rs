@@ -144,12 +144,15 @@ mod tests {
                 "pagerank_edges",
                 "paid_spells",
                 "paid_status",
+                "post_categories",
+                "post_engagement",
                 "purchase_terms"
             ]
         );
         assert_eq!(
             names(Kind::Mart),
             [
+                "category_health",
                 "community_influence",
                 "demand_categories",
                 "kpis",
@@ -158,7 +161,9 @@ mod tests {
                 "membership",
                 "ranked_members",
                 "retention_cohorts",
-                "revenue_cohorts"
+                "revenue_cohorts",
+                "tier_transitions",
+                "top_content"
             ]
         );
         assert!(names(Kind::Report).contains(&"unanswered_posts"));

@@ -6,6 +6,7 @@ mod demo;
 mod files;
 mod generate;
 mod import;
+mod insights;
 mod membership;
 mod models;
 mod privacy;

@@ -86,8 +86,7 @@ def midnight(day, tz):
     return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.timezone.utc)
 
 out.mkdir(parents=True, exist_ok=True)
-for community in communities:
-    tz = tz_of.get(community, "UTC")
+def window_params(community, tz, as_of):
     w_start, wp_start = as_of - dt.timedelta(days=WINDOW), as_of - dt.timedelta(days=2 * WINDOW)
     params = {
         "community": community, "tz": tz, "as_of": as_of, "last_day": as_of - dt.timedelta(days=1),
@@ -103,11 +102,15 @@ for community in communities:
     for name in ["as_of", "w_start", "wp_start"]:
         instant = params[f"{name}_ts"]
         params[f"{name}_us"] = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
-    for name in ["content_authors", "member_day_types", "member_edges", "membership_events", "payment_events"]:
-        sql = (queries / "rollups" / f"{name}.sql").read_text()
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
-                    sql_params("$community " + sql, params))
+    return params
+
+
+def run_models(params, community, until=None):
+    """Every model in order, writing the metric tables; or only `until` and what it reads."""
+    wanted = None if until is None else closure_of(until) | {until}
     for name, sql in models():
+        if wanted is not None and name not in wanted:
+            continue
         if sql is None:
             edges = con.execute("SELECT source, target, CAST(weight AS DOUBLE) FROM pagerank_edges").fetchall()
             nodes = sorted({e[0] for e in edges} | {e[1] for e in edges})
@@ -129,6 +132,32 @@ for community in communities:
                 con.executemany("INSERT INTO pagerank VALUES (?, ?)", list(zip(nodes, ranks.tolist())))
             continue
         con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}", sql_params(sql, params))
-        if name in METRICS:
+        if until is None and name in METRICS:
             con.execute(f"COPY {name} TO '{out}/{name}-{community}.parquet' (FORMAT parquet, COMPRESSION zstd)")
+
+
+def closure_of(name):
+    """The models `name` reads, directly or not."""
+    found = dict(models())
+    seen, todo = set(), [name]
+    while todo:
+        sql = found.get(todo.pop())
+        for dep in reads(sql or "") & set(found):
+            if dep not in seen:
+                seen.add(dep); todo.append(dep)
+    return seen
+
+
+for community in communities:
+    tz = tz_of.get(community, "UTC")
+    params = window_params(community, tz, as_of)
+    for name in ["content_authors", "member_day_types", "member_edges", "membership_events", "payment_events"]:
+        sql = (queries / "rollups" / f"{name}.sql").read_text()
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
+                    sql_params("$community " + sql, params))
+    # tier_transitions reads each member's tier at the start of W: member_activity at
+    # as_of − window_days, as pulse computes it in a session of its own.
+    run_models(window_params(community, tz, params["w_start"]), community, until="member_activity")
+    con.execute("CREATE OR REPLACE TABLE tiers_at_w_start AS SELECT member_id, tier FROM member_activity")
+    run_models(params, community)
     print(community, con.execute("SELECT count(*) FROM member_activity").fetchone()[0], "members", flush=True)

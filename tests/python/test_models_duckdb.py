@@ -22,6 +22,9 @@ KEYS = {
     "kpis": "metric",
     "membership": "member_id",
     "revenue_cohorts": "cohort_start, currency, period_offset",
+    "tier_transitions": "from_tier NULLS FIRST, to_tier",
+    "top_content": "rank",
+    "category_health": "taxonomy, category",
 }
 
 

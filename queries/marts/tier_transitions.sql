@@ -1,0 +1,47 @@
+-- tier_transitions: who moved between tiers over W (SPEC §4.3's tiers at two dates; issue 21).
+-- from_tier is each member's tier at the start of W — the tier rules of SPEC §4.3 applied at
+-- as_of − window_days to the window before it, computed in this run (`tiers_at_w_start`, the
+-- member_activity model over that earlier window), so it exists on the first run; null for a
+-- member first seen in W. to_tier is the member's tier at as_of (member_activity). One row per
+-- (from_tier, to_tier) with the members' count and their ids (sorted). direction orders tiers
+-- contributor > active > regular = new > at_risk > dormant > left = banned: `up`, `down`,
+-- `held` (same level), `joined` (no tier at the start of W).
+-- test unique: from_tier, to_tier
+-- test accepted_values: direction = up, down, held, joined
+-- Reference: docs/metrics.md#tier_transitions
+WITH moves AS (
+    SELECT a.member_id, s.tier AS from_tier, a.tier AS to_tier
+    FROM member_activity a
+    LEFT JOIN tiers_at_w_start s ON s.member_id = a.member_id
+),
+levels AS (
+    SELECT
+        member_id,
+        from_tier,
+        to_tier,
+        CASE from_tier
+            WHEN 'contributor' THEN 5 WHEN 'active' THEN 4 WHEN 'regular' THEN 3 WHEN 'new' THEN 3
+            WHEN 'at_risk' THEN 2 WHEN 'dormant' THEN 1 ELSE 0
+        END AS from_level,
+        CASE to_tier
+            WHEN 'contributor' THEN 5 WHEN 'active' THEN 4 WHEN 'regular' THEN 3 WHEN 'new' THEN 3
+            WHEN 'at_risk' THEN 2 WHEN 'dormant' THEN 1 ELSE 0
+        END AS to_level
+    FROM moves
+),
+final AS (
+    SELECT
+        from_tier,
+        to_tier,
+        CASE
+            WHEN from_tier IS NULL THEN 'joined'
+            WHEN to_level > from_level THEN 'up'
+            WHEN to_level < from_level THEN 'down'
+            ELSE 'held'
+        END AS direction,
+        count(*) AS members,
+        array_agg(member_id ORDER BY member_id) AS member_ids
+    FROM levels
+    GROUP BY from_tier, to_tier, from_level, to_level
+)
+SELECT * FROM final ORDER BY from_tier NULLS FIRST, to_tier

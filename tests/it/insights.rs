@@ -1,0 +1,169 @@
+//! Issue 21's insight tables, against hand-computed values: `tier_transitions` (tiers at the
+//! start of W against tiers at as_of), `top_content` and `category_health` (time to a first
+//! answer, engagement per post).
+//!
+//! window_days = 10, as_of = 2026-11-11 in UTC: W = 2026-11-01 … 11-10, W′ = 10-22 … 10-31.
+//! The tiers at the start of W are SPEC §4.3 at as_of 2026-11-01 (its W = 10-22 … 10-31).
+
+use crate::common::{e, Scratch, E};
+
+const WINDOW_10: &str = "[defaults]\nwindow_days = 10\n";
+
+/// Check-ins by `member` at noon UTC on days `days` of `month` (YYYY-MM).
+fn checkins(member: &str, month: &str, days: std::ops::RangeInclusive<u32>) -> Vec<E> {
+    days.map(|d| e(member, "checkin", &format!("{month}-{d:02}T12:00:00Z")))
+        .collect()
+}
+
+#[test]
+fn tier_transitions_compare_the_start_of_w_with_as_of() {
+    let s = Scratch::new();
+    s.config(WINDOW_10);
+    let mut events = Vec::new();
+    for m in ["p", "d", "l", "h"] {
+        events.push(e(m, "join", "2026-10-01T08:00:00Z"));
+    }
+    // p: 2 active days before the start of W (regular then), 8 in W (active now): up.
+    events.extend(checkins("p", "2026-10", 25..=26));
+    events.extend(checkins("p", "2026-11", 1..=8));
+    // d: 8 active days in 10-22 … 10-29 (active then), none in W: at_risk now: down.
+    events.extend(checkins("d", "2026-10", 22..=29));
+    // l: active then, left in W: down.
+    events.extend(checkins("l", "2026-10", 22..=29));
+    events.push(e("l", "leave", "2026-11-02T08:00:00Z"));
+    // h: seen, never active: dormant then and now: held.
+    // n: first seen in W: no tier at the start of W, new now: joined.
+    events.push(e("n", "join", "2026-11-03T08:00:00Z"));
+    s.import(&events);
+    s.compute("2026-11-11");
+    let rows = s.rows(
+        "SELECT coalesce(from_tier, '-'), to_tier, direction, members, \
+         array_to_string(member_ids, ',') FROM tier_transitions",
+    );
+    let expected: Vec<Vec<String>> = [
+        ["-", "new", "joined", "1", "n"],
+        ["active", "at_risk", "down", "1", "d"],
+        ["active", "left", "down", "1", "l"],
+        ["dormant", "dormant", "held", "1", "h"],
+        ["regular", "active", "up", "1", "p"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|c| c.to_string()).collect())
+    .collect();
+    assert_eq!(rows, expected);
+    // The list column reads back as text through `pulse query --format csv`.
+    let csv = s.ok(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT member_ids FROM tier_transitions WHERE to_tier = 'active'",
+    ]);
+    assert_eq!(csv.trim(), "member_ids\n[p]");
+}
+
+/// Posts of the default taxonomies' keywords: "error" is 解决问题需求 (needs), "course" 学习需求
+/// (needs), "architecture" 技术分享 (content).
+fn post(member: &str, at: &str, id: &str, title: &str) -> E {
+    e(member, "post", at)
+        .set("content_id", id)
+        .set("title", title)
+}
+
+fn reply(member: &str, at: &str, to: &str) -> E {
+    e(member, "comment", at)
+        .set("content_id", format!("re-{to}-{member}-{at}"))
+        .set("parent_id", to)
+}
+
+fn on(member: &str, kind: &str, at: &str, content: &str) -> E {
+    e(member, kind, at).set("content_id", content)
+}
+
+#[test]
+fn top_content_and_category_health_by_hand() {
+    let s = Scratch::new();
+    s.config(WINDOW_10);
+    let events = vec![
+        // q1: answered by b after 2 h (a's own earlier comment is no answer); liked by c, and by
+        // a (self, not counted): engagers b, c.
+        post("a", "2026-11-02T10:00:00Z", "q1", "error in build"),
+        reply("a", "2026-11-02T11:00:00Z", "q1"),
+        reply("b", "2026-11-02T12:00:00Z", "q1"),
+        on("c", "like", "2026-11-03T10:00:00Z", "q1"),
+        on("a", "like", "2026-11-03T11:00:00Z", "q1"),
+        // q2: first answer exactly 48 h later (answered within 48 h); shared by d.
+        post("b", "2026-11-04T10:00:00Z", "q2", "another error"),
+        reply("c", "2026-11-06T10:00:00Z", "q2"),
+        on("d", "share", "2026-11-06T12:00:00Z", "q2"),
+        // q3: open, and less than 48 h old at as_of (not due).
+        post("c", "2026-11-09T10:00:00Z", "q3", "error again"),
+        // q4: in 学习需求 and 技术分享; liked by a and b, cited by c; never answered.
+        post("d", "2026-11-05T10:00:00Z", "q4", "course architecture"),
+        on("a", "like", "2026-11-05T11:00:00Z", "q4"),
+        on("b", "like", "2026-11-05T12:00:00Z", "q4"),
+        on("c", "cite", "2026-11-06T09:00:00Z", "q4"),
+        // q5 (W′): liked in W′ by b (counts for W′), and in W by c (after W′ ended: not).
+        post("a", "2026-10-25T10:00:00Z", "q5", "old error"),
+        on("b", "like", "2026-10-26T10:00:00Z", "q5"),
+        on("c", "like", "2026-11-02T10:00:00Z", "q5"),
+        // q6: uncategorized, nobody engaged.
+        post("e", "2026-11-07T10:00:00Z", "q6", "hello world"),
+    ];
+    s.import(&events);
+    s.compute("2026-11-11");
+
+    let top = s.rows(
+        "SELECT rank, content_id, member_id, engagers, comments, likes, shares, cites, \
+         coalesce(array_to_string(categories, '|'), '-') FROM top_content ORDER BY rank",
+    );
+    let expected: Vec<Vec<String>> = [
+        ["1", "q4", "d", "3", "0", "2", "0", "1", "学习需求|技术分享"],
+        ["2", "q1", "a", "2", "1", "1", "0", "0", "解决问题需求"],
+        ["3", "q2", "b", "2", "1", "0", "1", "0", "解决问题需求"],
+        ["4", "q6", "e", "0", "0", "0", "0", "0", "-"],
+        ["5", "q3", "c", "0", "0", "0", "0", "0", "解决问题需求"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|c| c.to_string()).collect())
+    .collect();
+    assert_eq!(top, expected);
+
+    let health = |category: &str| {
+        s.rows(&format!(
+            "SELECT posts, replied, open, coalesce(CAST(median_reply_hours AS VARCHAR), '-'), \
+             coalesce(CAST(p90_reply_hours AS VARCHAR), '-'), due_48h, answered_48h, \
+             coalesce(CAST(answered_48h_rate AS VARCHAR), '-'), \
+             coalesce(CAST(round(engagement_per_post, 4) AS VARCHAR), '-'), \
+             coalesce(CAST(prev_engagement_per_post AS VARCHAR), '-') \
+             FROM category_health WHERE taxonomy = 'needs' AND category = '{category}'"
+        ))
+        .remove(0)
+    };
+    // q1 (2 h), q2 (48 h), q3 (open): the median is the 2nd of 3 (48 h); the 90th percentile,
+    // the 3rd, is an open post: null. q1 and q2 are due and answered within 48 h. Engagement:
+    // (2 + 2 + 0) / 3; W′: q5's one like in W′.
+    assert_eq!(
+        health("解决问题需求"),
+        ["3", "2", "1", "48.0", "-", "2", "2", "1.0", "1.3333", "1.0"]
+    );
+    assert_eq!(
+        health("学习需求"),
+        ["1", "0", "1", "-", "-", "1", "0", "0.0", "3.0", "-"]
+    );
+    assert_eq!(
+        health("uncategorized"),
+        ["1", "0", "1", "-", "-", "1", "0", "0.0", "0.0", "-"]
+    );
+    assert_eq!(
+        health("社交需求"),
+        ["0", "0", "0", "-", "-", "0", "0", "-", "-", "-"]
+    );
+    // demand_categories keeps its 48-hour rule (now read from the first reply).
+    assert_eq!(
+        s.rows(
+            "SELECT posts, unanswered FROM demand_categories \
+             WHERE taxonomy = 'needs' AND category = '解决问题需求'"
+        ),
+        [["3", "1"]]
+    );
+}
