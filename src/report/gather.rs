@@ -61,6 +61,14 @@ pub struct ReportData {
     pub at_risk_total: i64,
     /// Current check-in streaks (打卡, SPEC §4.10), longest first.
     pub streak_leaders: Vec<StreakLeader>,
+    /// Tier movement over W (tier_transitions), and who slipped from contributor or active.
+    #[serde(default)]
+    pub tier_moves: TierMoves,
+    #[serde(default)]
+    pub slipped: Vec<Slipped>,
+    /// The posts of W most other members engaged with (top_content).
+    #[serde(default)]
+    pub top_content: Vec<TopPost>,
     /// Paid membership (SPEC §4.9).
     pub membership: MembershipSection,
     /// Members active per local day, W′ then W (zeros filled in).
@@ -81,7 +89,44 @@ impl ReportData {
             .chain(self.top_influencers.iter().map(|m| m.member_id.as_str()))
             .chain(self.unanswered_posts.iter().map(|p| p.member_id.as_str()))
             .chain(self.at_risk.iter().map(|m| m.member_id.as_str()))
+            .chain(self.streak_leaders.iter().map(|m| m.member_id.as_str()))
+            .chain(self.slipped.iter().map(|m| m.member_id.as_str()))
+            .chain(self.top_content.iter().map(|p| p.member_id.as_str()))
     }
+}
+
+/// Members per direction of tier movement over W (tier_transitions).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TierMoves {
+    pub up: i64,
+    pub held: i64,
+    pub down: i64,
+    pub joined: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Slipped {
+    pub member_id: String,
+    pub from_tier: String,
+    pub to_tier: String,
+    pub active_days: i64,
+    pub last_active_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopPost {
+    pub rank: i64,
+    pub member_id: String,
+    pub content_id: Option<String>,
+    pub title: Option<String>,
+    pub occurred_at_us: i64,
+    pub engagers: i64,
+    pub comments: i64,
+    pub likes: i64,
+    pub shares: i64,
+    pub cites: i64,
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -422,6 +467,13 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
         at_risk: q.rows("at_risk", AT_RISK_LIMIT).await?,
         at_risk_total,
         streak_leaders: q.rows("streak_leaders", LIST_LIMIT).await?,
+        tier_moves: q
+            .rows("tier_moves", LIST_LIMIT)
+            .await?
+            .pop()
+            .unwrap_or_default(),
+        slipped: q.rows("slipped", LIST_LIMIT).await?,
+        top_content: q.rows("top_content", LIST_LIMIT).await?,
         membership,
         daily_active,
         late: false,
