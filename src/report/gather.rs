@@ -56,18 +56,17 @@ pub struct ReportData {
     pub cohorts: Vec<Cohort>,
     pub cohort_offsets: Vec<i64>,
     pub demand: Vec<Taxonomy>,
+    /// Time to a first answer and engagement per post, per demand category.
+    pub category_health: Vec<Taxonomy<CategoryHealth>>,
     pub unanswered_posts: Vec<UnansweredPost>,
     pub at_risk: Vec<AtRisk>,
     pub at_risk_total: i64,
     /// Current check-in streaks (打卡, SPEC §4.10), longest first.
     pub streak_leaders: Vec<StreakLeader>,
     /// Tier movement over W (tier_transitions), and who slipped from contributor or active.
-    #[serde(default)]
     pub tier_moves: TierMoves,
-    #[serde(default)]
     pub slipped: Vec<Slipped>,
     /// The posts of W most other members engaged with (top_content).
-    #[serde(default)]
     pub top_content: Vec<TopPost>,
     /// Paid membership (SPEC §4.9).
     pub membership: MembershipSection,
@@ -92,6 +91,12 @@ impl ReportData {
             .chain(self.streak_leaders.iter().map(|m| m.member_id.as_str()))
             .chain(self.slipped.iter().map(|m| m.member_id.as_str()))
             .chain(self.top_content.iter().map(|p| p.member_id.as_str()))
+            .chain(
+                self.membership
+                    .renewals
+                    .iter()
+                    .map(|m| m.member_id.as_str()),
+            )
     }
 }
 
@@ -224,10 +229,61 @@ pub struct DemandRow {
     pub priority_rank: i64,
 }
 
+/// The rows of one taxonomy, in the order the report query gave them.
 #[derive(Debug, Clone, Serialize)]
-pub struct Taxonomy {
+pub struct Taxonomy<R = DemandRow> {
     pub name: String,
-    pub categories: Vec<DemandRow>,
+    pub categories: Vec<R>,
+}
+
+/// A row of a per-category table.
+pub trait OfTaxonomy {
+    fn taxonomy(&self) -> &str;
+}
+
+impl OfTaxonomy for DemandRow {
+    fn taxonomy(&self) -> &str {
+        &self.taxonomy
+    }
+}
+
+impl OfTaxonomy for CategoryHealth {
+    fn taxonomy(&self) -> &str {
+        &self.taxonomy
+    }
+}
+
+/// Rows sorted by taxonomy, grouped by it.
+fn by_taxonomy<R: OfTaxonomy>(rows: Vec<R>) -> Vec<Taxonomy<R>> {
+    let mut out: Vec<Taxonomy<R>> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(t) if t.name == row.taxonomy() => t.categories.push(row),
+            _ => out.push(Taxonomy {
+                name: row.taxonomy().to_string(),
+                categories: vec![row],
+            }),
+        }
+    }
+    out
+}
+
+/// How members are served in a demand category (category_health).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CategoryHealth {
+    #[serde(skip_serializing)]
+    pub taxonomy: String,
+    pub category: String,
+    pub posts: i64,
+    pub replied: i64,
+    pub open: i64,
+    pub median_reply_hours: Option<f64>,
+    pub p90_reply_hours: Option<f64>,
+    pub due_48h: i64,
+    pub answered_48h: i64,
+    pub answered_48h_rate: Option<f64>,
+    pub engagement_per_post: Option<f64>,
+    pub prev_engagement_per_post: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -416,16 +472,8 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
     let influence = influences.iter().find(|i| i.is_current).cloned();
     let prev_influence = influences.into_iter().find(|i| !i.is_current);
     let (cohorts, cohort_offsets) = cohort_table(q.rows("retention", LIST_LIMIT).await?);
-    let mut demand: Vec<Taxonomy> = Vec::new();
-    for row in q.rows::<DemandRow>("demand", LIST_LIMIT).await? {
-        match demand.last_mut() {
-            Some(t) if t.name == row.taxonomy => t.categories.push(row),
-            _ => demand.push(Taxonomy {
-                name: row.taxonomy.clone(),
-                categories: vec![row],
-            }),
-        }
-    }
+    let demand = by_taxonomy(q.rows::<DemandRow>("demand", LIST_LIMIT).await?);
+    let category_health = by_taxonomy(q.rows("category_health", LIST_LIMIT).await?);
     let counts: BTreeMap<NaiveDate, i64> = q
         .rows::<DayCount>("daily_active", LIST_LIMIT)
         .await?
@@ -463,6 +511,7 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
         cohorts,
         cohort_offsets,
         demand,
+        category_health,
         unanswered_posts: q.rows("unanswered_posts", LIST_LIMIT).await?,
         at_risk: q.rows("at_risk", AT_RISK_LIMIT).await?,
         at_risk_total,
