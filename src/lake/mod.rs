@@ -23,6 +23,7 @@
 //! ([`Lake::clear_staging`]) removes only directories whose lock nobody holds: what writers
 //! that died left behind, never a live writer's files.
 
+pub mod compact;
 pub mod events;
 pub mod parquet;
 pub mod remote;
@@ -283,6 +284,15 @@ impl Lake {
             replace_dir(staged, target)?;
         }
         sync_all(&self.root, targets.iter().filter_map(|t| t.parent()))
+    }
+
+    /// Finish or clean up earlier partition replacements below `rel` on an object store (see
+    /// [`remote::Remote::tidy`]); a local lake swaps directories and has nothing to tidy.
+    pub fn tidy_replacements(&self, rel: &str) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.tidy(rel),
+            None => Ok(()),
+        }
     }
 
     /// Write `bytes` at the lake path `rel`, atomically.

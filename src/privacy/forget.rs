@@ -306,11 +306,17 @@ fn rewrite_events(
     ids: &BTreeSet<&str>,
     dry_run: bool,
 ) -> Result<(usize, u64, u64)> {
-    super::rewrite_event_partitions(
+    use crate::lake::compact::{rewrite_partitions, Rewrite};
+    let mode = if dry_run {
+        Rewrite::DryRun
+    } else {
+        Rewrite::Changed
+    };
+    rewrite_partitions(
         lake,
         community,
-        |_| true,
-        dry_run,
+        |_, _| true,
+        mode,
         |batch| without_members(batch, ids),
     )
 }
