@@ -19,8 +19,11 @@
 //!
 //! **Readers, local lake.** A partition is replaced by staging its new directory and swapping
 //! it with the old one in one `renameat2(RENAME_EXCHANGE)` ([`super::replace_dir`]): a listing
-//! sees the old set of files or the new, never both and never neither. A reader that listed
-//! the old files and opens one after the swap gets "not found" rather than a wrong answer;
+//! sees the old set of files or the new, never both and never neither. The old directory is
+//! kept (under `_staging/`) for a minute, not removed at once: a reader still reading its
+//! entries through an open handle would otherwise see them vanish and miss files without an
+//! error. A reader that listed the old files and opens one after the swap gets "not found"
+//! rather than a wrong answer;
 //! pulse's own queries run again on that error ([`crate::engine::query`]), other readers
 //! (DuckDB, Polars) see an error and can retry.
 //!
@@ -128,6 +131,11 @@ pub fn rewrite_partitions(
         std::fs::write(staged.join(&name), &bytes)
             .io_context(|| format!("writing {}", staged.display()))?;
         lake.replace_dirs(&[(staged, dir)])?;
+    }
+    if mode == Rewrite::Changed {
+        // Erasure and retention: the replaced files hold what must go, now, even at the cost
+        // of a reader listing one of these partitions at this instant missing its rows once.
+        lake.remove_replaced(std::time::Duration::ZERO)?;
     }
     Ok((partitions, first, second))
 }

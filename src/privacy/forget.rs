@@ -228,6 +228,11 @@ pub async fn forget(
         std::fs::remove_file(&pending_file)
             .io_context(|| format!("removing {}", pending_file.display()))?;
     }
+    if !request.dry_run {
+        // Replaced partitions are kept a minute for readers (`Lake::replace_dirs`); these hold
+        // the member, so they go now.
+        lake.remove_replaced(std::time::Duration::ZERO)?;
+    }
 
     // 6. Directory (names are not per community: kept when the erasure is limited to one) and mail.
     if request.community.is_none() {

@@ -10,4 +10,3 @@ pub mod retention;
 
 pub use directory::Directory;
 pub use forgotten::Forgotten;
-
