@@ -161,3 +161,77 @@ def test_forget_on_an_s3_lake_leaves_no_object_naming_the_member(pulse_bin, tmp_
     reimport = run(pulse_bin, tmp_path, lake, env, "import", data).stdout
     assert "forgotten" in reimport and "imported 0 " in reimport, reimport
     assert objects_naming(member) == []
+
+
+def test_compaction_on_an_s3_lake(pulse_bin, tmp_path, s3):
+    """Small imports, then `pulse compact` on an S3 lake: one event object per partition, the same
+    rows and metrics, re-imports add nothing, a reader querying meanwhile always sees every event,
+    and Polars (its own S3 client, globbing *.parquet) reads the compacted lake."""
+    import threading
+
+    env, client = s3
+    (tmp_path / "pulse.toml").write_text(TWO_COMMUNITIES + "\n[compaction]\nmax_files = 0\n")
+    data = tmp_path / "events.ndjson"
+    lake = "s3://pulse-lake/compact/pulse"
+    run(pulse_bin, tmp_path, lake, env, "generate", "--members", "120", "--days", "30",
+        "--communities", "2", "--seed", "11", "--end", AS_OF, "--out", data)
+    lines = data.read_text().splitlines(keepends=True)
+    chunks = []
+    for i in range(4):
+        chunk = tmp_path / f"chunk{i}.ndjson"
+        chunk.write_text("".join(lines[i::4]))
+        run(pulse_bin, tmp_path, lake, env, "import", chunk)
+        chunks.append(chunk)
+
+    def partitions():
+        out = {}
+        for key in keys(client, "compact/pulse/events/"):
+            if key.endswith(".parquet"):
+                out.setdefault(key.rsplit("/", 1)[0], []).append(key)
+        return out
+
+    def table(name):
+        return sorted(tuple(r.values()) for r in rows(run(pulse_bin, tmp_path, lake, env, "query",
+                                                          "--format", "csv", f"SELECT * FROM {name}")))
+
+    before = partitions()
+    assert max(len(v) for v in before.values()) == 4
+    run(pulse_bin, tmp_path, lake, env, "run", "--as-of", AS_OF)
+    events, metrics = table("events"), {t: table(t) for t in METRICS}
+    count = str(len(events))
+
+    seen, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            proc = subprocess.run(
+                [pulse_bin, "--config", str(tmp_path / "pulse.toml"), "--lake", lake, "query",
+                 "--format", "csv", "SELECT count(*) AS n FROM events"],
+                cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True)
+            seen.append(proc.stdout.splitlines()[-1] if proc.returncode == 0 else proc.stderr)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    out = run(pulse_bin, tmp_path, lake, env, "compact").stdout
+    stop.set()
+    thread.join()
+    assert out.startswith(f"compacted {len(before)} partition(s)"), out
+    assert seen and all(s == count for s in seen), (count, [s for s in seen if s != count])
+
+    after = partitions()
+    assert after.keys() == before.keys() and all(len(v) == 1 for v in after.values()), after
+    markers = [k for k in keys(client, "compact/pulse/events/") if "/_replaced=" in k]
+    assert markers, "replaced files stay marked for the markers' grace period"
+    assert table("events") == events
+    run(pulse_bin, tmp_path, lake, env, "run", "--as-of", AS_OF)
+    for name, expected in metrics.items():
+        assert table(name) == expected, name
+    for chunk in chunks:
+        assert "imported 0 " in run(pulse_bin, tmp_path, lake, env, "import", chunk).stdout
+    assert partitions() == after
+
+    options = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+               "aws_region": "us-east-1", "aws_endpoint_url": env["AWS_ENDPOINT"], "aws_allow_http": "true"}
+    n = (pl.scan_parquet("s3://pulse-lake/compact/pulse/events/**/*.parquet", hive_partitioning=True,
+                         storage_options=options).select(pl.len()).collect().item())
+    assert n == len(events)
