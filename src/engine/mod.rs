@@ -110,7 +110,9 @@ pub fn read_only() -> SQLOptions {
 /// lists the files) and reading was replaced by a partition swap (compaction, erasure; see
 /// `lake::compact`): the query is planned and run again, over the new files.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    const ATTEMPTS: usize = 5;
+    // A compaction replaces partitions one after another for as long as it runs, so a slow
+    // query can meet several swaps in a row.
+    const ATTEMPTS: usize = 20;
     let mut attempt = 1;
     loop {
         let df = ctx.sql_with_options(sql, read_only()).await?;
@@ -119,6 +121,7 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<Re
             Ok(batches) => return Ok((schema, batches)),
             Err(e) if attempt < ATTEMPTS && file_vanished(&e) => {
                 tracing::debug!("a lake file was replaced while reading it; running again: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
                 attempt += 1;
             }
             Err(e) => return Err(e.into()),
