@@ -21,7 +21,7 @@ use crate::lake::Lake;
 use crate::pipeline::history::{
     history, latest_runs, record_abandoned, RunKind, RunLock, RunRecord, RunStatus,
 };
-use crate::pipeline::{intake, run_pipeline, select_communities, PipelineOptions};
+use crate::pipeline::{auto_compact, intake, run_pipeline, select_communities, PipelineOptions};
 use crate::schedule::{as_of_for, next_fire, plan, Limits};
 use crate::spool::Spool;
 use crate::state::StateDir;
@@ -68,6 +68,15 @@ pub async fn compactor(
                     Chain(&e)
                 )
             }
+        }
+        // The spool move just added a file to each partition it touched.
+        match tokio::task::block_in_place(|| auto_compact(config, lake)) {
+            Ok(Some(stage)) => tracing::info!("event files compacted: {}", stage.detail),
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                "compacting event files failed (tried again after the next spool move): {}",
+                Chain(&e)
+            ),
         }
     }
 }

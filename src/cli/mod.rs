@@ -8,6 +8,7 @@ mod backfill;
 #[cfg(feature = "ballista")]
 mod ballista;
 mod check_config;
+mod compact;
 pub mod context;
 mod deliveries;
 mod demo;
@@ -184,6 +185,17 @@ pub enum Command {
         after_help = "Examples:\n  pulse report                                  # the latest as_of of every community\n  pulse report --as-of 2026-11-23 --community python-camp --open\n  pulse report --out /tmp/preview"
     )]
     Report(report::Args),
+    /// Merge the small files of each event partition (community, UTC day) into one file,
+    /// sorted like an import writes it.
+    ///
+    /// Every import and spool move adds a file per partition it touches; `pulse serve` and
+    /// `pulse run` merge partitions with more than `compaction.max_files` files on their own,
+    /// this merges every partition with more than one. Atomic per partition: readers see the
+    /// old files or the new one. Waits for a running import; exits 5 during a run.
+    #[command(
+        after_help = "Examples:\n  pulse compact\n  pulse compact --community python-camp --before 2026-11-01"
+    )]
+    Compact(compact::Args),
     /// Run read-only SQL over the lake (`events`, every metric table and the rollups).
     #[command(
         after_help = "Examples:\n  pulse query \"SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"\n  pulse query --format csv --output types.csv \"SELECT * FROM events LIMIT 10\"\n  pulse query --format parquet --output posts.parquet \"SELECT * FROM events WHERE event_type = 'post'\""
@@ -250,6 +262,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Status => status::cmd(&ctx),
         Command::Deliveries(args) => deliveries::cmd(args, &ctx),
         Command::Report(args) => report::cmd(args, &ctx),
+        Command::Compact(args) => compact::cmd(args, &ctx),
         Command::Query(args) => query::cmd(args, &ctx),
         Command::Generate(args) => generate::cmd(args),
         Command::CheckConfig => check_config::cmd(&ctx),

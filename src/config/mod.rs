@@ -26,6 +26,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 mod byte_size;
+pub mod compaction;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
@@ -34,6 +35,7 @@ pub mod report;
 pub mod sinks;
 
 pub use byte_size::ByteSize;
+pub use compaction::*;
 pub use engine::*;
 pub use ingest::*;
 pub use metrics::*;
@@ -80,6 +82,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub compaction: CompactionConfig,
 }
 
 fn default_lake() -> LakeLocation {
@@ -1052,6 +1056,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.email), format!("{:?}", defaults.email));
         assert_eq!(format!("{:?}", c.ingest), format!("{:?}", defaults.ingest));
         assert_eq!(c.privacy, defaults.privacy);
+        assert_eq!(c.compaction, defaults.compaction);
         assert_eq!(c.lake, defaults.lake);
         assert_eq!(c.state_dir, defaults.state_dir);
         let builtin = Config::default_config().community("python-camp");

@@ -106,9 +106,43 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// Run read-only SQL and collect the result.
+/// Run read-only SQL and collect the result. A file that disappears between planning (which
+/// lists the files) and reading was replaced by a partition swap (compaction, erasure; see
+/// `lake::compact`): the query is planned and run again, over the new files.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let df = ctx.sql_with_options(sql, read_only()).await?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    Ok((schema, df.collect().await?))
+    // A compaction replaces partitions one after another for as long as it runs, so a slow
+    // query can meet several swaps in a row.
+    const ATTEMPTS: usize = 20;
+    let mut attempt = 1;
+    loop {
+        let df = ctx.sql_with_options(sql, read_only()).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        match df.collect().await {
+            Ok(batches) => return Ok((schema, batches)),
+            Err(e) if attempt < ATTEMPTS && file_vanished(&e) => {
+                tracing::debug!("a lake file was replaced while reading it; running again: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether `error` is, somewhere in its chain, a file or object that was not found.
+fn file_vanished(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(object_store::Error::NotFound { .. }) = e.downcast_ref::<object_store::Error>()
+        {
+            return true;
+        }
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

@@ -458,19 +458,7 @@ fn write_partition(
     if kept.num_rows() == 0 {
         return Ok(None);
     }
-    let sort_by = |name: &str| SortColumn {
-        values: kept.column_by_name(name).expect("column").clone(),
-        options: None,
-    };
-    let order = lexsort_to_indices(
-        &[
-            sort_by("member_id"),
-            sort_by("occurred_at"),
-            sort_by("event_id"),
-        ],
-        None,
-    )?;
-    let sorted = take_record_batch(&kept, &order)?;
+    let sorted = sort_events(&kept)?;
 
     // Content-addressed name: the same rows always get the same file name.
     let name = {
@@ -504,7 +492,27 @@ fn write_partition(
     Ok(Some((staged, target, rows)))
 }
 
-fn parquet_properties(zstd_level: i32) -> WriterProperties {
+/// `batch` in the order of the lake's event files: member, then time, then event id (the
+/// last makes the order, and so a file's bytes, a function of its rows).
+pub(crate) fn sort_events(batch: &RecordBatch) -> Result<RecordBatch> {
+    let sort_by = |name: &str| SortColumn {
+        values: batch.column_by_name(name).expect("event column").clone(),
+        options: None,
+    };
+    let order = lexsort_to_indices(
+        &[
+            sort_by("member_id"),
+            sort_by("occurred_at"),
+            sort_by("event_id"),
+        ],
+        None,
+    )?;
+    Ok(take_record_batch(batch, &order)?)
+}
+
+/// How event files are written: zstd, row groups of at most 512 Ki rows, sorted by member then
+/// time (declared, so readers can rely on it).
+pub(crate) fn parquet_properties(zstd_level: i32) -> WriterProperties {
     let schema = file_schema();
     let idx = |name: &str| schema.index_of(name).expect("column") as i32;
     WriterProperties::builder()

@@ -23,6 +23,7 @@
 //! ([`Lake::clear_staging`]) removes only directories whose lock nobody holds: what writers
 //! that died left behind, never a live writer's files.
 
+pub mod compact;
 pub mod events;
 pub mod parquet;
 pub mod remote;
@@ -196,7 +197,8 @@ impl Lake {
     }
 
     /// Remove what writers that died left in staging: every entry whose `.lock` no process
-    /// holds (or that has none, as staging of earlier versions). Call with the lock held.
+    /// holds (or that has none, as staging of earlier versions), and directories replaced
+    /// more than [`REPLACED_GRACE`] ago. Call with the lock held.
     pub fn clear_staging(&self) -> Result<()> {
         let root = self.staging_dir();
         let entries = match std::fs::read_dir(&root) {
@@ -209,6 +211,9 @@ impl Lake {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".lock") {
                 continue; // removed with its directory
+            }
+            if name.starts_with(REPLACED) {
+                continue; // see `remove_replaced`
             }
             let lock = root.join(format!("{name}.lock"));
             let held = match File::open(&lock) {
@@ -231,6 +236,37 @@ impl Lake {
                 _ => {}
             }
             let _ = std::fs::remove_file(&lock);
+        }
+        self.remove_replaced(REPLACED_GRACE)
+    }
+
+    /// Remove the directories [`Lake::replace_dirs`] replaced more than `grace` ago (all of
+    /// them with zero: what an erasure replaced must not linger).
+    pub fn remove_replaced(&self, grace: std::time::Duration) -> Result<()> {
+        let root = self.staging_dir();
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(REPLACED) else {
+                continue;
+            };
+            let replaced_at = rest.split('-').next().and_then(|s| s.parse::<u64>().ok());
+            let age = replaced_at.map(|secs| {
+                now.duration_since(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                    .unwrap_or_default()
+            });
+            if age.is_some_and(|age| age < grace) {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).io_context(|| format!("removing {}", entry.path().display()))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -280,9 +316,31 @@ impl Lake {
         sync_all(&self.root, swaps.iter().map(|(staged, _)| staged.as_path()))?;
         let targets: Vec<PathBuf> = swaps.iter().map(|(_, rel)| self.root.join(rel)).collect();
         for ((staged, _), target) in swaps.iter().zip(&targets) {
-            replace_dir(staged, target)?;
+            if let Some(old) = swap_dir(staged, target)? {
+                // Not removed yet: a reader listing the old directory through an open handle
+                // would see its entries vanish and miss files without an error. After
+                // [`REPLACED_GRACE`] the next writer's `clear_staging` removes it.
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let aside = self
+                    .staging_dir()
+                    .join(format!("{REPLACED}{secs}-{}", unique_suffix()));
+                std::fs::rename(&old, &aside)
+                    .io_context(|| format!("moving the old {} aside", target.display()))?;
+            }
         }
         sync_all(&self.root, targets.iter().filter_map(|t| t.parent()))
+    }
+
+    /// Finish or clean up earlier partition replacements below `rel` on an object store (see
+    /// [`remote::Remote::tidy`]); a local lake swaps directories and has nothing to tidy.
+    pub fn tidy_replacements(&self, rel: &str) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.tidy(rel),
+            None => Ok(()),
+        }
     }
 
     /// Write `bytes` at the lake path `rel`, atomically.
@@ -424,16 +482,36 @@ fn list_local(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Put local directory `staged` at `target`, creating `target`'s parent. When `target` exists, Linux swaps the two in one step
-/// (`renameat2(RENAME_EXCHANGE)`), so readers see the old or the new directory, never none;
-/// elsewhere (or on filesystems without it) the old one is moved aside first.
+/// Put local directory `staged` at `target` and remove the old one (see [`swap_dir`]).
 pub fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
+    match swap_dir(staged, target)? {
+        Some(old) => std::fs::remove_dir_all(&old)
+            .io_context(|| format!("removing the old {}", target.display())),
+        None => Ok(()),
+    }
+}
+
+/// Staging entries holding replaced directories: `replaced-<unix secs>-<unique>`.
+const REPLACED: &str = "replaced-";
+
+/// How long a replaced directory outlives its replacement ([`Lake::replace_dirs`]): longer
+/// than any reader takes to list a directory.
+const REPLACED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Put local directory `staged` at `target`, creating `target`'s parent; returns where the
+/// old directory is now, if there was one. When `target` exists, Linux swaps the two in one
+/// step (`renameat2(RENAME_EXCHANGE)`, the old directory is then at `staged`), so readers see
+/// the old or the new directory, never none; elsewhere (or on filesystems without it) the
+/// old one is moved aside first.
+fn swap_dir(staged: &Path, target: &Path) -> Result<Option<PathBuf>> {
     let context = || format!("moving {} into place", target.display());
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
     }
     if !target.exists() {
-        return std::fs::rename(staged, target).io_context(context);
+        return std::fs::rename(staged, target)
+            .io_context(context)
+            .map(|_| None);
     }
     #[cfg(target_os = "linux")]
     {
@@ -452,9 +530,7 @@ pub fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
             )
         };
         if rc == 0 {
-            // `staged` now holds the old directory.
-            return std::fs::remove_dir_all(staged)
-                .io_context(|| format!("removing the old {}", target.display()));
+            return Ok(Some(staged.to_path_buf()));
         }
     }
     let aside = target.with_file_name(format!(
@@ -464,7 +540,7 @@ pub fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
     ));
     std::fs::rename(target, &aside).io_context(context)?;
     std::fs::rename(staged, target).io_context(context)?;
-    std::fs::remove_dir_all(&aside).io_context(|| format!("removing {}", aside.display()))
+    Ok(Some(aside))
 }
 
 /// Open `path` and wait for an exclusive OS lock on it. The kernel releases the lock when the

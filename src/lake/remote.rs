@@ -7,8 +7,13 @@
 //! - event files are named by their content, so re-uploading after a crash writes the same
 //!   object with the same bytes;
 //! - a metric partition is one object with a fixed name (`part-0.parquet`): re-running an
-//!   as_of overwrites it in one PUT, so readers see the old or the new partition. Objects of a
-//!   replaced partition with other names are deleted after the new one is in place.
+//!   as_of overwrites it in one PUT, so readers see the old or the new partition;
+//! - a partition whose files change names (a rollup month recomputed, event files compacted or
+//!   rewritten) is replaced with markers: `_replaced=<old>=<new>` objects beside the old files,
+//!   then the new files, then the old ones deleted. Pulse's listings ([`Remote::list_files`],
+//!   and the query engine's store, [`Remote::store_for_engine`]) hide an old file once every
+//!   new file its markers name is listed, so pulse sees the old set or the new, never both
+//!   (see `lake::compact` for the whole story and what other readers see).
 //!
 //! Writers stage files on the local disk first (in a work directory per lake URL, under the
 //! system temp directory) and upload them when they would have been renamed into place. The
@@ -79,9 +84,10 @@ impl Remote {
         base
     }
 
-    /// A separate client for DataFusion: it runs on the session's runtime, not on `io`.
+    /// A separate client for DataFusion (it runs on the session's runtime, not on `io`), whose
+    /// listings hide replaced files like [`Remote::list_files`].
     pub fn store_for_engine(&self) -> Result<Arc<dyn ObjectStore>> {
-        build_store(&self.url)
+        Ok(Arc::new(HideReplaced(build_store(&self.url)?)))
     }
 
     fn key(&self, rel: &str) -> ObjectPath {
@@ -172,14 +178,25 @@ impl Remote {
         }
     }
 
-    /// Lake paths of every object below `rel`.
+    /// Lake paths of every object below `rel`, without replaced files and markers.
     pub fn list_files(&self, rel: &str) -> Result<Vec<String>> {
+        let metas = self.list_objects(rel)?;
+        let paths: Vec<String> = metas.iter().map(|m| self.rel(&m.location)).collect();
+        let hidden = replaced(&paths);
+        Ok(paths
+            .into_iter()
+            .zip(hidden)
+            .filter(|(p, hidden)| !hidden && !is_marker(p))
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// Every object below `rel`, markers and replaced files included.
+    fn list_objects(&self, rel: &str) -> Result<Vec<object_store::ObjectMeta>> {
         let (store, key) = (self.store.clone(), self.key(rel));
-        let metas: Vec<object_store::ObjectMeta> = self
-            .io
+        self.io
             .block_on(async move { store.list(Some(&key)).try_collect::<Vec<_>>().await })
-            .map_err(self.wrap("listing", rel))?;
-        Ok(metas.iter().map(|m| self.rel(&m.location)).collect())
+            .map_err(self.wrap("listing", rel))
     }
 
     /// Names of the "directories" (common prefixes) directly below `rel`.
@@ -213,29 +230,208 @@ impl Remote {
         self.run_all(jobs).map(|_| ())
     }
 
-    /// Replace the objects below each `rel` with the files of its staged directory: upload
-    /// the new files (a partition keeps its file names, so an upload overwrites in one step),
-    /// then delete the objects the new partition no longer has.
+    /// Replace the objects below each `rel` with the files of its staged directory. A file
+    /// that keeps its name is overwritten in one PUT. An old file the new partition no longer
+    /// has first gets a marker `_replaced=<old>=<new>` for each new file of its directory, so
+    /// pulse's listings hide it from the moment every such new file is uploaded; then the new
+    /// files are uploaded and the old ones deleted. The markers stay until a later
+    /// replacement finds them older than [`MARKER_GRACE`] ([`Remote::tidy`]).
     pub fn replace_dirs(&self, swaps: &[(PathBuf, String)]) -> Result<()> {
         let mut uploads = Vec::new();
         let mut stale = Vec::new();
+        let mut markers = Vec::new();
         for (staged, rel) in swaps {
+            self.tidy(rel)?;
             let new: Vec<String> = local_files(staged)?
                 .iter()
                 .map(|f| format!("{rel}/{f}"))
                 .collect();
-            stale.extend(
-                self.list_files(rel)?
-                    .into_iter()
-                    .filter(|existing| !new.contains(existing)),
-            );
+            for old in self.list_files(rel)? {
+                if new.contains(&old) {
+                    continue;
+                }
+                let (dir, old_name) = old.rsplit_once('/').expect("below rel");
+                markers.extend(new.iter().filter_map(|n| {
+                    let (new_dir, new_name) = n.rsplit_once('/')?;
+                    (new_dir == dir).then(|| marker(dir, old_name, new_name))
+                }));
+                stale.push(old);
+            }
             uploads.extend(
                 new.into_iter()
                     .map(|target| (staged.join(&target[rel.len() + 1..]), target)),
             );
         }
+        for m in &markers {
+            self.put(m, b"")?;
+        }
         self.upload(&uploads)?;
         self.delete(&stale)
+    }
+
+    /// Clean up after earlier replacements below `rel`: finish one a crash interrupted (its new
+    /// files are there and its markers hide the old ones: delete those), and delete markers
+    /// older than [`MARKER_GRACE`] whose old file is gone or whose new file never came.
+    pub fn tidy(&self, rel: &str) -> Result<()> {
+        let metas = self.list_objects(rel)?;
+        let paths: Vec<String> = metas.iter().map(|m| self.rel(&m.location)).collect();
+        let hidden = replaced(&paths);
+        let present: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
+        let now = chrono::Utc::now();
+        let mut delete: Vec<String> = paths
+            .iter()
+            .zip(&hidden)
+            .filter(|(_, h)| **h)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for (meta, path) in metas.iter().zip(&paths) {
+            let Some((old, _)) = parse_marker(path) else {
+                continue;
+            };
+            let old_there = present.contains(old.as_str()) && !delete.contains(&old);
+            if !old_there && now - meta.last_modified > MARKER_GRACE {
+                delete.push(path.clone());
+            }
+        }
+        self.delete(&delete)
+    }
+}
+
+/// How long markers outlive the replacement they describe: longer than any listing in flight.
+pub const MARKER_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+const MARKER_PREFIX: &str = "_replaced=";
+
+/// The marker saying `dir/old` is replaced by `dir/new`. Names are stored without `.parquet`,
+/// so no `*.parquet` glob ever matches a marker.
+fn marker(dir: &str, old: &str, new: &str) -> String {
+    let stem = |n: &str| n.strip_suffix(".parquet").unwrap_or(n).to_string();
+    format!("{dir}/{MARKER_PREFIX}{}={}", stem(old), stem(new))
+}
+
+fn is_marker(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with(MARKER_PREFIX))
+}
+
+/// `(old path, new path)` of a marker path.
+fn parse_marker(path: &str) -> Option<(String, String)> {
+    let (dir, name) = path.rsplit_once('/')?;
+    let (old, new) = name.strip_prefix(MARKER_PREFIX)?.split_once('=')?;
+    Some((
+        format!("{dir}/{old}.parquet"),
+        format!("{dir}/{new}.parquet"),
+    ))
+}
+
+/// For each of `paths` (one listing), whether it is a replaced file: markers name it, and every
+/// new file they name is in the listing.
+fn replaced(paths: &[String]) -> Vec<bool> {
+    let present: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
+    let mut old_files: std::collections::HashMap<String, bool> = Default::default();
+    for (old, new) in paths.iter().filter_map(|p| parse_marker(p)) {
+        *old_files.entry(old).or_insert(true) &= present.contains(new.as_str());
+    }
+    paths
+        .iter()
+        .map(|p| old_files.get(p).copied().unwrap_or(false))
+        .collect()
+}
+
+/// The query engine's view of an object-store lake: listings without replaced files (see
+/// [`replaced`]); everything else is the store's.
+#[derive(Debug)]
+struct HideReplaced(Arc<dyn ObjectStore>);
+
+impl std::fmt::Display for HideReplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HideReplaced({})", self.0)
+    }
+}
+
+fn visible(metas: Vec<object_store::ObjectMeta>) -> Vec<object_store::ObjectMeta> {
+    let paths: Vec<String> = metas.iter().map(|m| m.location.to_string()).collect();
+    let hidden = replaced(&paths);
+    metas
+        .into_iter()
+        .zip(hidden)
+        .filter(|(_, h)| !h)
+        .map(|(m, _)| m)
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for HideReplaced {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjectPath,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.0.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.0.delete_stream(locations)
+    }
+
+    /// The whole listing is read before anything is returned: whether a file is hidden
+    /// depends on markers and files anywhere in its directory.
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        let listing = self.0.list(prefix).try_collect::<Vec<_>>();
+        futures::stream::once(listing)
+            .map_ok(|metas| futures::stream::iter(visible(metas).into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<object_store::ListResult> {
+        let mut result = self.0.list_with_delimiter(prefix).await?;
+        result.objects = visible(result.objects);
+        Ok(result)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
     }
 }
 

@@ -110,7 +110,32 @@ pub fn intake(config: &Config, lake: &Lake) -> Result<Vec<Stage>> {
             ),
         });
     }
+    if let Some(stage) = auto_compact(config, lake)? {
+        stages.push(stage);
+    }
     Ok(stages)
+}
+
+/// Merge the event partitions that have more than `compaction.max_files` files (after intake,
+/// and after each spool move of `pulse serve`); the stage it was, if it merged any.
+pub fn auto_compact(config: &Config, lake: &Lake) -> Result<Option<Stage>> {
+    if config.compaction.max_files == 0 {
+        return Ok(None);
+    }
+    let clock = std::time::Instant::now();
+    let options = crate::lake::compact::CompactOptions {
+        above_files: config.compaction.max_files as usize,
+        ..Default::default()
+    };
+    let stats = crate::lake::compact::compact(lake, &options)?;
+    Ok((stats.partitions > 0).then(|| Stage {
+        name: "compaction".into(),
+        seconds: clock.elapsed().as_secs_f64(),
+        detail: format!(
+            "{} partition(s) of more than {} files: {} files → {}",
+            stats.partitions, config.compaction.max_files, stats.files_before, stats.partitions
+        ),
+    }))
 }
 
 /// Run the stages for one community and as_of, and record the run. Errors of a stage are

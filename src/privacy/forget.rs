@@ -228,6 +228,11 @@ pub async fn forget(
         std::fs::remove_file(&pending_file)
             .io_context(|| format!("removing {}", pending_file.display()))?;
     }
+    if !request.dry_run {
+        // Replaced partitions are kept a minute for readers (`Lake::replace_dirs`); these hold
+        // the member, so they go now.
+        lake.remove_replaced(std::time::Duration::ZERO)?;
+    }
 
     // 6. Directory (names are not per community: kept when the erasure is limited to one) and mail.
     if request.community.is_none() {
@@ -306,11 +311,17 @@ fn rewrite_events(
     ids: &BTreeSet<&str>,
     dry_run: bool,
 ) -> Result<(usize, u64, u64)> {
-    super::rewrite_event_partitions(
+    use crate::lake::compact::{rewrite_partitions, Rewrite};
+    let mode = if dry_run {
+        Rewrite::DryRun
+    } else {
+        Rewrite::Changed
+    };
+    rewrite_partitions(
         lake,
         community,
-        |_| true,
-        dry_run,
+        |_, _| true,
+        mode,
         |batch| without_members(batch, ids),
     )
 }

@@ -72,10 +72,13 @@ pub fn apply(config: &Config, lake: &Lake) -> Result<RetentionStats> {
             // only when their files changed since they were checked.
             day == cutoff_day || (day < cutoff_day && checked.get(dir) != Some(&fingerprint(dir)))
         };
-        let (partitions, events, _) =
-            super::rewrite_event_partitions(lake, &community, due, false, |batch| {
-                null_text_before(batch, cutoff_us)
-            })?;
+        let (partitions, events, _) = crate::lake::compact::rewrite_partitions(
+            lake,
+            &community,
+            |dir, _| due(dir),
+            crate::lake::compact::Rewrite::Changed,
+            |batch| null_text_before(batch, cutoff_us),
+        )?;
         stats.partitions += partitions;
         stats.events += events;
         // Record what the older partitions hold now (rewritten ones under their new names).

@@ -1,6 +1,7 @@
 //! One integration-test binary (one link of DataFusion instead of one per file).
 
 mod common;
+mod compact;
 mod config_check;
 mod demo;
 mod files;
