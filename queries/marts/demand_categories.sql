@@ -5,23 +5,25 @@
 -- of answered_posts), unanswered_rate, priority = members × (1 + unanswered_rate), and
 -- priority_rank within the taxonomy by priority desc, posts desc, category asc. Every
 -- configured category appears, with zeros if need be. The posts of W and W′ come from
--- answered_posts (raw `events` of W and W′ only).
+-- answered_posts (raw `events` of W and W′ only), their categories from post_categories (the
+-- keyword rule, shared with emerging_terms).
 -- test unique: taxonomy, category
 -- test unique: taxonomy, priority_rank
 -- Reference: docs/metrics.md#demand_categories
 WITH posts AS (
     SELECT
         row_number() OVER (ORDER BY source, event_id) AS post_no,
+        source,
+        event_id,
         member_id,
         in_w,
-        answered,
-        lower(coalesce(title, '') || ' ' || coalesce(body, '')) AS text
+        answered
     FROM answered_posts
 ),
 matched AS (
-    SELECT DISTINCT k.taxonomy, k.category, p.post_no
+    SELECT c.taxonomy, c.category, p.post_no
     FROM posts p
-    JOIN p_keywords k ON strpos(p.text, k.keyword) > 0
+    JOIN post_categories c ON c.source = p.source AND c.event_id = p.event_id
 ),
 taxonomies AS (
     SELECT DISTINCT taxonomy FROM p_categories
