@@ -475,6 +475,7 @@ mod tests {
         assert!(pos("pagerank_edges") < pos("pagerank"));
         assert!(pos("pagerank") < pos("member_influence"));
         assert!(pos("answered_posts") < pos("demand_categories"));
+        assert!(pos("post_categories") < pos("emerging_terms"));
         let sql_models = project::files()
             .unwrap()
             .iter()
@@ -496,7 +497,7 @@ mod tests {
         assert_eq!(deps("pagerank_edges"), ["engagement_edges"]);
         assert_eq!(
             deps("demand_categories"),
-            ["answered_posts", "member_state"]
+            ["answered_posts", "member_state", "post_categories"]
         );
         assert_eq!(
             deps("member_influence"),

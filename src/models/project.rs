@@ -152,6 +152,7 @@ mod tests {
             [
                 "community_influence",
                 "demand_categories",
+                "emerging_terms",
                 "kpis",
                 "member_activity",
                 "member_influence",
