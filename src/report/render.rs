@@ -473,6 +473,7 @@ mod tests {
             cohorts: Vec::new(),
             cohort_offsets: Vec::new(),
             demand: Vec::new(),
+            emerging: Vec::new(),
             unanswered_posts: Vec::new(),
             at_risk: Vec::new(),
             at_risk_total: 0,
