@@ -3,6 +3,7 @@
 mod common;
 mod config_check;
 mod demo;
+mod emerging;
 mod files;
 mod generate;
 mod import;
