@@ -144,6 +144,7 @@ mod tests {
                 "pagerank_edges",
                 "paid_spells",
                 "paid_status",
+                "post_categories",
                 "purchase_terms"
             ]
         );
