@@ -52,12 +52,42 @@ pub fn write_csv(sink: &mut impl Write, schema: SchemaRef, batches: &[RecordBatc
         .with_header(true)
         .build(sink);
     if batches.is_empty() {
-        w.write(&RecordBatch::new_empty(schema))?;
+        w.write(&flat(&RecordBatch::new_empty(schema))?)?;
     }
     for b in batches {
-        w.write(b)?;
+        w.write(&flat(b)?)?;
     }
     Ok(())
+}
+
+/// `batch` with its nested columns (lists, such as `emerging_terms.examples`) as text, the way
+/// the table format shows them (`[a, b]`): Arrow's CSV writer refuses nested types.
+fn flat(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !batch.columns().iter().any(|c| c.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !column.data_type().is_nested() {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+        let text: StringArray = (0..column.len())
+            .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+            .collect();
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(text));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Print or save a query result.
