@@ -225,7 +225,10 @@ const OFF_TAXONOMY: [OffTopic; 5] = [
     },
     OffTopic {
         from_quarter: 0,
-        zh: ("用pandas做数据清洗", "数据清洗的时候缺失值大家一般怎么处理？"),
+        zh: (
+            "用pandas做数据清洗",
+            "数据清洗的时候缺失值大家一般怎么处理？",
+        ),
         en: (
             "Cleaning data with pandas",
             "How do you handle missing values when cleaning data with pandas?",
@@ -233,7 +236,10 @@ const OFF_TAXONOMY: [OffTopic; 5] = [
     },
     OffTopic {
         from_quarter: 1,
-        zh: ("类型注解写起来好麻烦", "Python的类型注解和mypy，大家项目里用吗？"),
+        zh: (
+            "类型注解写起来好麻烦",
+            "Python的类型注解和mypy，大家项目里用吗？",
+        ),
         en: (
             "Type hints with mypy",
             "Do you use type hints and mypy in your projects?",
@@ -241,7 +247,10 @@ const OFF_TAXONOMY: [OffTopic; 5] = [
     },
     OffTopic {
         from_quarter: 2,
-        zh: ("大模型微调用什么显卡", "想用LoRA微调一个大模型，显卡显存要多大？"),
+        zh: (
+            "大模型微调用什么显卡",
+            "想用LoRA微调一个大模型，显卡显存要多大？",
+        ),
         en: (
             "Fine-tuning an LLM with LoRA",
             "What GPU do I need to fine-tune an LLM with LoRA?",
@@ -249,7 +258,10 @@ const OFF_TAXONOMY: [OffTopic; 5] = [
     },
     OffTopic {
         from_quarter: 3,
-        zh: ("向量数据库怎么选", "做RAG检索增强，向量数据库选Milvus还是Chroma？"),
+        zh: (
+            "向量数据库怎么选",
+            "做RAG检索增强，向量数据库选Milvus还是Chroma？",
+        ),
         en: (
             "Choosing a vector database for RAG",
             "Milvus or Chroma for a RAG prototype? Which vector database do you use?",

@@ -606,7 +606,10 @@ pub(super) fn check_settings(
     if let Some(e) = &s.emerging {
         for (key, value) in [("top_n", e.top_n), ("min_authors", e.min_authors)] {
             if value == Some(0) {
-                return Err(err(format!("{at}.emerging.{key}"), "must be at least 1".into()));
+                return Err(err(
+                    format!("{at}.emerging.{key}"),
+                    "must be at least 1".into(),
+                ));
             }
         }
         for (i, word) in e.extra_stopwords.iter().flatten().enumerate() {

@@ -198,7 +198,14 @@ mod tests {
     #[test]
     fn mixed_posts_are_segmented_run_by_run() {
         let found = t("用Rust写向量数据库，性能怎么样？Python呢？LangChain还是LlamaIndex");
-        for term in ["rust", "向量数据库", "性能", "python", "langchain", "llamaindex"] {
+        for term in [
+            "rust",
+            "向量数据库",
+            "性能",
+            "python",
+            "langchain",
+            "llamaindex",
+        ] {
             assert!(found.contains(&term.to_string()), "{term}: {found:?}");
         }
         assert!(!found.contains(&"还是".to_string()));
@@ -238,7 +245,10 @@ mod tests {
             .unwrap();
         let first = list.value(0);
         let first = first.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(first.iter().flatten().collect::<Vec<_>>(), ["docker", "部署"]);
+        assert_eq!(
+            first.iter().flatten().collect::<Vec<_>>(),
+            ["docker", "部署"]
+        );
         assert!(list.is_null(1));
     }
 }

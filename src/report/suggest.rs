@@ -70,8 +70,10 @@ pub fn to_toml(
         out.push_str("# No emerging terms: every word used by enough members is covered.\n");
     }
     for taxonomy in taxonomies {
-        let of_taxonomy: Vec<&EmergingTerm> =
-            terms.iter().filter(|t| t.taxonomy == taxonomy.name).collect();
+        let of_taxonomy: Vec<&EmergingTerm> = terms
+            .iter()
+            .filter(|t| t.taxonomy == taxonomy.name)
+            .collect();
         if of_taxonomy.is_empty() {
             continue;
         }
@@ -159,7 +161,10 @@ mod tests {
             .map(|k| k.as_str().unwrap())
             .collect();
         assert_eq!(keywords, ["机器学习", "rust \"fast\""]);
-        assert!(text.contains("# keywords = [\n#  \"大模型\",  # 3 members (+2"), "{text}");
+        assert!(
+            text.contains("# keywords = [\n#  \"大模型\",  # 3 members (+2"),
+            "{text}"
+        );
         assert!(!text.contains("ignored"));
     }
 }
