@@ -204,7 +204,70 @@ struct CommunityState {
     next_id: u64,
     member_ids: Vec<String>,
     events_written: u64,
+    /// Days generated in all.
+    days: i64,
 }
+
+/// A post topic outside the configured taxonomies: (title, body) in Chinese and English, and
+/// the quarter of the generated span from which members write about it. None of the texts
+/// contains a keyword of the default taxonomies (a unit test holds them to that).
+struct OffTopic {
+    from_quarter: i64,
+    zh: (&'static str, &'static str),
+    en: (&'static str, &'static str),
+}
+
+const OFF_TAXONOMY: [OffTopic; 5] = [
+    OffTopic {
+        from_quarter: 0,
+        zh: ("大家周末愉快", "今天天气不错，大家在忙什么？"),
+        en: ("Happy Friday", "What is everyone up to this weekend?"),
+    },
+    OffTopic {
+        from_quarter: 0,
+        zh: (
+            "用pandas做数据清洗",
+            "数据清洗的时候缺失值大家一般怎么处理？",
+        ),
+        en: (
+            "Cleaning data with pandas",
+            "How do you handle missing values when cleaning data with pandas?",
+        ),
+    },
+    OffTopic {
+        from_quarter: 1,
+        zh: (
+            "类型注解写起来好麻烦",
+            "Python的类型注解和mypy，大家项目里用吗？",
+        ),
+        en: (
+            "Type hints with mypy",
+            "Do you use type hints and mypy in your projects?",
+        ),
+    },
+    OffTopic {
+        from_quarter: 2,
+        zh: (
+            "大模型微调用什么显卡",
+            "想用LoRA微调一个大模型，显卡显存要多大？",
+        ),
+        en: (
+            "Fine-tuning an LLM with LoRA",
+            "What GPU do I need to fine-tune an LLM with LoRA?",
+        ),
+    },
+    OffTopic {
+        from_quarter: 3,
+        zh: (
+            "向量数据库怎么选",
+            "做RAG检索增强，向量数据库选Milvus还是Chroma？",
+        ),
+        en: (
+            "Choosing a vector database for RAG",
+            "Milvus or Chroma for a RAG prototype? Which vector database do you use?",
+        ),
+    },
+];
 
 impl CommunityState {
     fn new(index: u32, o: &GenerateOptions, rng: &mut ChaCha8Rng) -> CommunityState {
@@ -247,6 +310,7 @@ impl CommunityState {
             next_id: 0,
             member_ids,
             events_written: 0,
+            days,
         }
     }
 
@@ -343,7 +407,7 @@ impl CommunityState {
                 let t = second(rng);
                 let roll: f64 = rng.gen();
                 if roll < 0.10 {
-                    let (title, body) = self.post_text(taxonomies, rng);
+                    let (title, body) = self.post_text(taxonomies, day, m, rng);
                     let id = self.content_id("p");
                     let mut d = Draft::new(t, m, "post");
                     d.content_id = Some(id.clone());
@@ -452,17 +516,27 @@ impl CommunityState {
         self.recent.push(c);
     }
 
-    fn post_text(&self, taxonomies: &[Taxonomy], rng: &mut ChaCha8Rng) -> (String, String) {
+    /// A post's title and body: mostly about a keyword of a configured category; some (12%)
+    /// about a topic no keyword covers ([`OFF_TAXONOMY`]), picked by member and day without a
+    /// draw from `rng`, so the texts change nothing else that is generated.
+    fn post_text(
+        &self,
+        taxonomies: &[Taxonomy],
+        day: i64,
+        member: u32,
+        rng: &mut ChaCha8Rng,
+    ) -> (String, String) {
         let chinese = rng.gen_bool(self.chinese);
         if rng.gen_bool(0.12) || taxonomies.is_empty() {
-            return if chinese {
-                ("大家周末愉快".into(), "今天天气不错，大家在忙什么？".into())
-            } else {
-                (
-                    "Happy Friday".into(),
-                    "What is everyone up to this weekend?".into(),
-                )
-            };
+            // Topics enter the conversation in quarters of the generated span: the last ones
+            // are new in the latest window (emerging topics with growth).
+            let open: Vec<&OffTopic> = OFF_TAXONOMY
+                .iter()
+                .filter(|t| day * 4 >= self.days * t.from_quarter)
+                .collect();
+            let topic = open[(member as usize + day as usize) % open.len()];
+            let (title, body) = if chinese { topic.zh } else { topic.en };
+            return (title.into(), body.into());
         }
         let taxonomy = &taxonomies[rng.gen_range(0..taxonomies.len())];
         let category = &taxonomy.categories[rng.gen_range(0..taxonomy.categories.len())];
@@ -527,5 +601,30 @@ impl CommunityState {
         serde_json::to_writer(&mut *buf, &line)?;
         buf.push(b'\n');
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The off-taxonomy posts stay uncategorized under the default taxonomies, so adding them
+    /// moved no demand number.
+    #[test]
+    fn off_taxonomy_topics_contain_no_default_keyword() {
+        let keywords: Vec<String> = crate::config::default_taxonomies()
+            .iter()
+            .flat_map(|t| t.categories.iter().flat_map(|c| c.keywords.iter()))
+            .map(|k| k.to_lowercase())
+            .collect();
+        for topic in &OFF_TAXONOMY {
+            for (title, body) in [topic.zh, topic.en] {
+                let text = format!("{title} {body}").to_lowercase();
+                assert!(
+                    keywords.iter().all(|k| !text.contains(k.as_str())),
+                    "{text}"
+                );
+            }
+        }
     }
 }

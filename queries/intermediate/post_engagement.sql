@@ -1,6 +1,6 @@
--- post_engagement (helper): how other members engaged with each post of answered_posts (SPEC
--- §4.4's engagement — comment, like, share, cite — counted per post; issue 21 "what content
--- worked"). An event is about a post when it is a `comment` whose parent_id, or a like, share
+-- post_engagement (helper): how other members engaged with each post of answered_posts
+-- (the engagement of SPEC §4.4 — comment, like, share, cite — counted per post; issue 21
+-- "what content worked"). An event is about a post when it is a `comment` whose parent_id, or a like, share
 -- or cite whose content_id, is the post's content_id; it counts when its actor is not the
 -- post's author and it happened at or after the post and before the end of the post's own
 -- window (as_of for posts of W, the start of W for posts of W′), so W′'s posts are measured as

@@ -24,6 +24,7 @@ mod run;
 mod runs;
 mod serve;
 mod status;
+mod taxonomy;
 
 use std::path::PathBuf;
 
@@ -228,6 +229,11 @@ pub enum Command {
         after_help = "Examples:\n  pulse members import names.csv          # member_id,display_name (UTF-8 or GBK)\n  pulse members set u000306 \"王小明\"\n  pulse members list --community python-camp"
     )]
     Members(members::Args),
+    /// Help with the demand taxonomy: `suggest` prints keyword lines for the emerging topics
+    #[command(
+        after_help = "Examples:\n  pulse taxonomy suggest\n  pulse taxonomy suggest --community python-camp --as-of 2026-11-23 --top 20 > suggestions.toml"
+    )]
+    Taxonomy(taxonomy::Args),
     /// Erase members from everything pulse keeps (SPEC §8): their events (others' events
     /// naming them get a null target), every metric partition (computed again without them),
     /// rollups, stored reports (rendered again), ranked-list files, the member directory,
@@ -268,6 +274,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::CheckConfig => check_config::cmd(&ctx),
         Command::Demo(args) => demo::cmd(args),
         Command::Members(args) => members::cmd(args, &ctx),
+        Command::Taxonomy(args) => taxonomy::cmd(args, &ctx),
         Command::Forget(args) => forget::cmd(args, &ctx),
         Command::Init(args) => init::cmd(args),
     }

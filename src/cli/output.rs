@@ -4,9 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use clap::ValueEnum;
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, IoContext, Result};
@@ -48,62 +46,48 @@ pub fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     }
 }
 
-/// A query result as CSV with a header row (the header alone when there are no rows). Nested
-/// columns (lists such as `tier_transitions.member_ids`), which CSV has no type for, are
-/// written as their display text (`[a, b]`).
+/// A query result as CSV with a header row (the header alone when there are no rows).
 pub fn write_csv(sink: &mut impl Write, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     let mut w = datafusion::arrow::csv::WriterBuilder::new()
         .with_header(true)
         .build(sink);
     if batches.is_empty() {
-        w.write(&RecordBatch::new_empty(flat_schema(&schema)))?;
+        w.write(&flat(&RecordBatch::new_empty(schema))?)?;
     }
     for b in batches {
-        w.write(&flatten(b)?)?;
+        w.write(&flat(b)?)?;
     }
     Ok(())
 }
 
-/// `schema` with every nested column as Utf8.
-fn flat_schema(schema: &SchemaRef) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type().is_nested() {
-                true => Field::new(f.name(), DataType::Utf8, f.is_nullable()),
-                false => f.as_ref().clone(),
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// `batch` with every nested column replaced by its display text.
-fn flatten(batch: &RecordBatch) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{ArrayRef, StringArray};
+/// `batch` with its nested columns (lists, such as `emerging_terms.examples`) as text, the way
+/// the table format shows them (`[a, b]`): Arrow's CSV writer refuses nested types.
+fn flat(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| f.data_type().is_nested())
-    {
+    if !batch.columns().iter().any(|c| c.data_type().is_nested()) {
         return Ok(batch.clone());
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| -> Result<ArrayRef> {
-            if !c.data_type().is_nested() {
-                return Ok(c.clone());
-            }
-            let formatter = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
-            Ok(Arc::new(StringArray::from_iter((0..c.len()).map(|i| {
-                c.is_valid(i).then(|| formatter.value(i).to_string())
-            }))))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(flat_schema(&batch.schema()), columns)?)
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !column.data_type().is_nested() {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+        let text: StringArray = (0..column.len())
+            .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+            .collect();
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(text));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Print or save a query result.

@@ -58,6 +58,7 @@ metric_settings! {
     tiers: TiersOverride,
     points: BTreeMap<String, PointRule>,
     membership: MembershipOverride,
+    emerging: EmergingOverride,
     report_to: Vec<String>,
     taxonomies: Vec<Taxonomy>,
 }
@@ -115,6 +116,28 @@ pub struct MembershipOverride {
     pub product_terms: Option<BTreeMap<String, u32>>,
 }
 
+/// `emerging = { … }` (emerging topics, docs/metrics.md#emerging_terms): overrides key by key;
+/// an `extra_stopwords` given replaces the list of the layer below.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergingOverride {
+    pub top_n: Option<u32>,
+    pub min_authors: Option<u32>,
+    pub extra_stopwords: Option<Vec<String>>,
+}
+
+/// Emerging-topic settings, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emerging {
+    /// Terms kept per taxonomy in `emerging_terms`.
+    pub top_n: u32,
+    /// A term needs this many distinct authors in W to count.
+    pub min_authors: u32,
+    /// Words never counted as terms, besides the shipped stop words (lowercased at resolution:
+    /// terms are lowercase).
+    pub extra_stopwords: Vec<String>,
+}
+
 /// Paid-membership settings (SPEC §4.9), resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
@@ -170,6 +193,7 @@ pub struct CommunitySettings {
     /// Point rule per event type; types not listed earn nothing.
     pub points: BTreeMap<EventType, PointRule>,
     pub membership: Membership,
+    pub emerging: Emerging,
     pub report_to: Vec<String>,
     pub taxonomies: Vec<Taxonomy>,
 }
@@ -413,6 +437,25 @@ impl Config {
                 .find_map(|m| m.product_terms.clone())
                 .unwrap_or_default(),
         };
+        let em = |f: fn(&EmergingOverride) -> Option<u32>, builtin: u32| {
+            own.emerging
+                .as_ref()
+                .and_then(f)
+                .or_else(|| d.emerging.as_ref().and_then(f))
+                .unwrap_or(builtin)
+        };
+        let emerging = Emerging {
+            top_n: em(|e| e.top_n, 20),
+            min_authors: em(|e| e.min_authors, 2),
+            extra_stopwords: [&own.emerging, &d.emerging]
+                .into_iter()
+                .flatten()
+                .find_map(|e| e.extra_stopwords.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|w| w.trim().to_lowercase())
+                .collect(),
+        };
         CommunitySettings {
             id: id.to_string(),
             name: name.unwrap_or_else(|| id.to_string()),
@@ -442,6 +485,7 @@ impl Config {
             },
             points,
             membership,
+            emerging,
             report_to: own
                 .report_to
                 .clone()
@@ -555,6 +599,24 @@ pub(super) fn check_settings(
                 return Err(err(
                     format!("{at}.membership.product_terms.{product}"),
                     "is more than a hundred years".into(),
+                ));
+            }
+        }
+    }
+    if let Some(e) = &s.emerging {
+        for (key, value) in [("top_n", e.top_n), ("min_authors", e.min_authors)] {
+            if value == Some(0) {
+                return Err(err(
+                    format!("{at}.emerging.{key}"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        for (i, word) in e.extra_stopwords.iter().flatten().enumerate() {
+            if word.trim().is_empty() {
+                return Err(err(
+                    format!("{at}.emerging.extra_stopwords[{i}]"),
+                    "must not be empty".into(),
                 ));
             }
         }

@@ -281,6 +281,25 @@ fn metric_schemas() -> Vec<(&'static str, SchemaRef)> {
             ]),
         ),
         (
+            "emerging_terms",
+            schema(vec![
+                ("taxonomy", Utf8, false),
+                ("rank", Int64, false),
+                ("term", Utf8, false),
+                ("authors", Int64, false),
+                ("posts", Int64, false),
+                ("prev_authors", Int64, false),
+                ("growth", Float64, false),
+                ("category", Utf8, true),
+                ("category_posts", Int64, false),
+                (
+                    "examples",
+                    List(Arc::new(Field::new_list_field(Utf8, true))),
+                    true,
+                ),
+            ]),
+        ),
+        (
             "ranked_members",
             schema(vec![
                 ("rank", Int64, false),

@@ -11,6 +11,9 @@
 //! - `epoch_us(ts)` → Int64: µs since 1970-01-01T00:00:00Z, and `from_epoch_us(n)` →
 //!   `Timestamp(µs, UTC)`, its inverse: the membership model (SPEC §4.9) counts terms and grace
 //!   in exact 24-hour days, as integer µs. (DuckDB has `epoch_us` built in.)
+//! - `post_terms(text)` → List<Utf8>: the segmented, lowercased terms of a post, without stop
+//!   words (emerging topics; defined in [`super::terms`]). DuckDB has no jieba: the
+//!   cross-engine tests leave out the one model that uses it.
 //!
 //! DuckDB has the same functions as one-line macros (tests/python/duckdb_models.py), so
 //! `queries/` runs on both engines unchanged.
@@ -394,7 +397,8 @@ impl ScalarUDFImpl for FromEpochUs {
     }
 }
 
-/// Every UDF the models use.
+/// Every UDF the models use: the local engine, Ballista sessions, schedulers and executors
+/// all register this list.
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         local_date_udf(),
@@ -403,6 +407,7 @@ pub fn all() -> Vec<ScalarUDF> {
         days_between_udf(),
         epoch_us_udf(),
         from_epoch_us_udf(),
+        super::terms::post_terms_udf(),
     ]
 }
 

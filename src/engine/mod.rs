@@ -15,6 +15,7 @@
 pub mod ballista;
 pub mod catalog;
 pub mod functions;
+pub mod terms;
 
 use std::sync::Arc;
 

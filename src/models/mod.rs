@@ -516,6 +516,7 @@ mod tests {
         assert!(pos("pagerank_edges") < pos("pagerank"));
         assert!(pos("pagerank") < pos("member_influence"));
         assert!(pos("answered_posts") < pos("demand_categories"));
+        assert!(pos("post_categories") < pos("emerging_terms"));
         let sql_models = project::files()
             .unwrap()
             .iter()
@@ -537,7 +538,7 @@ mod tests {
         assert_eq!(deps("pagerank_edges"), ["engagement_edges"]);
         assert_eq!(
             deps("demand_categories"),
-            ["answered_posts", "member_state"]
+            ["answered_posts", "member_state", "post_categories"]
         );
         assert_eq!(
             deps("member_influence"),
@@ -562,8 +563,9 @@ mod tests {
                 assert!(
                     all.iter().any(|other| other.name == t)
                         || catalog::table(&t).is_some()
-                        || PARAMETER_TABLES.contains(&t.as_str()),
-                    "model `{}` reads `{t}`, which is neither a model, a lake table nor a parameter table",
+                        || PARAMETER_TABLES.contains(&t.as_str())
+                        || t == TIERS_AT_W_START,
+                    "model `{}` reads `{t}`, which is neither a model, a lake table, a parameter table nor the tiers at the start of W",
                     m.name
                 );
             }

@@ -15,13 +15,14 @@ use crate::config::{CohortGrain, CommunitySettings, Normalization};
 use crate::error::Result;
 
 /// The parameter tables ([`register_parameter_tables`]): lists from the config the SQL joins with.
-pub const PARAMETER_TABLES: [&str; 6] = [
+pub const PARAMETER_TABLES: [&str; 7] = [
     "p_active_types",
     "p_points",
     "p_excluded",
     "p_categories",
     "p_keywords",
     "p_product_terms",
+    "p_stopwords",
 ];
 
 /// The dates and instants one run is about (SPEC §3), for a community timezone.
@@ -135,6 +136,8 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
             ScalarValue::Int64(Some(day_us(s.membership.grace_days))),
         ),
         ("cohort_periods", int(s.cohort_periods)),
+        ("emerging_top_n", int(s.emerging.top_n)),
+        ("emerging_min_authors", int(s.emerging.min_authors)),
         (
             "grain",
             utf8(if s.cohort_grain == CohortGrain::Week {
@@ -235,6 +238,13 @@ pub async fn register_parameter_tables(ctx: &SessionContext, s: &CommunitySettin
                 s.membership.product_terms.values().map(|d| *d as i64),
             )),
         ],
+    )
+    .await?;
+    register_rows(
+        ctx,
+        "p_stopwords",
+        vec![utf8("word")],
+        vec![string_column(s.emerging.extra_stopwords.iter().cloned())],
     )
     .await?;
     // Keywords are matched against lowercased text, so they are lowercased here too.

@@ -155,6 +155,7 @@ mod tests {
                 "category_health",
                 "community_influence",
                 "demand_categories",
+                "emerging_terms",
                 "kpis",
                 "member_activity",
                 "member_influence",

@@ -58,6 +58,8 @@ pub struct ReportData {
     pub demand: Vec<Taxonomy>,
     /// Time to a first answer and engagement per post, per demand category.
     pub category_health: Vec<Taxonomy<CategoryHealth>>,
+    /// Words members use that no keyword covers (docs/metrics.md#emerging_terms), top first.
+    pub emerging: Vec<EmergingTerm>,
     pub unanswered_posts: Vec<UnansweredPost>,
     pub at_risk: Vec<AtRisk>,
     pub at_risk_total: i64,
@@ -233,6 +235,8 @@ pub struct DemandRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct Taxonomy<R = DemandRow> {
     pub name: String,
+    /// The configured categories by priority, then `uncategorized` (demand); in the
+    /// report query's order (category_health).
     pub categories: Vec<R>,
 }
 
@@ -284,6 +288,25 @@ pub struct CategoryHealth {
     pub answered_48h_rate: Option<f64>,
     pub engagement_per_post: Option<f64>,
     pub prev_engagement_per_post: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmergingTerm {
+    #[serde(skip_serializing)]
+    pub taxonomy: String,
+    pub rank: i64,
+    pub term: String,
+    pub authors: i64,
+    pub posts: i64,
+    pub prev_authors: i64,
+    pub growth: f64,
+    /// The taxonomy's category whose posts use the term most; none when no category's do.
+    #[serde(default)]
+    pub category: Option<String>,
+    pub category_posts: i64,
+    /// Titles of its posts, latest first (absent in the JSON rows when null).
+    #[serde(default)]
+    pub examples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -411,6 +434,8 @@ const MEMBERSHIP_KPIS: [&str; 7] = [
 pub const LIST_LIMIT: i64 = 10;
 /// How many at-risk members the report lists (all of them are counted).
 const AT_RISK_LIMIT: i64 = 25;
+/// How many emerging topics the report lists (the table keeps `emerging.top_n`).
+const EMERGING_LIMIT: i64 = 5;
 /// How many "renewals coming up" the report lists (all of them are counted).
 const RENEWALS_LIMIT: i64 = 25;
 
@@ -474,6 +499,11 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
     let (cohorts, cohort_offsets) = cohort_table(q.rows("retention", LIST_LIMIT).await?);
     let demand = by_taxonomy(q.rows::<DemandRow>("demand", LIST_LIMIT).await?);
     let category_health = by_taxonomy(q.rows("category_health", LIST_LIMIT).await?);
+    // The terms are the same in every taxonomy (only their category differs): one list.
+    let mut emerging: Vec<EmergingTerm> = q.rows("emerging", EMERGING_LIMIT).await?;
+    if let Some(first) = emerging.first().map(|t| t.taxonomy.clone()) {
+        emerging.retain(|t| t.taxonomy == first);
+    }
     let counts: BTreeMap<NaiveDate, i64> = q
         .rows::<DayCount>("daily_active", LIST_LIMIT)
         .await?
@@ -512,6 +542,7 @@ pub async fn gather(q: &Queries, settings: &CommunitySettings) -> Result<ReportD
         cohort_offsets,
         demand,
         category_health,
+        emerging,
         unanswered_posts: q.rows("unanswered_posts", LIST_LIMIT).await?,
         at_risk: q.rows("at_risk", AT_RISK_LIMIT).await?,
         at_risk_total,

@@ -1,13 +1,15 @@
 //! The emailed report, after the models: [`read`] is the one reader of the metric tables
 //! (the report and the ranked-list sinks share it), [`gather`] collects what a report shows,
 //! [`render`] and [`charts`] turn it into HTML, text and PNG, [`email`] sends it once
-//! (`<state_dir>` remembers what went out).
+//! (`<state_dir>` remembers what went out). [`suggest`] turns the emerging topics into keyword
+//! lines for the taxonomy config (`pulse taxonomy suggest`).
 
 pub mod charts;
 pub mod email;
 pub mod gather;
 pub mod read;
 pub mod render;
+pub mod suggest;
 
 use std::path::PathBuf;
 

@@ -474,6 +474,7 @@ mod tests {
             cohort_offsets: Vec::new(),
             demand: Vec::new(),
             category_health: Vec::new(),
+            emerging: Vec::new(),
             unanswered_posts: Vec::new(),
             at_risk: Vec::new(),
             at_risk_total: 0,

@@ -4,6 +4,7 @@ mod common;
 mod compact;
 mod config_check;
 mod demo;
+mod emerging;
 mod files;
 mod generate;
 mod import;

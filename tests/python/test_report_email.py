@@ -195,9 +195,13 @@ def test_report_numbers_equal_the_metric_tables(pulse_bin, tmp_path, smtp, commu
 
     demand = query(f"SELECT taxonomy, category, posts, priority_rank FROM demand_categories WHERE {where} "
                    "AND taxonomy = 'needs' ORDER BY priority_rank")
-    for r in demand:
-        name = "Uncategorized" if r["category"] == "uncategorized" else r["category"]
-        assert f"{r['priority_rank']}. {name}: Posts {int(r['posts']):,} (" in text
+    # Categories are numbered by priority among themselves; `uncategorized` comes last, unnumbered.
+    categories = [r for r in demand if r["category"] != "uncategorized"]
+    for i, r in enumerate(categories, 1):
+        assert f"{i}. {r['category']}: Posts {int(r['posts']):,} (" in text
+    uncategorized = next(r for r in demand if r["category"] == "uncategorized")
+    assert f"- Uncategorized: Posts {int(uncategorized['posts']):,} (" in text
+    assert text.index(f"{len(categories)}. {categories[-1]['category']}:") < text.index("- Uncategorized:") < text.index("Emerging topics")
 
 
 def test_a_rejected_recipient_is_named_and_the_others_are_sent(pulse_bin, tmp_path, smtp, community):
