@@ -2,11 +2,16 @@
 //! generates `$OUT_DIR/queries.rs`, a table of `(folder, name, include_str!(path))` sorted by
 //! path, which `src/models/project.rs` includes. Adding a model is adding a file: nobody keeps a
 //! list. What each folder means is the project module's business, not this script's.
+//!
+//! It also sets `PULSE_GIT_COMMIT` for `pulse --version`: the short commit of the checkout being
+//! built (or the variable `PULSE_GIT_COMMIT`, for builds without `.git`), or `unknown` outside
+//! a git checkout (a source archive, a crate download).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
+    git_commit();
     // Read at run time: a build script binary reused from a clone elsewhere (a shared
     // CARGO_TARGET_DIR) must read this checkout's queries.
     let root =
@@ -67,6 +72,52 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
             walk(&path, files);
         } else if path.extension().is_some_and(|e| e == "sql") {
             files.push(path);
+        }
+    }
+}
+
+/// `PULSE_GIT_COMMIT`: the variable of that name when it is set (a container build, which
+/// has no `.git`), else `git rev-parse --short HEAD` of the manifest's checkout, else `unknown`.
+/// Rebuilds when HEAD moves: HEAD itself (a checkout) and the branch it names (a commit).
+fn git_commit() {
+    println!("cargo:rerun-if-env-changed=PULSE_GIT_COMMIT");
+    if let Some(commit) = std::env::var("PULSE_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
+        println!("cargo:rustc-env=PULSE_GIT_COMMIT={commit}");
+        return;
+    }
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    println!(
+        "cargo:rustc-env=PULSE_GIT_COMMIT={}",
+        commit.as_deref().unwrap_or("unknown")
+    );
+    if commit.is_some() {
+        let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(git(&["rev-parse", "--git-path", &branch]));
+            watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+        }
+        for path in watched.into_iter().flatten() {
+            let path = Path::new(&dir).join(path);
+            // A path that does not exist would make cargo run this script on every build.
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
         }
     }
 }

@@ -18,7 +18,8 @@
 //!
 //! Shared pieces: [`config`] (typed, validated configuration), [`event`] (the canonical event),
 //! [`signature`] (webhook signature schemes, in and out), [`state`] (what was sent and
-//! delivered), [`generate`] (synthetic communities), [`error`].
+//! delivered), [`generate`] (synthetic communities), [`telemetry`] (the process's Prometheus
+//! metrics, on `pulse serve`'s /metrics), [`error`].
 
 pub mod cli;
 pub mod config;
@@ -38,5 +39,6 @@ pub mod signature;
 pub mod sinks;
 pub mod spool;
 pub mod state;
+pub mod telemetry;
 
 pub use error::{Error, Result};

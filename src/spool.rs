@@ -40,13 +40,12 @@ use crate::error::{Error, IoContext, Result};
 const SEGMENT_BYTES: u64 = 8 << 20;
 const HEADER: usize = 12;
 
-/// Counters the HTTP server shows on /metrics.
+/// What the spool holds and how often it synced (each fsync's time goes to
+/// [`crate::telemetry`]).
 #[derive(Debug, Default)]
 pub struct SpoolStats {
     pub bytes: AtomicU64,
     pub fsyncs: AtomicU64,
-    /// Total fsync time in microseconds.
-    pub fsync_micros: AtomicU64,
 }
 
 type Batch = (
@@ -408,14 +407,20 @@ impl Spool {
         &self,
         lake: &crate::lake::Lake,
     ) -> Result<crate::lake::events::ImportStats> {
-        // An empty batch with the rotate marker: the appender seals the open segment.
-        self.append(vec![Vec::new()]).await.map_err(Error::Spool)?;
-        let dir = self.dir.clone();
-        let lake = lake.clone();
-        let stats = self.stats.clone();
-        tokio::task::spawn_blocking(move || compact_sealed(&dir, &lake, Some(&stats), false))
-            .await
-            .map_err(|e| Error::Spool(format!("compaction task: {e}")))?
+        let started = std::time::Instant::now();
+        let compacted = async {
+            // An empty batch with the rotate marker: the appender seals the open segment.
+            self.append(vec![Vec::new()]).await.map_err(Error::Spool)?;
+            let dir = self.dir.clone();
+            let lake = lake.clone();
+            let stats = self.stats.clone();
+            tokio::task::spawn_blocking(move || compact_sealed(&dir, &lake, Some(&stats), false))
+                .await
+                .map_err(|e| Error::Spool(format!("compaction task: {e}")))?
+        }
+        .await;
+        crate::telemetry::get().compaction(compacted.is_ok(), started.elapsed().as_secs_f64());
+        compacted
     }
 }
 
@@ -443,9 +448,7 @@ fn append(
             .map_err(|e| format!("writing the spool: {e}"))?;
         stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        stats
-            .fsync_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        crate::telemetry::get().fsync(started.elapsed().as_secs_f64());
     }
     if rotate || appender.len >= SEGMENT_BYTES {
         appender.rotate().map_err(|e| e.to_string())?;

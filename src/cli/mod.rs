@@ -9,6 +9,7 @@ mod backfill;
 mod ballista;
 mod check_config;
 mod compact;
+mod completions;
 pub mod context;
 mod deliveries;
 mod demo;
@@ -56,10 +57,19 @@ impl Outcome {
     }
 }
 
+/// `pulse --version`: the package version and the git commit it was built from (`unknown`
+/// when built outside a git checkout, e.g. from a source archive; see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PULSE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pulse",
-    version,
+    version = VERSION,
     about = "Community Pulse: engagement events into a Parquet lake, metrics, reports and ranked lists",
     after_help = "Config: config/pulse.toml by default (built-in defaults when it does not exist);\n\
                   see config/pulse.example.toml for every key."
@@ -247,15 +257,32 @@ pub enum Command {
     /// Write a commented starter config to DIR/config/pulse.toml (every key and its default).
     #[command(after_help = "Examples:\n  pulse init\n  pulse init /srv/pulse")]
     Init(init::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  pulse completions bash > /etc/bash_completion.d/pulse\n  pulse completions zsh > \"${fpath[1]}/_pulse\"\n  pulse completions fish > ~/.config/fish/completions/pulse.fish"
+    )]
+    Completions(completions::CompletionArgs),
+    /// Print the manual page (roff), or write one page per command with --dir.
+    #[command(
+        after_help = "Examples:\n  pulse man | man -l -\n  pulse man > /usr/local/share/man/man1/pulse.1\n  pulse man --dir /usr/local/share/man/man1"
+    )]
+    Man(completions::ManArgs),
 }
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> Result<Outcome> {
+    let Cli { global, command } = cli;
+    match command {
+        // Documentation for everyone on the machine: written with the caller's umask.
+        Command::Completions(args) => return completions::completions(args),
+        Command::Man(args) => return completions::man(args),
+        _ => {}
+    }
     // Owner-only files until the config says otherwise (`umask`), also for a lake opened
     // before the config is read.
     crate::config::Umask::default().apply();
-    let ctx = Ctx::new(cli.global);
-    match cli.command {
+    let ctx = Ctx::new(global);
+    match command {
         Command::Import(args) => import::cmd(args, &ctx),
         Command::Run(args) => run::cmd(args, &ctx),
         Command::Serve => serve::cmd(&ctx),
@@ -277,6 +304,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Taxonomy(args) => taxonomy::cmd(args, &ctx),
         Command::Forget(args) => forget::cmd(args, &ctx),
         Command::Init(args) => init::cmd(args),
+        Command::Completions(_) | Command::Man(_) => unreachable!("answered above"),
     }
 }
 

@@ -285,7 +285,8 @@ impl Config {
     }
 
     /// Check that the files and folders the config names exist (`report.templates`,
-    /// `ingest.identities`, `ingest.exports[i].path`; relative paths from the current
+    /// `email.ca_file` (and that it holds certificates), `ingest.identities`,
+    /// `ingest.exports[i].path`; relative paths from the current
     /// directory). Only `pulse check-config` asks: at run time a missing export folder is a
     /// warning (it may appear later) and the others fail where they are read.
     pub fn check_paths(&self, file: &Path) -> Result<()> {
@@ -301,6 +302,10 @@ impl Config {
         };
         if let Some(t) = &self.report.templates {
             dir("report.templates".into(), t)?;
+        }
+        if let Some(path) = &self.email.ca_file {
+            crate::report::email::read_ca_file(path)
+                .map_err(|message| err("email.ca_file".into(), message))?;
         }
         if let Some(p) = &self.ingest.identities {
             match std::fs::File::open(p).and_then(|f| f.metadata()) {
@@ -411,6 +416,18 @@ impl Config {
             "email.password_env",
             &err,
         )?;
+        if self.email.transport == EmailTransport::Smtp
+            && self.email.tls == SmtpTls::None
+            && self.email.username.is_some()
+            && !self.email.allow_plaintext_auth
+        {
+            return Err(err(
+                "email.username".into(),
+                "is set with tls = \"none\": the SMTP password would cross the network unencrypted; \
+                 use tls = \"starttls\" or \"tls\", or set allow_plaintext_auth = true for a relay on a trusted network"
+                    .into(),
+            ));
+        }
         for (key, value) in [
             ("report.catch_up", self.report.catch_up),
             ("report.max_attempts", self.report.max_attempts),

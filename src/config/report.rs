@@ -75,6 +75,13 @@ pub struct EmailConfig {
     /// Name of the environment variable holding the SMTP password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// PEM file of CA certificates to trust beside the public roots (a private relay's CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Send the password (AUTH) over a connection without TLS (`tls = "none"`). Off: a
+    /// password is only sent encrypted; validation refuses `username` with `tls = "none"`.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
     /// Seconds before an SMTP connection or command gives up.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
@@ -97,6 +104,8 @@ impl Default for EmailConfig {
             tls: SmtpTls::Starttls,
             username: None,
             password_env: None,
+            ca_file: None,
+            allow_plaintext_auth: false,
             timeout_secs: default_smtp_timeout(),
             max_attempts: default_email_attempts(),
             retry_initial_ms: default_email_retry_ms(),

@@ -26,7 +26,7 @@
 //! spool moves to the lake.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -47,20 +47,10 @@ use crate::spool::{AppendError, Spool};
 /// Reasons listed in a 422 (the rest are counted).
 const MAX_REASONS: usize = 100;
 
-/// Counters for /metrics.
-#[derive(Default)]
-struct Counters {
-    /// (source, outcome) → events or requests.
-    events: BTreeMap<(String, String), u64>,
-    /// route → (requests, total seconds).
-    latency: BTreeMap<String, (u64, f64)>,
-}
-
 struct AppState {
     config: Config,
     spool: Spool,
     identities: Identities,
-    counters: Mutex<Counters>,
     state_dir: crate::state::StateDir,
 }
 
@@ -77,17 +67,11 @@ fn answer(status: StatusCode, body: Value) -> Response {
 
 impl AppState {
     fn count(&self, source: &str, outcome: &str, n: u64) {
-        let mut c = self.counters.lock().expect("counters");
-        *c.events
-            .entry((source.to_string(), outcome.to_string()))
-            .or_default() += n;
+        crate::telemetry::get().ingest(source, outcome, n);
     }
 
     fn observe(&self, route: &str, started: std::time::Instant) {
-        let mut c = self.counters.lock().expect("counters");
-        let entry = c.latency.entry(route.to_string()).or_default();
-        entry.0 += 1;
-        entry.1 += started.elapsed().as_secs_f64();
+        crate::telemetry::get().request(route, started.elapsed().as_secs_f64());
     }
 
     fn reject(&self, source: &str, status: StatusCode, reason: &str) -> Response {
@@ -851,51 +835,24 @@ async fn finish(
 }
 
 async fn metrics(State(app): State<Shared>) -> Response {
-    let mut out = String::new();
-    let c = app.counters.lock().expect("counters");
-    out.push_str("# HELP pulse_ingest_events_total Events and requests by source and outcome.\n# TYPE pulse_ingest_events_total counter\n");
-    for ((source, outcome), n) in &c.events {
-        out.push_str(&format!(
-            "pulse_ingest_events_total{{source=\"{source}\",outcome=\"{outcome}\"}} {n}\n"
-        ));
-    }
-    out.push_str("# HELP pulse_http_request_seconds Request latency.\n# TYPE pulse_http_request_seconds summary\n");
-    for (route, (n, secs)) in &c.latency {
-        out.push_str(&format!("pulse_http_request_seconds_count{{route=\"{route}\"}} {n}\npulse_http_request_seconds_sum{{route=\"{route}\"}} {secs:.6}\n"));
-    }
-    drop(c);
     // Another process (`pulse run`) may have compacted sealed segments.
     app.spool.recount();
-    let s = &app.spool.stats;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    out.push_str(&format!(
-        "# TYPE pulse_spool_bytes gauge\npulse_spool_bytes {}\n# TYPE pulse_spool_fsync_seconds summary\npulse_spool_fsync_seconds_count {}\npulse_spool_fsync_seconds_sum {:.6}\n",
-        load(&s.bytes),
-        load(&s.fsyncs),
-        load(&s.fsync_micros) as f64 / 1e6
-    ));
-    // Run outcomes, from the run history.
+    let spool_bytes = app.spool.bytes();
+    // Runs of other processes (`pulse run`, `pulse backfill`) count for the last success too.
     let runs = crate::pipeline::history::history(&app.state_dir)
         .read()
         .map(crate::pipeline::history::latest_runs)
-        .unwrap_or_default();
-    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.kind != crate::pipeline::history::RunKind::Registered)
-    {
-        *by_status
-            .entry(format!("{:?}", r.status).to_lowercase())
-            .or_default() += 1;
-    }
-    out.push_str("# TYPE pulse_runs_total counter\n");
-    for (status, n) in by_status {
-        out.push_str(&format!("pulse_runs_total{{outcome=\"{status}\"}} {n}\n"));
-    }
+        .unwrap_or_else(|e| {
+            tracing::warn!(
+                "/metrics: the run history could not be read: {}",
+                crate::error::Chain(&e)
+            );
+            Vec::new()
+        });
     (
         StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
-        out,
+        [("content-type", crate::telemetry::CONTENT_TYPE)],
+        crate::telemetry::get().encode(spool_bytes, &runs),
     )
         .into_response()
 }
@@ -924,7 +881,6 @@ pub async fn serve(
         config: config.clone(),
         spool,
         identities,
-        counters: Mutex::new(Counters::default()),
         state_dir: crate::state::StateDir::new(&config.state_dir),
     });
     let ingest = &config.ingest;

@@ -109,6 +109,13 @@ pub async fn deliver(
     }
     if !options.dry_run {
         summary.email = email::flush(&config.email, &state).await?;
+        let telemetry = crate::telemetry::get();
+        for sink in &summary.sinks {
+            telemetry.delivery(&sink.sink, sink.ok);
+        }
+        telemetry.emails("sent", summary.email.sent as u64);
+        telemetry.emails("failed", summary.email.failed.len() as u64);
+        telemetry.emails("rejected", summary.email.rejected.len() as u64);
     }
     Ok(summary)
 }

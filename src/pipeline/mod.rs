@@ -227,6 +227,7 @@ pub async fn run_pipeline(
         }
     }
     ledger.append(&record)?;
+    crate::telemetry::get().run_ended(&record);
     Ok(PipelineRun {
         record,
         models,

@@ -24,6 +24,7 @@ use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
@@ -229,7 +230,11 @@ pub fn enqueue(
 /// Where queued messages go.
 enum Transport {
     Outbox(PathBuf),
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// `SMTP server host:port (TLS mode)`, the start of every error about it.
+        server: String,
+    },
 }
 
 /// Why one delivery attempt failed.
@@ -238,24 +243,60 @@ enum SendError {
     Permanent(String),
 }
 
+/// The certificates of a PEM file (`email.ca_file`); the error names the file and the problem.
+pub(crate) fn read_ca_file(path: &Path) -> std::result::Result<Certificate, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A hint for the two TLS failures an operator can fix in the config.
+fn tls_hint(error: &str) -> &'static str {
+    if error.contains("UnknownIssuer") {
+        " (the server's certificate is not signed by a trusted CA: for a private relay, set email.ca_file to its CA)"
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
+        " (the server's certificate does not name email.host: set email.host to a name the certificate lists)"
+    } else {
+        ""
+    }
+}
+
 impl Transport {
     fn new(config: &EmailConfig, state: &StateDir) -> Result<Transport> {
         match config.transport {
             EmailTransport::File => Ok(Transport::Outbox(state.root().join("outbox"))),
             EmailTransport::Smtp => {
                 let host = config.host.as_deref().unwrap_or_default();
-                let builder = match config.tls {
-                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-                    SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                        host,
-                    )),
-                }
-                .map_err(|e| Error::Email {
-                    context: format!("email.host `{host}`"),
+                let tls_error = |e: lettre::transport::smtp::Error| Error::Email {
+                    context: format!("TLS for email.host `{host}`"),
                     source: e.into(),
-                })?;
-                let mut builder = builder
+                };
+                let parameters = || {
+                    let mut builder = TlsParameters::builder(host.to_string());
+                    if let Some(path) = &config.ca_file {
+                        let certificate = read_ca_file(path).map_err(|message| Error::Email {
+                            context: "email.ca_file".into(),
+                            source: message.into(),
+                        })?;
+                        builder = builder.add_root_certificate(certificate);
+                    }
+                    builder.build().map_err(tls_error)
+                };
+                let (tls, mode) = match config.tls {
+                    SmtpTls::Starttls => (Tls::Required(parameters()?), "STARTTLS"),
+                    SmtpTls::Tls => (Tls::Wrapper(parameters()?), "implicit TLS"),
+                    SmtpTls::None => (Tls::None, "no TLS"),
+                };
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    .tls(tls)
                     .port(config.port)
                     .timeout(Some(Duration::from_secs(config.timeout_secs)));
                 if let Some(user) = &config.username {
@@ -271,7 +312,10 @@ impl Transport {
                     })?;
                     builder = builder.credentials(Credentials::new(user.clone(), password));
                 }
-                Ok(Transport::Smtp(builder.build()))
+                Ok(Transport::Smtp {
+                    transport: builder.build(),
+                    server: format!("SMTP server {host}:{} ({mode})", config.port),
+                })
             }
         }
     }
@@ -286,7 +330,7 @@ impl Transport {
                 crate::lake::write_atomic(&path, bytes)
                     .map_err(|e| SendError::Transient(e.to_string()))
             }
-            Transport::Smtp(smtp) => {
+            Transport::Smtp { transport, server } => {
                 let parse = |a: &str| {
                     a.parse::<Mailbox>()
                         .map(|m| m.email)
@@ -294,10 +338,26 @@ impl Transport {
                 };
                 let envelope = Envelope::new(Some(parse(&q.from)?), vec![parse(&q.recipient)?])
                     .map_err(|e| SendError::Permanent(e.to_string()))?;
-                match smtp.send_raw(&envelope, bytes).await {
+                match transport.send_raw(&envelope, bytes).await {
                     Ok(_) => Ok(()),
-                    Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                    Err(e) => Err(SendError::Transient(e.to_string())),
+                    Err(e) if e.is_permanent() => {
+                        Err(SendError::Permanent(format!("{server}: {e}")))
+                    }
+                    Err(e) => {
+                        // lettre nests a connection error in another ("Connection error:
+                        // Connection error: invalid peer certificate …"): say it once.
+                        let mut parts: Vec<String> = Vec::new();
+                        for part in e.to_string().split(": ") {
+                            if parts.last().map(String::as_str) != Some(part) {
+                                parts.push(part.to_string());
+                            }
+                        }
+                        let e = parts.join(": ");
+                        Err(SendError::Transient(format!(
+                            "{server}: {e}{}",
+                            tls_hint(&e)
+                        )))
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -744,3 +745,68 @@ def test_connections_beyond_max_connections_wait_for_a_free_slot(pulse_bin, tmp_
     # Answered only once the idle connections were cut off (header timeout): the cap held.
     assert 1.0 < waited < 4.5, waited
     assert server.stop() == 0
+
+
+def exported_series(text):
+    """Parse /metrics with prometheus_client's OpenMetrics parser (the format the page
+    declares; strict: `# EOF`, counter `_total` suffixes) and check that its older Prometheus
+    text parser reads it too; returns {family: type} and every sample name a query can use, of
+    empty families too."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+    from prometheus_client.parser import text_string_to_metric_families as prometheus
+
+    families = {f.name: f.type for f in openmetrics(text)}
+    assert {s.name for f in prometheus(text) for s in f.samples} <= \
+        {s.name for f in openmetrics(text) for s in f.samples}
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    names = {name + s for name, kind in families.items() for s in suffixes[kind]}
+    return families, names
+
+
+def test_metrics_page_is_openmetrics_and_the_dashboard_queries_only_exported_series(pulse_bin, tmp_path):
+    """A scheduled run (and the compaction before it) in the serving process: every family is on the page with
+    its type, the counters count, and the Grafana dashboard in docs/ asks only for series the
+    page has."""
+    # One scheduled run (c1 is in UTC), 15 s from now; it compacts the spool first.
+    fire = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=15)
+    server = Server(pulse_bin, tmp_path, report_cron=f"{fire.second} {fire.minute} {fire.hour} * * *",
+                    communities='[[communities]]\nid = "c1"\nreport_to = ["ops@example.com"]\n',
+                    extra='[[sinks]]\nkind = "file"\npath = "out/ranked"\n')
+    server.start()
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    batch = [event(1, source="generic"), event(2, source="generic")]
+    assert server.post("/v1/events", json.dumps(batch).encode(), auth)[0] == 200
+    assert server.post("/v1/webhooks/forum", b"{}", {"X-Discourse-Event": "post_created"})[0] == 401
+    deadline, text = time.time() + 90, ""
+    while time.time() < deadline and "pulse_runs_total{" not in text:
+        time.sleep(0.5)
+        try:
+            text = server.get("/metrics")[1]
+        except OSError:
+            pass  # busy with the run
+    assert server.stop() == 0
+    families, names = exported_series(text)
+    assert families == {
+        "pulse_ingest_events": "counter", "pulse_http_request_seconds": "histogram",
+        "pulse_spool_bytes": "gauge", "pulse_spool_fsync_seconds": "histogram",
+        "pulse_spool_compaction_seconds": "histogram", "pulse_runs": "counter",
+        "pulse_run_stage_seconds": "histogram", "pulse_deliveries": "counter", "pulse_emails": "counter",
+        "pulse_last_success_timestamp_seconds": "gauge",
+    }, text
+    assert 'pulse_ingest_events_total{source="events",outcome="accepted"} 2' in text
+    assert 'pulse_ingest_events_total{source="forum",outcome="unauthorized"} 1' in text
+    assert 'pulse_http_request_seconds_count{route="/v1/events"} 1' in text
+    assert 'pulse_runs_total{outcome="succeeded"}' in text
+    assert 'pulse_run_stage_seconds_count{stage="models"}' in text
+    assert 'pulse_spool_compaction_seconds_count{outcome="ok"}' in text
+    assert 'pulse_emails_total{outcome="sent"} 1' in text
+    assert 'pulse_deliveries_total{sink_kind="file",outcome="delivered"} 1' in text
+    last = [line for line in text.splitlines() if line.startswith('pulse_last_success_timestamp_seconds{community="c1"}')]
+    assert len(last) == 1 and abs(float(last[0].split()[-1]) - time.time()) < 120, text
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 8
+    for expr in exprs:
+        used = set(re.findall(r"\bpulse_[a-z_]+", expr))
+        assert used and used <= names, (expr, used - names)
