@@ -328,9 +328,25 @@ impl Application {
         let http = crate::ingest::server::serve(listener, &config, spool.clone(), async move {
             let _ = stop_http.changed().await;
         });
-        let compactor = compactor(&config, &lake, spool.clone(), shutdown.clone());
-        let scheduler = scheduler(&config, &lake, Some(spool), shutdown);
+        // The compactor and the scheduler call blocking code (`block_in_place`: imports,
+        // compaction, runs). In tasks of their own, that blocks their worker thread only; joined
+        // with the receiver in one task, it stalled the accept loop for the length of an import.
+        let compactor = tokio::spawn({
+            let (config, lake, spool, shutdown) =
+                (config.clone(), lake.clone(), spool.clone(), shutdown.clone());
+            async move { compactor(&config, &lake, spool, shutdown).await }
+        });
+        let scheduler = tokio::spawn({
+            let (config, lake) = (config.clone(), lake.clone());
+            async move { scheduler(&config, &lake, Some(spool), shutdown).await }
+        });
         let (http, compactor, scheduler) = tokio::join!(http, compactor, scheduler);
-        http.and(compactor).and(scheduler)
+        // A panic in a task is the panic it was when the three were joined in one task.
+        let joined = |r: std::result::Result<Result<()>, tokio::task::JoinError>| match r {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Ok(()), // cancelled: only when the runtime itself shuts down
+        };
+        http.and(joined(compactor)).and(joined(scheduler))
     }
 }

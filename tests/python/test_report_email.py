@@ -201,7 +201,8 @@ def test_report_numbers_equal_the_metric_tables(pulse_bin, tmp_path, smtp, commu
         assert f"{i}. {r['category']}: Posts {int(r['posts']):,} (" in text
     uncategorized = next(r for r in demand if r["category"] == "uncategorized")
     assert f"- Uncategorized: Posts {int(uncategorized['posts']):,} (" in text
-    assert text.index(f"{len(categories)}. {categories[-1]['category']}:") < text.index("- Uncategorized:") < text.index("Emerging topics")
+    last = text.index(f"{len(categories)}. {categories[-1]['category']}:")
+    assert last < text.index("- Uncategorized:", last) < text.index("Emerging topics", last)
 
 
 def test_a_rejected_recipient_is_named_and_the_others_are_sent(pulse_bin, tmp_path, smtp, community):
