@@ -332,8 +332,12 @@ impl Application {
         // compaction, runs). In tasks of their own, that blocks their worker thread only; joined
         // with the receiver in one task, it stalled the accept loop for the length of an import.
         let compactor = tokio::spawn({
-            let (config, lake, spool, shutdown) =
-                (config.clone(), lake.clone(), spool.clone(), shutdown.clone());
+            let (config, lake, spool, shutdown) = (
+                config.clone(),
+                lake.clone(),
+                spool.clone(),
+                shutdown.clone(),
+            );
             async move { compactor(&config, &lake, spool, shutdown).await }
         });
         let scheduler = tokio::spawn({
