@@ -441,8 +441,37 @@ async fn webhook_get(
     response
 }
 
-/// A Slack or WeCom delivery: verified (on a blocking thread), decrypted, mapped; or the
-/// answer that ends the request (a refusal, or Slack's url_verification challenge).
+/// What a platform's verification and decryption on a blocking thread gave: its value, or the
+/// answer refusing the request (401 not from the platform, 400 not readable). The answer is
+/// returned as is, at once, like `platform_delivery`'s: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn opened<T>(
+    app: &AppState,
+    source: &str,
+    work: std::result::Result<std::result::Result<T, wecom::Refusal>, tokio::task::JoinError>,
+) -> std::result::Result<T, Response> {
+    match work {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(wecom::Refusal::Unauthorized(r))) => {
+            Err(app.reject(source, StatusCode::UNAUTHORIZED, &r))
+        }
+        Ok(Err(wecom::Refusal::Malformed(r))) => {
+            Err(app.reject(source, StatusCode::BAD_REQUEST, &r))
+        }
+        Err(e) => {
+            tracing::error!("decryption task failed: {e}");
+            Err(app.reject(
+                source,
+                StatusCode::UNAUTHORIZED,
+                "the signature could not be verified",
+            ))
+        }
+    }
+}
+
+/// A platform delivery (Slack, WeCom, Feishu, DingTalk): verified (on a blocking thread),
+/// decrypted, mapped; or the answer that ends the request (a refusal, or a URL-verification
+/// challenge).
 async fn platform_delivery(
     app: &AppState,
     source: &crate::config::SourceConfig,
@@ -526,20 +555,7 @@ async fn platform_delivery(
                 wecom::open(&keys, q, &body).map(|xml| wecom::map(&name, &community, &xml, &ids))
             })
             .await;
-            match work {
-                Ok(Ok(mapped)) => Ok(mapped),
-                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
-                    Err(refused(StatusCode::UNAUTHORIZED, &r))
-                }
-                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
-                Err(e) => {
-                    tracing::error!("decryption task failed: {e}");
-                    Err(refused(
-                        StatusCode::UNAUTHORIZED,
-                        "the signature could not be verified",
-                    ))
-                }
-            }
+            opened(app, &source.name, work)
         }
         SourceKind::Feishu => {
             let (Some(token), Some(encrypt_key)) = (
@@ -575,22 +591,11 @@ async fn platform_delivery(
                 })
             })
             .await;
-            match work {
-                Ok(Ok(Ok(mapped))) => Ok(mapped),
-                Ok(Ok(Err(challenge))) => {
+            match opened(app, &source.name, work)? {
+                Ok(mapped) => Ok(mapped),
+                Err(challenge) => {
                     app.count(&source.name, "challenge", 1);
                     Err(answer(StatusCode::OK, json!({ "challenge": challenge })))
-                }
-                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
-                    Err(refused(StatusCode::UNAUTHORIZED, &r))
-                }
-                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
-                Err(e) => {
-                    tracing::error!("decryption task failed: {e}");
-                    Err(refused(
-                        StatusCode::UNAUTHORIZED,
-                        "the signature could not be verified",
-                    ))
                 }
             }
         }
@@ -631,20 +636,7 @@ async fn platform_delivery(
                     .map(|payload| dingtalk::map(&name, &community, &payload, &ids))
             })
             .await;
-            match work {
-                Ok(Ok(mapped)) => Ok(mapped),
-                Ok(Err(wecom::Refusal::Unauthorized(r))) => {
-                    Err(refused(StatusCode::UNAUTHORIZED, &r))
-                }
-                Ok(Err(wecom::Refusal::Malformed(r))) => Err(refused(StatusCode::BAD_REQUEST, &r)),
-                Err(e) => {
-                    tracing::error!("decryption task failed: {e}");
-                    Err(refused(
-                        StatusCode::UNAUTHORIZED,
-                        "the signature could not be verified",
-                    ))
-                }
-            }
+            opened(app, &source.name, work)
         }
         SourceKind::Dingtalk => {
             let Some(key) = secret(source.secret_env.as_deref()) else {
