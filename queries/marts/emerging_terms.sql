@@ -12,46 +12,13 @@
 -- distinct titles (the body's first 80 characters when there is no title) of its W posts,
 -- latest post first; category: the taxonomy's category whose W posts contain the term most
 -- often (category_posts of them; ties by name), null when none does — what
--- `pulse taxonomy suggest` proposes. Posts of W and W′ come from answered_posts, categories
--- from post_categories.
+-- `pulse taxonomy suggest` proposes. The terms of each post come from term_candidates,
+-- categories from post_categories.
 -- test unique: taxonomy, term
 -- test unique: taxonomy, rank
 -- Reference: docs/metrics.md#emerging_terms
-WITH posts AS (
-    SELECT
-        source,
-        event_id,
-        member_id,
-        in_w,
-        occurred_at,
-        CASE WHEN coalesce(title, '') <> '' THEN title ELSE substr(coalesce(body, ''), 1, 80) END AS example,
-        post_terms(coalesce(title, '') || ' ' || coalesce(body, '')) AS terms
-    FROM answered_posts
-),
-post_term AS (
-    SELECT source, event_id, member_id, in_w, occurred_at, example, unnest(terms) AS term
-    FROM posts
-),
-kept AS (
-    SELECT * FROM post_term WHERE term NOT IN (SELECT word FROM p_stopwords)
-),
-distinct_terms AS (
-    SELECT DISTINCT term FROM kept
-),
-covered AS (
-    SELECT DISTINCT t.term
-    FROM distinct_terms t
-    JOIN p_keywords k ON strpos(t.term, k.keyword) > 0 OR strpos(k.keyword, t.term) > 0
-),
-taxonomies AS (
-    SELECT DISTINCT taxonomy FROM p_categories
-),
-candidates AS (
-    SELECT x.taxonomy, k.*
-    FROM kept k
-    CROSS JOIN taxonomies x
-    LEFT JOIN covered c ON c.term = k.term
-    WHERE c.term IS NULL
+WITH candidates AS (
+    SELECT * FROM term_candidates
 ),
 stats AS (
     SELECT

@@ -146,7 +146,8 @@ mod tests {
                 "paid_status",
                 "post_categories",
                 "post_engagement",
-                "purchase_terms"
+                "purchase_terms",
+                "term_candidates"
             ]
         );
         assert_eq!(

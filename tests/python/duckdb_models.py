@@ -50,10 +50,15 @@ def reads(sql):
 def models():
     """queries/intermediate/ and queries/marts/ (and PageRank), each after the models it reads."""
     found = {}
+    rust_only = set()
     for path in sorted([*queries.glob("intermediate/*.sql"), *queries.glob("marts/*.sql")]):
-        # post_terms (jieba segmentation, emerging_terms) is Rust-only: DuckDB has no jieba.
-        if "post_terms(" not in path.read_text():
-            found[path.stem] = path.read_text()
+        # post_terms (jieba segmentation: term_candidates, then emerging_terms) is Rust-only:
+        # DuckDB has no jieba. Models reading a Rust-only model are left out too.
+        sql = path.read_text()
+        if "post_terms(" in sql or reads(sql) & rust_only:
+            rust_only.add(path.stem)
+        else:
+            found[path.stem] = sql
     deps = {name: sorted(reads(sql) & (set(found) | {"pagerank"}) - {name}) for name, sql in found.items()}
     found["pagerank"], deps["pagerank"] = None, ["pagerank_edges"]
     order, done = [], set()
