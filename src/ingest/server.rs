@@ -336,9 +336,7 @@ fn query_params(raw: Option<&str>) -> BTreeMap<String, String> {
 }
 
 /// The secrets of a WeCom source, from their variables.
-fn wecom_keys(
-    source: &crate::config::SourceConfig,
-) -> std::result::Result<(String, [u8; 32], String), String> {
+fn wecom_keys(source: &crate::config::SourceConfig) -> std::result::Result<wecom::Secrets, String> {
     let token = secret(source.token_env.as_deref())
         .ok_or("the source's token_env variable is not set on the server")?;
     let key = secret(source.aes_key_env.as_deref())
@@ -348,29 +346,28 @@ fn wecom_keys(
         .receive_id
         .clone()
         .ok_or("the source has no receive_id")?;
-    Ok((token, key, receive_id))
+    Ok(wecom::Secrets {
+        token,
+        key,
+        receive_id,
+    })
 }
 
 /// The answer to an accepted DingTalk subscription callback: `success`, encrypted and signed.
 fn dingtalk_success(source: &crate::config::SourceConfig) -> Response {
-    let Ok((token, key, receive_id)) = wecom_keys(source) else {
+    let Ok(secrets) = wecom_keys(source) else {
         // The keys were read a moment ago to open the callback.
         return answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": "the source's keys are no longer set" }),
         );
     };
-    let keys = wecom::Keys {
-        token: &token,
-        key,
-        receive_id: &receive_id,
-    };
     let random: [u8; 16] = rand::random();
     let nonce: String = random[..8].iter().map(|b| format!("{b:02x}")).collect();
     answer(
         StatusCode::OK,
         dingtalk::success(
-            &keys,
+            &secrets.keys(),
             chrono::Utc::now().timestamp_millis(),
             &nonce,
             &random,
@@ -399,7 +396,7 @@ async fn webhook_get(
                 json!({ "error": "this source takes POST only" }),
             );
         }
-        let (token, key, receive_id) = match wecom_keys(source) {
+        let secrets = match wecom_keys(source) {
             Ok(k) => k,
             Err(e) => return app.reject(&name, StatusCode::UNAUTHORIZED, &e),
         };
@@ -416,17 +413,12 @@ async fn webhook_get(
                 "missing msg_signature, timestamp, nonce or echostr",
             );
         };
-        let keys = wecom::Keys {
-            token: &token,
-            key,
-            receive_id: &receive_id,
-        };
         let query = wecom::Query {
             msg_signature: sig,
             timestamp: ts,
             nonce,
         };
-        match wecom::echo(&keys, query, echostr) {
+        match wecom::echo(&secrets.keys(), query, echostr) {
             Ok(plain) => (
                 StatusCode::OK,
                 [("content-type", "text/plain; charset=utf-8")],
@@ -527,32 +519,29 @@ async fn platform_delivery(
             }
         }
         SourceKind::Wecom => {
-            let (token, key, receive_id) = match wecom_keys(source) {
+            let secrets = match wecom_keys(source) {
                 Ok(k) => k,
                 Err(e) => return Err(refused(StatusCode::UNAUTHORIZED, &e)),
             };
             let (Some(sig), Some(ts), Some(nonce)) = (
-                query.get("msg_signature").cloned(),
-                query.get("timestamp").cloned(),
-                query.get("nonce").cloned(),
+                query.get("msg_signature"),
+                query.get("timestamp"),
+                query.get("nonce"),
             ) else {
                 return Err(refused(
                     StatusCode::UNAUTHORIZED,
                     "missing msg_signature, timestamp or nonce in the query",
                 ));
             };
+            let signed = wecom::Query {
+                msg_signature: sig,
+                timestamp: ts,
+                nonce,
+            }
+            .to_owned();
             let work = tokio::task::spawn_blocking(move || {
-                let keys = wecom::Keys {
-                    token: &token,
-                    key,
-                    receive_id: &receive_id,
-                };
-                let q = wecom::Query {
-                    msg_signature: &sig,
-                    timestamp: &ts,
-                    nonce: &nonce,
-                };
-                wecom::open(&keys, q, &body).map(|xml| wecom::map(&name, &community, &xml, &ids))
+                wecom::open(&secrets.keys(), signed.query(), &body)
+                    .map(|xml| wecom::map(&name, &community, &xml, &ids))
             })
             .await;
             opened(app, &source.name, work)
@@ -606,7 +595,7 @@ async fn platform_delivery(
                     "this DingTalk source takes robot callbacks only: event subscriptions need token_env, aes_key_env and receive_id",
                 ));
             }
-            let (token, key, receive_id) = match wecom_keys(source) {
+            let secrets = match wecom_keys(source) {
                 Ok(k) => k,
                 Err(e) => return Err(refused(StatusCode::UNAUTHORIZED, &e)),
             };
@@ -616,23 +605,9 @@ async fn platform_delivery(
                     "missing signature, timestamp or nonce in the query",
                 ));
             };
-            let (sig, ts, nonce) = (
-                q.msg_signature.to_string(),
-                q.timestamp.to_string(),
-                q.nonce.to_string(),
-            );
+            let signed = q.to_owned();
             let work = tokio::task::spawn_blocking(move || {
-                let keys = wecom::Keys {
-                    token: &token,
-                    key,
-                    receive_id: &receive_id,
-                };
-                let q = wecom::Query {
-                    msg_signature: &sig,
-                    timestamp: &ts,
-                    nonce: &nonce,
-                };
-                dingtalk::open(&keys, q, &body)
+                dingtalk::open(&secrets.keys(), signed.query(), &body)
                     .map(|payload| dingtalk::map(&name, &community, &payload, &ids))
             })
             .await;

@@ -242,11 +242,56 @@ pub struct Query<'a> {
     pub nonce: &'a str,
 }
 
+impl Query<'_> {
+    /// An owned copy, to move onto a blocking thread.
+    pub fn to_owned(self) -> SignedQuery {
+        SignedQuery {
+            msg_signature: self.msg_signature.to_string(),
+            timestamp: self.timestamp.to_string(),
+            nonce: self.nonce.to_string(),
+        }
+    }
+}
+
+/// A [`Query`] that owns its values.
+pub struct SignedQuery {
+    msg_signature: String,
+    timestamp: String,
+    nonce: String,
+}
+
+impl SignedQuery {
+    pub fn query(&self) -> Query<'_> {
+        Query {
+            msg_signature: &self.msg_signature,
+            timestamp: &self.timestamp,
+            nonce: &self.nonce,
+        }
+    }
+}
+
 /// The secrets of a WeCom source.
 pub struct Keys<'a> {
     pub token: &'a str,
     pub key: [u8; 32],
     pub receive_id: &'a str,
+}
+
+/// [`Keys`] that own their values (read from the environment for a request).
+pub struct Secrets {
+    pub token: String,
+    pub key: [u8; 32],
+    pub receive_id: String,
+}
+
+impl Secrets {
+    pub fn keys(&self) -> Keys<'_> {
+        Keys {
+            token: &self.token,
+            key: self.key,
+            receive_id: &self.receive_id,
+        }
+    }
 }
 
 /// `GET …?echostr=…`: verify and decrypt the echo string (the URL verification).
