@@ -115,7 +115,6 @@ pub fn import_named(
     };
 
     let mut writer = EventWriter::begin(lake, options)?;
-    tracing::info!(events_in_lake = writer.keys_in_lake(), "lake opened");
     for (path, name) in files {
         let before = writer_stats_snapshot(&writer);
         match format.for_path(path) {

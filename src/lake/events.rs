@@ -2,16 +2,25 @@
 //!
 //! One [`EventWriter`] is one import. It holds the lake lock from [`EventWriter::begin`] to
 //! [`EventWriter::commit`]:
-//! 1. `begin` loads the dedupe keys `(community_id, source, event_id)` of every event already
-//!    in the lake (a file's community is its Hive partition `community_id=`, as it always was,
-//!    so lakes written before the community joined the key need no migration).
-//! 2. `add_all` keeps an event unless its key is already in the lake or an earlier copy in this
-//!    import wins (the copy with the smaller `received_at`, then the one read first). Kept events
-//!    are appended to Arrow builders per partition `(community_id, UTC event_date)`; when the
-//!    builders outgrow the memory budget they are spilled to Arrow IPC files in staging.
-//! 3. `commit` writes one Parquet file per partition (rows sorted by member then time, zstd),
+//! 1. `add_all` keeps an event unless an earlier copy in this import wins (the copy with the
+//!    smaller `received_at`, then the one read first). Kept events are appended to Arrow
+//!    builders per partition `(community_id, UTC event_date)`; when the builders outgrow the
+//!    memory budget they are spilled to Arrow IPC files in staging.
+//! 2. `commit` streams the dedupe keys `(community_id, source, event_id)` of the events already
+//!    in the lake, file by file, and marks every key of this import found among them as stored:
+//!    a stored event always wins, so those rows are dropped. (A file's community is its Hive
+//!    partition `community_id=`, as it always was, so lakes written before the community
+//!    joined the key need no migration.)
+//! 3. It then writes one Parquet file per partition (rows sorted by member then time, zstd),
 //!    named by a hash of its keys, syncs once and renames them all into place, then writes the
 //!    quarantine file.
+//!
+//! Memory model: the only map is the one of *this import's* keys (24 bytes a key plus the
+//! table's slack, ~30 MiB a million events), and the lake's keys are read a few files at a time
+//! and probed against it, never kept; so importing into a lake of 100M events needs the memory
+//! of the import, not of the history (the buffered rows are bounded by `memory_budget` and
+//! spilled beyond it). The cost in time of the lake side is one read of the two key columns of
+//! every event file per import.
 //!
 //! A run killed at any point leaves only staging (cleared by the next writer) and whole files.
 //! Because the next run skips events already in the lake and names files by content, running
@@ -98,10 +107,11 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
-/// Key → the sequence number of the copy that wins so far (IN_LAKE for stored events).
+/// Key of this import → the sequence number of the copy that wins so far (IN_LAKE once the
+/// key was found in the lake at commit).
 type KeyMap = HashMap<Key, u32, std::hash::BuildHasherDefault<KeyHasher>>;
 
-/// Marks keys that are already in the lake: they always win.
+/// Marks keys that are already in the lake: they always win, so no row of this import does.
 const IN_LAKE: u32 = u32::MAX;
 
 /// Options of one import.
@@ -171,13 +181,12 @@ struct Partition {
 }
 
 impl EventWriter {
-    /// Lock the lake, clear leftovers of an interrupted writer and load the keys already stored.
+    /// Lock the lake and clear leftovers of an interrupted writer.
     pub fn begin(lake: &Lake, options: WriterOptions) -> Result<EventWriter> {
         let lock = lake.lock()?;
         lake.clear_staging()?;
         let stage = lake.stage("import")?;
         let staging = stage.path().to_path_buf();
-        let winners = load_keys(lake)?;
         let forgotten = crate::privacy::Forgotten::load(lake)?;
         Ok(EventWriter {
             lake: lake.clone(),
@@ -185,7 +194,7 @@ impl EventWriter {
             options,
             staging,
             _stage: stage,
-            winners,
+            winners: KeyMap::default(),
             received: HashMap::new(),
             next_seq: 0,
             partitions: HashMap::new(),
@@ -195,11 +204,6 @@ impl EventWriter {
             stats: ImportStats::default(),
             forgotten,
         })
-    }
-
-    /// Events already in the lake when this import began.
-    pub fn keys_in_lake(&self) -> usize {
-        self.winners.len()
     }
 
     /// Counts so far.
@@ -312,7 +316,8 @@ impl EventWriter {
     }
 
     /// Give the next event its sequence number and decide whether it is the winning copy of
-    /// `key` so far (received earliest, then read first; stored events always win).
+    /// `key` in this import so far (received earliest, then read first). Whether the lake
+    /// already holds the key is decided at commit.
     fn decide(&mut self, key: Key, received: Option<i64>, now: i64) -> Option<u32> {
         let received_at = received.unwrap_or(now);
         let seq = self.next_seq;
@@ -322,10 +327,7 @@ impl EventWriter {
             .expect("fewer than 4 billion events per import");
         match self.winners.get_mut(&key) {
             Some(winner) => {
-                let winner_received = match *winner {
-                    IN_LAKE => i64::MIN,
-                    w => self.received.get(&w).copied().unwrap_or(now),
-                };
+                let winner_received = self.received.get(winner).copied().unwrap_or(now);
                 self.stats.duplicate += 1;
                 if winner_received <= received_at {
                     return None;
@@ -371,8 +373,16 @@ impl EventWriter {
         Ok(())
     }
 
-    /// Write every partition, publish the files, write quarantine, release the lock.
+    /// Drop the events the lake already holds, write every partition, publish the files, write
+    /// quarantine, release the lock.
     pub fn commit(mut self) -> Result<ImportStats> {
+        let scan = mark_stored(&self.lake, &mut self.winners)?;
+        self.stats.duplicate += scan.stored;
+        tracing::info!(
+            events_in_lake = scan.lake_keys,
+            already_stored = scan.stored,
+            "lake keys checked"
+        );
         let mut partitions = partition_list(&mut self.partitions);
         let (winners, staging, opts) = (&self.winners, &self.staging, &self.options);
         let written: Vec<(PathBuf, String, u64)> = partitions
@@ -542,19 +552,41 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .expect("staged batches have the file schema")
 }
 
+/// What [`mark_stored`] saw: keys read from the lake, and keys of this import among them.
+struct StoredScan {
+    lake_keys: u64,
+    stored: u64,
+}
+
 /// Read `(community_id, source, event_id)` of every event file in the lake, in parallel, a few
-/// files at a time so only those files' bytes and keys are held besides the map. The community
-/// is not a column of the files: it is their partition directory `community_id=<c>`.
-fn load_keys(lake: &Lake) -> Result<KeyMap> {
+/// files at a time, and mark each key of this import found there as [`IN_LAKE`]. Only those
+/// files' bytes and keys are held besides the import's own map.
+fn mark_stored(lake: &Lake, winners: &mut KeyMap) -> Result<StoredScan> {
+    let mut scan = StoredScan {
+        lake_keys: 0,
+        stored: 0,
+    };
+    if winners.is_empty() {
+        return Ok(scan);
+    }
     let files: Vec<String> = lake
         .list_files(super::EVENTS)?
         .into_iter()
         .filter(|f| f.ends_with(".parquet"))
         .collect();
-    let mut map = KeyMap::default();
     for chunk in files.chunks(64) {
+        // Each file's keys are probed on the core that read them; only the hits come back.
+        let probe = |keys: Vec<Key>| -> (u64, Vec<Key>) {
+            let n = keys.len() as u64;
+            (
+                n,
+                keys.into_iter()
+                    .filter(|k| winners.contains_key(k))
+                    .collect(),
+            )
+        };
         // A local file is read in place (only the two key columns' pages); an object is fetched.
-        let keys: Vec<Vec<Key>> = match lake.local_root() {
+        let found: Vec<(u64, Vec<Key>)> = match lake.local_root() {
             Some(root) => chunk
                 .par_iter()
                 .map(|name| {
@@ -562,7 +594,7 @@ fn load_keys(lake: &Lake) -> Result<KeyMap> {
                     let community = file_community(name, &path.display().to_string())?;
                     let file =
                         File::open(&path).io_context(|| format!("opening {}", path.display()))?;
-                    file_keys(file, community, &path.display().to_string())
+                    file_keys(file, community, &path.display().to_string()).map(probe)
                 })
                 .collect::<Result<_>>()?,
             None => lake
@@ -571,16 +603,24 @@ fn load_keys(lake: &Lake) -> Result<KeyMap> {
                 .zip(chunk.par_iter())
                 .map(|(bytes, name)| {
                     let shown = lake.display(name);
-                    file_keys(bytes, file_community(name, &shown)?, &shown)
+                    file_keys(bytes, file_community(name, &shown)?, &shown).map(probe)
                 })
                 .collect::<Result<_>>()?,
         };
-        map.reserve(keys.iter().map(Vec::len).sum());
-        for key in keys.into_iter().flatten() {
-            map.insert(key, IN_LAKE);
+        for (n, hits) in found {
+            scan.lake_keys += n;
+            for key in hits {
+                let winner = winners
+                    .get_mut(&key)
+                    .expect("a hit is a key of this import");
+                if *winner != IN_LAKE {
+                    *winner = IN_LAKE;
+                    scan.stored += 1;
+                }
+            }
         }
     }
-    Ok(map)
+    Ok(scan)
 }
 
 /// The community of an events file: its `community_id=<c>` directory.

@@ -11,8 +11,10 @@
 //! Dependencies come from the SQL itself: each model's statement is parsed with DataFusion's
 //! parser and its table references resolved ([`referenced_tables`]: CTE names are not
 //! references); a model depends on every other model it reads. Everything else a model reads is
-//! a lake table of the catalog ([`crate::engine::catalog`]: `events`, the rollups) or a
-//! parameter table ([`PARAMETER_TABLES`]). Models run in topological order, which names a cycle.
+//! a lake table of the catalog ([`crate::engine::catalog`]: `events`, the rollups), a
+//! parameter table ([`PARAMETER_TABLES`]), or one of two tables a run registers before the
+//! models: the tiers at the start of W and the check-in state the streaks continue from
+//! ([`streaks`]). Models run in topological order, which names a cycle.
 //!
 //! Values — dates, weights, thresholds — are bound parameters (`$name` in the SQL); lists from
 //! the config (point rules, keywords, active types, excluded members) are small parameter
@@ -25,6 +27,7 @@ pub mod pagerank;
 mod params;
 pub mod project;
 pub mod rollups;
+pub mod streaks;
 
 pub use params::{
     local_midnight, parameters, register_parameter_tables, RunWindow, PARAMETER_TABLES,
@@ -252,6 +255,7 @@ pub async fn run_community(
             rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
         tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
         register_parameter_tables(&ctx, settings).await?;
+        streaks::register_state(&ctx, lake, settings, as_of).await?;
         let tiers = tiers_at_w_start(config, lake, settings, &window).await?;
         crate::engine::register_batches(&ctx, TIERS_AT_W_START, tiers.0, tiers.1).await?;
         Some((ctx, refreshed))
@@ -336,6 +340,7 @@ async fn tiers_at_w_start(
     let params = parameters(settings, &earlier);
     let ctx = crate::engine::session(&config.engine, lake).await?;
     register_parameter_tables(&ctx, settings).await?;
+    streaks::register_state(&ctx, lake, settings, earlier.as_of).await?;
     let sql = project::sql(Kind::Mart, "member_activity")
         .ok_or_else(|| Error::Project("queries/marts/member_activity.sql is missing".into()))?;
     register_views(&ctx, [sql], &params).await?;
@@ -564,8 +569,9 @@ mod tests {
                     all.iter().any(|other| other.name == t)
                         || catalog::table(&t).is_some()
                         || PARAMETER_TABLES.contains(&t.as_str())
-                        || t == TIERS_AT_W_START,
-                    "model `{}` reads `{t}`, which is neither a model, a lake table, a parameter table nor the tiers at the start of W",
+                        || t == TIERS_AT_W_START
+                        || t == streaks::CHECKIN_STATE,
+                    "model `{}` reads `{t}`, which is neither a model, a lake table, a parameter table, the tiers at the start of W nor the check-in state",
                     m.name
                 );
             }

@@ -85,7 +85,7 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
     let float = |v: f64| ScalarValue::Float64(Some(v));
     // A local day lies within one UTC day either side of the same calendar date.
     let utc_from = |d: NaiveDate| date(d - Duration::days(1));
-    vec![
+    let mut params = vec![
         ("community", utf8(&s.id)),
         ("tz", utf8(s.timezone.name())),
         ("as_of", date(w.as_of)),
@@ -146,7 +146,12 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
                 "month"
             }),
         ),
-    ]
+    ];
+    // §4.10: the check-in state the streaks continue from (see `super::streaks`).
+    params.extend(super::streaks::state_parameters(
+        super::streaks::state_through(w.as_of),
+    ));
+    params
 }
 
 pub(crate) fn string_column(values: impl IntoIterator<Item = String>) -> ArrayRef {

@@ -558,6 +558,76 @@ fn checkin_streaks_count_local_days_ending_the_day_before_as_of() {
     assert_eq!(streak("s4"), pair("1", "1"));
 }
 
+/// Local noon of every day from `from` to `to` (Shanghai, +08:00), as UTC check-ins.
+fn daily_checkins(member: &str, from: &str, to: &str) -> Vec<E> {
+    let (from, to): (chrono::NaiveDate, chrono::NaiveDate) =
+        (from.parse().unwrap(), to.parse().unwrap());
+    from.iter_days()
+        .take_while(|d| *d <= to)
+        .map(|d| e(member, "checkin", &format!("{d}T04:00:00Z")))
+        .collect()
+}
+
+#[test]
+fn checkin_streaks_carry_across_months_and_late_events_recompute_the_carried_state() {
+    let s = Scratch::new();
+    s.config("[defaults]\nwindow_days = 10\ntimezone = \"Asia/Shanghai\"\n");
+    let mut ev = Vec::new();
+    // m1: every day from 08-30 to 12-02 = 2 + 30 + 31 + 30 + 2 = 95 days, through four month ends.
+    ev.extend(daily_checkins("m1", "2026-08-30", "2026-12-02"));
+    // m2: 40 days in July and August, then 10-29..11-02 (5 days, across the end of October).
+    ev.extend(daily_checkins("m2", "2026-07-01", "2026-08-09"));
+    ev.extend(daily_checkins("m2", "2026-10-29", "2026-11-02"));
+    // m3: local 10-31 00:30 and 11-01 07:00 are UTC 10-30 and 10-31: the local day of November
+    // lies in October's UTC partition. Then every day 11-02..12-02: 2 + 31 = 33 days.
+    ev.push(e("m3", "checkin", "2026-10-30T16:30:00Z"));
+    ev.push(e("m3", "checkin", "2026-10-31T23:00:00Z"));
+    ev.extend(daily_checkins("m3", "2026-11-02", "2026-12-02"));
+    // m4: 09-01..09-10 (10 days) and 09-12..09-20 (9 days): a gap on 09-11.
+    ev.extend(daily_checkins("m4", "2026-09-01", "2026-09-10"));
+    ev.extend(daily_checkins("m4", "2026-09-12", "2026-09-20"));
+    s.import(&ev);
+    let streaks = |as_of: &str| {
+        s.compute(as_of);
+        let rows = s.rows(&format!(
+            "SELECT member_id, checkin_streak, longest_checkin_streak FROM member_activity \
+             WHERE as_of = DATE '{as_of}' AND longest_checkin_streak > 0 ORDER BY member_id"
+        ));
+        rows.into_iter().map(|r| r.join(" ")).collect::<Vec<_>>()
+    };
+    // as_of 12-03: the state is carried through 10-31 and November and 12-01..02 are read.
+    assert_eq!(
+        streaks("2026-12-03"),
+        ["m1 95 95", "m2 0 40", "m3 33 33", "m4 0 10"]
+    );
+    // as_of 11-15: carried through 09-30; m1 has 08-30..11-14 = 2 + 30 + 31 + 14 = 77 days.
+    // m2's run had reached 10-29..11-02 = 5 days; m3 had 10-31, 11-01, 11-02..11-14 = 15.
+    assert_eq!(
+        streaks("2026-11-15"),
+        ["m1 77 77", "m2 0 40", "m3 15 15", "m4 0 10"]
+    );
+    // A late check-in on 09-11 joins m4's two runs into 20 days; the stored state of September
+    // (and every month after it) is recomputed, not reused.
+    s.import(&[e("m4", "checkin", "2026-09-11T04:00:00Z")]);
+    assert_eq!(
+        streaks("2026-12-03"),
+        ["m1 95 95", "m2 0 40", "m3 33 33", "m4 0 20"]
+    );
+    // The chain is stored one month a file, from the month before the first event's month
+    // through the last month a run continued from (10-31 for as_of 12-03).
+    let dir = s.lake().join("rollups/checkin_state/community_id=c1");
+    let mut stored: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(['.', '_']))
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        ["06-01", "07-01", "08-01", "09-01", "10-01"].map(|m| format!("local_month=2026-{m}"))
+    );
+}
+
 #[test]
 fn membership_instants_and_cohorts_follow_the_community_timezone() {
     let s = Scratch::new();

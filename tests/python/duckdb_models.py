@@ -79,6 +79,9 @@ con.execute("CREATE TABLE p_active_types AS SELECT unnest(['post','comment','lik
 con.execute("CREATE TABLE p_excluded(member_id VARCHAR)")
 con.execute("CREATE TABLE p_product_terms(product VARCHAR, term_days BIGINT)")
 con.execute("CREATE TABLE p_stopwords(word VARCHAR)")
+# Pulse carries check-in streaks forward month by month (models::streaks); here they are
+# computed from the whole history: an empty state before 1970 and every day after it.
+con.execute("CREATE TABLE checkin_state(member_id VARCHAR, checkin_streak BIGINT, longest_checkin_streak BIGINT)")
 membership = {"term_days": 365, "grace_days": 7, **(json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})}
 TERM_DAYS, GRACE_DAYS, DAY_US = membership["term_days"], membership["grace_days"], 86_400_000_000
 import tomllib
@@ -106,6 +109,7 @@ def window_params(community, tz, as_of):
         "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
         "term_days": TERM_DAYS, "grace_days": GRACE_DAYS, "horizon_days": 30,
         "term_us": TERM_DAYS * DAY_US, "grace_us": GRACE_DAYS * DAY_US,
+        "state_through": dt.date(1969, 12, 31), "streak_from": dt.date(1970, 1, 1),
     }
     for name in ["as_of", "w_start", "wp_start"]:
         instant = params[f"{name}_ts"]
