@@ -10,7 +10,7 @@ The four functions pulse adds to DataFusion are one-line DuckDB macros, `$name` 
 DuckDB named parameters, the parameter tables are built from config/pulse.example.toml's
 defaults, and PageRank (Rust in pulse) is numpy here. DuckDB computes the rollups over the whole
 history. Writes OUT_DIR/<table>-<community>.parquet for every metric table. Used by
-tests/python/test_models_duckdb.py (the same numbers from two engines) and benches/models.py.
+tests/python/test_models_duckdb.py (the same numbers from two engines) and benches/bench.py (the daily-run comparison).
 """
 import datetime as dt, json, re, sys
 from pathlib import Path

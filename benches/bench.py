@@ -1,0 +1,249 @@
+"""The benchmark: pulse against DuckDB, side by side on the same input, printed as one table.
+
+Usage (through scripts/bench, which prepares the venv): python benches/bench.py
+    [--sizes 1m 10m] [--runs 3] [--only import,daily,intake] [--intake-seconds 60]
+    [--memory-limit 2GiB] [--workdir DIR] [--no-build] [--no-duckdb]
+
+Rows (each the median of --runs runs; peak RSS is the median of the runs' maxima):
+- import <size>: `pulse import` of generated NDJSON (validation, dedupe, Hive Parquet, durable)
+  against DuckDB's read_json → validate → dedupe → COPY … PARTITION_BY (same rules, 2 threads).
+  When `eatmydata` is installed, one more pulse import runs with fsync made a no-op: the
+  difference is what durability costs.
+- daily <size>: `pulse run` for the day after the history's last day with the rollups up to
+  date (all metric tables and the report; no email is configured) against DuckDB computing
+  the same tables from scratch with the same `queries/*.sql` (tests/python/duckdb_models.py;
+  PageRank in numpy; the models that need pulse's Rust functions are left out there).
+- intake single / batched: `pulse serve` answering `POST /v1/events` under `wrk` on loopback
+  (wrk and pulse share the cores): one event per request (64 connections), or 500-event NDJSON
+  batches (16 connections); 200 means fsynced. Events/s, p99 latency, non-2xx answers.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import harness
+
+DUCKDB_MODELS = harness.ROOT / "tests" / "python" / "duckdb_models.py"
+WRK = harness.ROOT / "benches" / "wrk"
+TIMEZONES = {"python-camp": "Asia/Shanghai", "data-circle": "America/New_York"}
+TOKEN = "bench-token"
+
+DUCKDB_IMPORT = r"""
+import sys, duckdb
+src, out = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET threads = 2; SET TimeZone = 'UTC'; SET preserve_insertion_order = false")
+types = "['join','leave','post','comment','like','share','cite','solution','checkin','attend','view','purchase','refund','report','warn','ban','unban']"
+con.execute(f'''
+COPY (
+  WITH raw AS (
+    SELECT * FROM read_json('{src}', format = 'newline_delimited', columns = {{
+      event_id: 'VARCHAR', source: 'VARCHAR', community_id: 'VARCHAR', member_id: 'VARCHAR',
+      event_type: 'VARCHAR', occurred_at: 'VARCHAR', received_at: 'VARCHAR', content_id: 'VARCHAR',
+      parent_id: 'VARCHAR', target_member_id: 'VARCHAR', title: 'VARCHAR', body: 'VARCHAR',
+      amount_minor: 'BIGINT', currency: 'VARCHAR', properties: 'VARCHAR'}})
+  ),
+  typed AS (
+    SELECT *, TRY_CAST(occurred_at AS TIMESTAMPTZ) AS occurred, TRY_CAST(received_at AS TIMESTAMPTZ) AS received
+    FROM raw
+  ),
+  valid AS (
+    SELECT * FROM typed
+    WHERE coalesce(event_id, '') <> '' AND coalesce(source, '') <> '' AND coalesce(community_id, '') <> ''
+      AND coalesce(member_id, '') <> '' AND list_contains({types}, event_type)
+      AND occurred IS NOT NULL AND regexp_matches(occurred_at, '(Z|[+-][0-9][0-9]:[0-9][0-9])$')
+      AND (received_at IS NULL OR received IS NOT NULL)
+      AND coalesce(amount_minor, 0) >= 0
+  ),
+  deduped AS (
+    SELECT * FROM valid
+    QUALIFY row_number() OVER (PARTITION BY community_id, source, event_id ORDER BY coalesce(received, now())) = 1
+  )
+  SELECT event_id, source, member_id, event_type, occurred AS occurred_at,
+         coalesce(received, now()) AS received_at, content_id, parent_id, target_member_id, title, body,
+         amount_minor, currency, properties, community_id, CAST(occurred AS DATE) AS event_date
+  FROM deduped
+  ORDER BY member_id, occurred_at
+) TO '{out}' (FORMAT parquet, PARTITION_BY (community_id, event_date), COMPRESSION zstd)
+''')
+"""
+
+
+def median_of(runs, measure):
+    """Run `measure()` `runs` times: the median seconds and the median peak RSS (MiB)."""
+    results = [measure() for _ in range(runs)]
+    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def row(what, events, pulse, duck=None, note=""):
+    """One table row: pulse (seconds, RSS) against DuckDB (seconds, RSS) on `events` events."""
+    p_sec, p_rss = pulse
+    cells = [what, f"{events:,}", f"{p_sec:.2f} s", f"{events / p_sec:,.0f}", f"{p_rss:,.0f} MiB"]
+    if duck:
+        d_sec, d_rss = duck
+        cells += [f"{d_sec:.2f} s", f"{events / d_sec:,.0f}", f"{d_rss:,.0f} MiB", f"{d_sec / p_sec:.2f}×"]
+    else:
+        cells += ["—"] * 4
+    print("| " + " | ".join(cells + [note]) + " |", flush=True)
+
+
+def bench_import(size, work, runs, duckdb):
+    src = harness.events_file(size, work)
+    n = harness.count_lines(src)
+    lake = work / f"lake-{size}"
+    pulse_cmd = lambda prefix=(): [*prefix, str(harness.PULSE), "-q", "--lake", str(fresh(lake)), "import", str(src)]
+    pulse = median_of(runs, lambda: harness.run_measured(pulse_cmd())[:2])
+    duck_out = work / f"duck-{size}"
+    duck = duckdb and median_of(runs, lambda: harness.run_measured(
+        [sys.executable, "-c", DUCKDB_IMPORT, str(src), str(fresh(duck_out))])[:2])
+    shutil.rmtree(duck_out, ignore_errors=True)
+    note = f"{src.stat().st_size / 2**20:,.0f} MiB NDJSON"
+    if shutil.which("eatmydata"):
+        unsynced = harness.run_measured(pulse_cmd(["eatmydata"]))[0]
+        note += f"; without fsync {unsynced:.2f} s (fsync {max(pulse[0] - unsynced, 0):.2f} s)"
+    # The last run's lake stays for the daily run.
+    row(f"import {size}", n, pulse, duck, note)
+    return n
+
+
+def bench_daily(size, work, runs, memory_limit, duckdb):
+    src = harness.events_file(size, work)
+    n = harness.count_lines(src)
+    lake = work / f"lake-{size}"
+    if not (lake / "events").exists():
+        harness.run_measured([str(harness.PULSE), "-q", "--lake", str(lake), "import", str(src)])
+    config = work / "pulse-bench.toml"
+    engine = f'[engine]\nmemory_limit = "{memory_limit}"\n' if memory_limit else ""
+    config.write_text(
+        f'state_dir = "{work / "state"}"\n' + engine
+        + "".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items())
+    )
+    run = lambda as_of: harness.run_measured(
+        [str(harness.PULSE), "-q", "--config", str(config), "--lake", str(lake), "run", "--as-of", as_of])[:2]
+    for derived in ["rollups", "metrics", "reports"]:
+        shutil.rmtree(lake / derived, ignore_errors=True)
+    cold = run(harness.END)  # builds the rollups of the whole history once
+    next_day = (dt.date.fromisoformat(harness.END) + dt.timedelta(days=1)).isoformat()
+    pulse = median_of(runs, lambda: run(next_day))
+    duck_out = work / f"duck-metrics-{size}"
+    duck = duckdb and median_of(runs, lambda: harness.run_measured(
+        [sys.executable, str(DUCKDB_MODELS), str(lake), str(harness.ROOT / "queries"), next_day,
+         str(fresh(duck_out)), json.dumps(TIMEZONES)])[:2])
+    row(f"daily run {size}", n, pulse, duck, f"first run (rollups of the whole history) {cold[0]:.1f} s")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_wrk(text):
+    """Requests/s, p99 latency in ms and non-2xx answers from `wrk --latency` output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p99, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", text).groups()
+    p99_ms = float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    return rps, p99_ms, int(bad.group(1)) if bad else 0, errors.group(0) if errors else ""
+
+
+def bench_intake(work, runs, seconds):
+    if not shutil.which("wrk"):
+        print("| intake | wrk is not installed (apt-get install wrk) | | | | | | | | |", flush=True)
+        return
+    for mode, script, connections, per_request in [
+        ("single", "single.lua", 64, 1),
+        ("batched", "batch.lua", 16, 500),
+    ]:
+        results, rss = [], []
+        for _ in range(runs):
+            home = fresh(work / "intake")
+            home.mkdir(parents=True)
+            port = free_port()
+            (home / "pulse.toml").write_text(
+                f'lake = "lake"\nstate_dir = "state"\n[[communities]]\nid = "bench"\n'
+                f'[ingest]\nlisten = "127.0.0.1:{port}"\ntoken_env = "PULSE_BENCH_TOKEN"\n'
+                'spool_max_bytes = "64GiB"\n'
+            )
+            env = {**os.environ, "PULSE_BENCH_TOKEN": TOKEN}
+            serve = subprocess.Popen([str(harness.PULSE), "-q", "--config", "pulse.toml", "serve"], cwd=home,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.time() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                    break
+                except OSError:
+                    if time.time() > deadline or serve.poll() is not None:
+                        sys.exit(f"pulse serve did not start: {serve.stderr.read().decode()[-2000:]}")
+                    time.sleep(0.1)
+            out = subprocess.run(
+                ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(WRK / script),
+                 f"http://127.0.0.1:{port}"],
+                env=env, capture_output=True, text=True, check=True).stdout
+            results.append(parse_wrk(out))
+            serve.send_signal(signal.SIGTERM)
+            _, _, usage = os.wait4(serve.pid, 0)
+            rss.append(usage.ru_maxrss / 1024)
+        rps = statistics.median(r[0] for r in results)
+        p99 = statistics.median(r[1] for r in results)
+        bad = sum(r[2] for r in results)
+        errors = "; ".join(sorted({r[3] for r in results if r[3]}))
+        events = rps * per_request * seconds
+        note = (f"{rps:,.0f} requests/s, p99 {p99:.1f} ms (runs: "
+                + ", ".join(f"{r[1]:.1f}" for r in results) + f" ms), non-2xx {bad}"
+                + (f", {errors}" if errors else ""))
+        row(f"intake {mode} ({seconds} s)", int(events), (seconds, statistics.median(rss)), None, note)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="*", default=["1m", "10m"], choices=sorted(harness.SIZES))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="import,daily,intake")
+    parser.add_argument("--intake-seconds", type=int, default=60)
+    parser.add_argument("--memory-limit", help="engine.memory_limit for the daily run, e.g. 2GiB")
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "pulse-bench"))
+    parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
+    parser.add_argument("--no-duckdb", action="store_true", help="measure pulse only (100m)")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.no_build:
+        harness.build()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=harness.ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    print(f"{dt.date.today()}, commit {commit}, {os.cpu_count()} cores, median of {args.runs} runs: "
+          f"`scripts/bench {' '.join(sys.argv[1:])}`\n")
+    print("| what | events | pulse | events/s | peak RSS | DuckDB | events/s | peak RSS | DuckDB time ÷ pulse time | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for size in args.sizes:
+        if "import" in only:
+            bench_import(size, work, args.runs, not args.no_duckdb)
+        if "daily" in only:
+            bench_daily(size, work, args.runs, args.memory_limit, not args.no_duckdb)
+    if "intake" in only:
+        bench_intake(work, args.runs, args.intake_seconds)
+
+
+if __name__ == "__main__":
+    main()
