@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use pulse::cli::{Cli, LogFormat};
 
+/// mimalloc instead of glibc's allocator: query execution allocates and frees many small Arrow
+/// buffers across threads, where glibc spent about a fifth of a daily run (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Ballista's scheduler and executor narrate every job at info level: only their warnings
