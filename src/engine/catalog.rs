@@ -170,6 +170,15 @@ fn rollup_schemas() -> Vec<(&'static str, SchemaRef)> {
             ]),
         ),
         (
+            "post_words",
+            schema(vec![
+                ("event_date", Date32, false),
+                ("source", Utf8, false),
+                ("event_id", Utf8, false),
+                ("term", Utf8, true),
+            ]),
+        ),
+        (
             "content_authors",
             schema(vec![
                 ("event_date", Date32, false),

@@ -60,6 +60,17 @@ fn list_lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
+/// A hash of the shipped dictionaries and stop word lists: what [`terms`] depends on besides its
+/// text, so stored segmentations (the `post_words` rollup) are recomputed when they change.
+pub fn word_lists_hash() -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for list in [DICTIONARY, USER_DICTIONARY, STOPWORDS_ZH, STOPWORDS_EN] {
+        h.update(list.as_bytes());
+        h.update(&[0]);
+    }
+    format!("{:016x}", h.digest())
+}
+
 /// CJK ideographs (the unified blocks, extension A, the supplementary planes' extensions and
 /// the compatibility block): the characters jieba segments.
 fn is_han(c: char) -> bool {

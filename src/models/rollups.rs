@@ -4,8 +4,8 @@
 //! stored at `<lake>/rollups/<name>/community_id=<c>/event_month=<YYYY-MM-01>/part-<fingerprint>.parquet`
 //! (rows keep their `event_date`, so models prune by it). A month is one file, so a year of
 //! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
-//! community's timezone (local days depend on it) and the names of the event files of the
-//! month. Event files are content-named and only ever added, so a month whose file list is
+//! community's timezone (local days depend on it), the names of the event files of the
+//! month and, for a rollup that segments text (`post_words`), the shipped word lists. Event files are content-named and only ever added, so a month whose file list is
 //! unchanged has a valid rollup; a month that gained files (late events) or whose timezone
 //! changed is recomputed, and nothing else is.
 
@@ -80,7 +80,13 @@ pub fn has_events(lake: &Lake, community: &str) -> Result<bool> {
 
 fn fingerprint(sql: &str, tz: &str, files: &[String]) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [sql, tz]
+    // A rollup that segments text also depends on the shipped word lists.
+    let words = if sql.contains("post_terms(") {
+        crate::engine::terms::word_lists_hash()
+    } else {
+        String::new()
+    };
+    for part in [sql, tz, &words]
         .into_iter()
         .chain(files.iter().map(String::as_str))
     {
