@@ -130,7 +130,8 @@ mod tests {
                 "member_day_types",
                 "member_edges",
                 "membership_events",
-                "payment_events"
+                "payment_events",
+                "post_words"
             ]
         );
         assert_eq!(
