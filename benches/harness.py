@@ -42,7 +42,7 @@ def run_measured(cmd, cwd=None, env=None):
 def events_file(size, workdir):
     path = Path(workdir) / f"events-{size}.ndjson"
     if not path.exists():
-        print(f"generating {path} ...", flush=True)
+        print(f"generating {path} ...", file=sys.stderr, flush=True)
         run_measured([str(PULSE), "generate", *SIZES[size], "--seed", "7", "--end", END, "--out", str(path)])
     return path
 
