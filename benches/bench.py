@@ -184,8 +184,9 @@ def bench_intake(work, runs, seconds):
                 'spool_max_bytes = "64GiB"\n'
             )
             env = {**os.environ, "PULSE_BENCH_TOKEN": TOKEN}
+            log = open(home / "serve.log", "wb")  # a file: a pipe nobody reads could stall the server
             serve = subprocess.Popen([str(harness.PULSE), "-q", "--config", "pulse.toml", "serve"], cwd=home,
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=log)
             deadline = time.time() + 30
             while True:
                 try:
@@ -193,7 +194,7 @@ def bench_intake(work, runs, seconds):
                     break
                 except OSError:
                     if time.time() > deadline or serve.poll() is not None:
-                        sys.exit(f"pulse serve did not start: {serve.stderr.read().decode()[-2000:]}")
+                        sys.exit(f"pulse serve did not start: {(home / 'serve.log').read_text()[-2000:]}")
                     time.sleep(0.1)
             out = subprocess.run(
                 ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(WRK / script),
@@ -202,6 +203,7 @@ def bench_intake(work, runs, seconds):
             results.append(parse_wrk(out))
             serve.send_signal(signal.SIGTERM)
             _, _, usage = os.wait4(serve.pid, 0)
+            log.close()
             rss.append(usage.ru_maxrss / 1024)
         rps = statistics.median(r[0] for r in results)
         p99 = statistics.median(r[1] for r in results)

@@ -60,11 +60,22 @@ fn list_lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
-/// A hash of the shipped dictionaries and stop word lists: what [`terms`] depends on besides its
-/// text, so stored segmentations (the `post_words` rollup) are recomputed when they change.
-pub fn word_lists_hash() -> String {
+/// The version of [`terms`]' rules. Bump it when they change (what is dropped, lengths, how
+/// runs are cut, a jieba-rs upgrade that segments differently): stored segmentations (the
+/// `post_words` rollup) are recomputed when it changes.
+const RULES_VERSION: &str = "1";
+
+/// A hash of what [`terms`] depends on besides its text — the rules' version, the shipped
+/// dictionaries and stop word lists — so stored segmentations are recomputed when it changes.
+pub fn rules_hash() -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for list in [DICTIONARY, USER_DICTIONARY, STOPWORDS_ZH, STOPWORDS_EN] {
+    for list in [
+        RULES_VERSION,
+        DICTIONARY,
+        USER_DICTIONARY,
+        STOPWORDS_ZH,
+        STOPWORDS_EN,
+    ] {
         h.update(list.as_bytes());
         h.update(&[0]);
     }

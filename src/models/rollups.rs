@@ -5,7 +5,8 @@
 //! (rows keep their `event_date`, so models prune by it). A month is one file, so a year of
 //! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
 //! community's timezone (local days depend on it), the names of the event files of the
-//! month and, for a rollup that segments text (`post_words`), the shipped word lists. Event files are content-named and only ever added, so a month whose file list is
+//! month and, for a rollup that segments text (`post_words`), the segmentation rules and the
+//! shipped word lists. Event files are content-named and only ever added, so a month whose file list is
 //! unchanged has a valid rollup; a month that gained files (late events) or whose timezone
 //! changed is recomputed, and nothing else is.
 
@@ -80,14 +81,14 @@ pub fn has_events(lake: &Lake, community: &str) -> Result<bool> {
 
 fn fingerprint(sql: &str, tz: &str, files: &[String]) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    // A rollup that segments text also depends on the shipped word lists.
-    let words = if sql.contains("post_terms(") {
-        crate::engine::terms::word_lists_hash()
-    } else {
-        String::new()
-    };
-    for part in [sql, tz, &words]
+    // A rollup that segments text also depends on the segmentation rules and word lists (only
+    // there: other rollups keep the fingerprints, and files, they had before).
+    let words = sql
+        .contains("post_terms(")
+        .then(crate::engine::terms::rules_hash);
+    for part in [sql, tz]
         .into_iter()
+        .chain(words.as_deref())
         .chain(files.iter().map(String::as_str))
     {
         h.update(part.as_bytes());

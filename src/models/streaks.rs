@@ -9,9 +9,10 @@
 //! `<lake>/rollups/checkin_state/community_id=<c>/local_month=<YYYY-MM-01>/part-<fingerprint>.parquet`.
 //!
 //! A run as of D continues from the end of the month two before D−1's month ([`state_through`]):
-//! that month and the UTC months its local days can fall in (one either side) are complete, so
-//! today's events do not invalidate the stored state, and the run reads 32–62 days of
-//! check-ins. A month's fingerprint hashes the model's SQL, the timezone, the fingerprint of the
+//! that month and the UTC months its local days can fall in (one either side) are over, so new
+//! events rarely invalidate the stored state (east of UTC, events of the first local day of
+//! D−1's month still land in the previous UTC month, which the state depends on: then that one
+//! month is recomputed), and the run reads 32–62 days of check-ins. A month's fingerprint hashes the model's SQL, the timezone, the fingerprint of the
 //! month before and the names of the `member_day_types` rollup files of the three UTC months its
 //! local days can come from (those names change whenever their events do: see
 //! [`super::rollups`]). So late events, compaction or an erasure (`pulse forget`) in a month
