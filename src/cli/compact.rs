@@ -1,8 +1,9 @@
 //! `pulse compact [--community C] [--before D]`: merge each event partition's files into one
 //! ([`crate::lake::compact`]).
 
+use super::context::lake_communities;
 use super::{Ctx, Outcome};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lake::compact::{compact, CompactOptions};
 use crate::pipeline::history::RunLock;
 use crate::state::StateDir;
@@ -20,11 +21,7 @@ pub struct Args {
 pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
     let (config, lake) = (ctx.config()?, ctx.lake()?);
     if let Some(c) = &args.community {
-        if !lake.communities()?.contains(c) {
-            return Err(Error::Usage(format!(
-                "community `{c}` has no events in the lake"
-            )));
-        }
+        lake_communities(lake, Some(c))?;
     }
     // Not during a run or an erasure: they read partitions this replaces.
     let _run = RunLock::try_acquire(&StateDir::new(&config.state_dir))?;

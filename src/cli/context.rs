@@ -85,3 +85,37 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()
         .io_context(|| "starting the async runtime".into())
 }
+
+/// The communities with events in the lake, sorted, or only `only`: a usage error when the lake
+/// has no event of it (what `--community` means for every command that reads the lake).
+pub fn lake_communities(lake: &Lake, only: Option<&str>) -> Result<Vec<String>> {
+    let mut communities = lake.communities()?;
+    if let Some(only) = only {
+        communities.retain(|c| c == only);
+        if communities.is_empty() {
+            return Err(crate::error::Error::Usage(format!(
+                "community `{only}` has no events in the lake"
+            )));
+        }
+    }
+    Ok(communities)
+}
+
+/// The as_of whose stored metrics a command reads for `community`: `as_of` when given, else the
+/// latest one computed; `None` (said on stderr) when there is none yet.
+pub fn metrics_day(
+    lake: &Lake,
+    community: &str,
+    as_of: Option<chrono::NaiveDate>,
+) -> Result<Option<chrono::NaiveDate>> {
+    if as_of.is_some() {
+        return Ok(as_of);
+    }
+    let latest = crate::report::read::metric_dates(lake, community)?
+        .last()
+        .copied();
+    if latest.is_none() {
+        eprintln!("{community}: no metrics yet (run `pulse run` first); skipped");
+    }
+    Ok(latest)
+}

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::context::{lake_communities, metrics_day};
 use super::{Ctx, Outcome};
 use crate::error::{Error, Result};
 
@@ -24,27 +25,11 @@ pub struct Args {
 pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
     let (config, lake) = (ctx.config()?, ctx.lake()?);
     let templates = crate::report::templates(config)?;
-    let mut communities = lake.communities()?;
-    if let Some(only) = &args.community {
-        communities.retain(|c| c == only);
-        if communities.is_empty() {
-            return Err(Error::Usage(format!(
-                "community `{only}` has no events in the lake"
-            )));
-        }
-    }
     let mut written = 0;
-    for id in communities {
+    for id in lake_communities(lake, args.community.as_deref())? {
         let settings = config.community(&id);
-        let day = match args.as_of {
-            Some(d) => d,
-            None => match crate::report::read::metric_dates(lake, &id)?.last() {
-                Some(d) => *d,
-                None => {
-                    eprintln!("{id}: no metrics yet (run `pulse run` first); skipped");
-                    continue;
-                }
-            },
+        let Some(day) = metrics_day(lake, &id, args.as_of)? else {
+            continue;
         };
         let report = ctx.block_on(crate::report::write_report(
             config,

@@ -1,8 +1,9 @@
 //! `pulse taxonomy`: help with the demand taxonomy (SPEC §4.6). `suggest` prints the emerging
 //! topics of the lake as keyword lines to paste into the config.
 
+use super::context::{lake_communities, metrics_day};
 use super::{Ctx, Outcome};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,25 +36,9 @@ pub fn cmd(args: Args, ctx: &Ctx) -> Result<Outcome> {
         top,
     } = args.command;
     let (config, lake) = (ctx.config()?, ctx.lake()?);
-    let mut communities = lake.communities()?;
-    if let Some(only) = &community {
-        communities.retain(|c| c == only);
-        if communities.is_empty() {
-            return Err(Error::Usage(format!(
-                "community `{only}` has no events in the lake"
-            )));
-        }
-    }
-    for id in communities {
-        let day = match as_of {
-            Some(d) => d,
-            None => match crate::report::read::metric_dates(lake, &id)?.last() {
-                Some(d) => *d,
-                None => {
-                    eprintln!("{id}: no metrics yet (run `pulse run` first); skipped");
-                    continue;
-                }
-            },
+    for id in lake_communities(lake, community.as_deref())? {
+        let Some(day) = metrics_day(lake, &id, as_of)? else {
+            continue;
         };
         let settings = config.community(&id);
         let text = ctx.block_on(crate::report::suggest::suggestions(
