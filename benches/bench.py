@@ -15,7 +15,8 @@ Rows (each the median of --runs runs; peak RSS is the median of the runs' maxima
   PageRank in numpy; the models that need pulse's Rust functions are left out there).
 - intake single / batched: `pulse serve` answering `POST /v1/events` under `wrk` on loopback
   (wrk and pulse share the cores): one event per request (64 connections), or 500-event NDJSON
-  batches (16 connections); 200 means fsynced. Events/s, p99 latency, non-2xx answers.
+  batches (8 connections: on 2 cores 8 already keep pulse busy — 16 gave the same events/s
+  and, by Little's law, twice the latency); 200 means fsynced. Events/s, p99, non-2xx answers.
 """
 import argparse
 import datetime as dt
@@ -171,7 +172,7 @@ def bench_intake(work, runs, seconds):
         return
     for mode, script, connections, per_request in [
         ("single", "single.lua", 64, 1),
-        ("batched", "batch.lua", 16, 500),
+        ("batched", "batch.lua", 8, 500),
     ]:
         results, rss = [], []
         for _ in range(runs):

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, value::RawValue, Map, Value};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -338,28 +338,35 @@ fn stripe_price(obj: &Value) -> Option<String> {
 }
 
 /// Canonical events: one JSON object, a JSON array of them, or NDJSON (`/v1/events` and the
-/// `generic` and `standard_webhooks` endpoints). What the body says about `received_at` — and,
+/// `generic` and `standard_webhooks` endpoints), each as the sender's text: `POST /v1/events`
+/// validates them without building a JSON tree. What the body says about `received_at` — and,
 /// at an endpoint, about `source` — is overwritten by the server (SPEC §4.8).
-pub fn canonical(body: &[u8]) -> std::result::Result<Vec<Map<String, Value>>, String> {
+pub fn canonical_raw(body: &[u8]) -> std::result::Result<Vec<&RawValue>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
     let trimmed = text.trim_start();
-    let values: Vec<Value> = if trimmed.starts_with('[') {
+    let values: Vec<&RawValue> = if trimmed.starts_with('[') {
         serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON: {e}"))?
     } else {
         let mut values = Vec::new();
-        let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
+        let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<&RawValue>();
         for v in &mut stream {
             values.push(v.map_err(|e| format!("invalid JSON: {e}"))?);
         }
         values
     };
-    values
+    for (i, v) in values.iter().enumerate() {
+        if !v.get().starts_with('{') {
+            return Err(format!("event {i} is not a JSON object"));
+        }
+    }
+    Ok(values)
+}
+
+/// [`canonical_raw`]'s events as JSON objects, for the endpoints that rewrite fields.
+pub fn canonical(body: &[u8]) -> std::result::Result<Vec<Map<String, Value>>, String> {
+    canonical_raw(body)?
         .into_iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Object(m) => Ok(m),
-            _ => Err(format!("event {i} is not a JSON object")),
-        })
+        .map(|v| serde_json::from_str(v.get()).map_err(|e| format!("invalid JSON: {e}")))
         .collect()
 }
 

@@ -86,52 +86,81 @@ impl AppState {
         answer(status, json!({ "error": reason }))
     }
 
-    /// Stamp received_at, validate (and `refuse`, which gives a reason to refuse an event),
-    /// spool, answer.
+    /// Stamp `received_at` on each event, validate it (and ask `refuse`, which gives a reason
+    /// to refuse an event), and either spool them all or answer why none were stored.
     async fn accept(
         &self,
         source: &str,
-        events: Vec<Map<String, Value>>,
-        refuse: impl Fn(&Map<String, Value>) -> Option<String>,
+        events: Vec<Incoming<'_>>,
+        refuse: impl FnMut(&crate::event::Event) -> Option<String>,
     ) -> Response {
-        let max = self.config.ingest.spool_max_bytes.0;
-        if !self.spool.has_room(0, max) {
-            return self.spool_full(source);
+        match self.check(source, events, refuse) {
+            Ok(checked) => self.store(source, checked).await,
+            Err(full) => full,
+        }
+    }
+
+    /// The JSON lines of valid events and the reasons of the others; `Err` when the spool is
+    /// full, before any work.
+    fn check(
+        &self,
+        source: &str,
+        events: Vec<Incoming<'_>>,
+        mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
+    ) -> std::result::Result<Checked, Response> {
+        if !self.spool.has_room(0, self.config.ingest.spool_max_bytes.0) {
+            return Err(self.spool_full(source));
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut lines = Vec::with_capacity(events.len());
-        let mut rejected = Vec::new();
-        let mut rejected_count = 0u64;
-        let mut reject = |i: usize, reason: String| {
-            rejected_count += 1;
-            if rejected.len() < MAX_REASONS {
-                rejected.push(json!({ "index": i, "reason": reason }));
-            }
+        let mut checked = Checked {
+            lines: Vec::with_capacity(events.len()),
+            rejected: Vec::new(),
+            rejected_count: 0,
         };
-        for (i, mut e) in events.into_iter().enumerate() {
-            // Ours, never the sender's: dedupe keeps the earliest received copy.
-            e.insert("received_at".into(), now.clone().into());
-            if let Some(reason) = refuse(&e) {
-                reject(i, reason);
-                continue;
-            }
-            let line = Value::Object(e).to_string();
-            if line.len() > crate::ingest::files::MAX_LINE_BYTES {
-                reject(
-                    i,
-                    format!(
-                        "the event is {} bytes as a JSON line, over the limit of {}",
-                        line.len(),
-                        crate::ingest::files::MAX_LINE_BYTES
-                    ),
-                );
-                continue;
-            }
-            match crate::event::parse_json_line(&line) {
-                Ok(_) => lines.push(line.into_bytes()),
-                Err(reason) => reject(i, reason),
+        for (i, event) in events.into_iter().enumerate() {
+            match event.stamped(&now, &mut refuse) {
+                Ok(line) => checked.lines.push(line.into_bytes()),
+                Err(reason) => {
+                    checked.rejected_count += 1;
+                    if checked.rejected.len() < MAX_REASONS {
+                        checked.rejected.push(json!({ "index": i, "reason": reason }));
+                    }
+                }
             }
         }
+        Ok(checked)
+    }
+
+    /// A canonical body ([`adapters::canonical_raw`]) checked. The body senders send — NDJSON,
+    /// each line one valid event that `refuse` lets through — is checked line by line as it
+    /// stands, without parsing it twice; any other body is parsed as a whole and checked event
+    /// by event, so its answer (400 for bad JSON, a 422's reasons) is the same as if no line
+    /// had been tried.
+    fn check_body(
+        &self,
+        source: &str,
+        body: &[u8],
+        mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
+    ) -> std::result::Result<Checked, Response> {
+        if !self.spool.has_room(0, self.config.ingest.spool_max_bytes.0) {
+            return Err(self.spool_full(source));
+        }
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        if let Some(lines) = valid_lines(body, &now, &mut refuse) {
+            return Ok(Checked { lines, rejected: Vec::new(), rejected_count: 0 });
+        }
+        match adapters::canonical_raw(body) {
+            Err(e) => Err(self.reject(source, StatusCode::BAD_REQUEST, &e)),
+            Ok(events) => {
+                let events = events.into_iter().map(|e| Incoming::Text(e.get())).collect();
+                self.check(source, events, refuse)
+            }
+        }
+    }
+
+    /// Spool the checked events (all of them, or none when one was refused) and answer.
+    async fn store(&self, source: &str, checked: Checked) -> Response {
+        let Checked { lines, rejected, rejected_count } = checked;
         if rejected_count > 0 {
             self.count(source, "invalid", rejected_count);
             return answer(
@@ -147,7 +176,7 @@ impl AppState {
         if n == 0 {
             return answer(StatusCode::OK, json!({ "accepted": 0 }));
         }
-        match self.spool.append_within(lines, max).await {
+        match self.spool.append_within(lines, self.config.ingest.spool_max_bytes.0).await {
             Ok(()) => {
                 self.count(source, "accepted", n);
                 answer(StatusCode::OK, json!({ "accepted": n }))
@@ -165,6 +194,109 @@ impl AppState {
             }
         }
     }
+}
+
+/// An event of a request on its way to the spool.
+enum Incoming<'a> {
+    /// A canonical event as the sender wrote it (one JSON object).
+    Text(&'a str),
+    /// An event an adapter built, or a canonical event an endpoint rewrote.
+    Object(Map<String, Value>),
+}
+
+/// The events of a request that passed, or why some did not (then none are stored).
+struct Checked {
+    lines: Vec<Vec<u8>>,
+    rejected: Vec<Value>,
+    rejected_count: u64,
+}
+
+impl Incoming<'_> {
+    /// The event as its spool line, `received_at` set to `now`, validated as the import will
+    /// read it (SPEC §4.8) and not refused; or the reason it is not stored.
+    ///
+    /// The sender's text is kept when it can be: `received_at` is spliced in front of its
+    /// fields and the line validated as it stands (no JSON tree is built: this is the hot path
+    /// of batched intake). Text that already names `received_at`, spans lines (the spool is
+    /// imported one event per line) or fails that validation (a duplicated key, say) is
+    /// rebuilt as an object, so the decision and its reason are always the object's.
+    fn stamped(
+        self,
+        now: &str,
+        refuse: &mut impl FnMut(&crate::event::Event) -> Option<String>,
+    ) -> std::result::Result<String, String> {
+        let object = match self {
+            Incoming::Text(raw) => {
+                if let Some(line) = Incoming::spliced(raw, now) {
+                    if let Ok(verdict) = verdict(&line, refuse) {
+                        return verdict.map(|()| line);
+                    }
+                }
+                serde_json::from_str(raw).map_err(|e| format!("invalid JSON: {e}"))?
+            }
+            Incoming::Object(object) => object,
+        };
+        let mut object: Map<String, Value> = object;
+        // Ours, never the sender's: dedupe keeps the earliest received copy.
+        object.insert("received_at".into(), now.into());
+        let line = Value::Object(object).to_string();
+        verdict(&line, refuse)?.map(|()| line)
+    }
+}
+
+impl Incoming<'_> {
+    /// The sender's object text `raw` with our `received_at` spliced in front of its fields,
+    /// unless that could name the field twice or put a line break into a spool line.
+    fn spliced(raw: &str, now: &str) -> Option<String> {
+        let fields = raw.strip_prefix('{')?.trim_start();
+        if raw.contains("received_at") || raw.contains(['\n', '\r']) {
+            return None;
+        }
+        let comma = if fields.starts_with('}') { "" } else { "," };
+        Some(format!("{{\"received_at\":\"{now}\"{comma}{fields}"))
+    }
+}
+
+/// The spool lines of an NDJSON body when every line is one valid event `refuse` lets
+/// through; `None` when any is not (or the body is empty, or a JSON array). A line that passes
+/// is exactly one JSON object (the validating parse refuses trailing text), so the events are
+/// the ones a parse of the whole body finds.
+fn valid_lines(
+    body: &[u8],
+    now: &str,
+    refuse: &mut impl FnMut(&crate::event::Event) -> Option<String>,
+) -> Option<Vec<Vec<u8>>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut lines = Vec::new();
+    for raw in text.split('\n') {
+        // JSON's own whitespace only: other blanks make the body invalid JSON.
+        let raw = raw.trim_matches([' ', '\t', '\r']);
+        if raw.is_empty() {
+            continue;
+        }
+        let line = Incoming::spliced(raw, now)?;
+        match verdict(&line, refuse) {
+            Ok(Ok(())) => lines.push(line.into_bytes()),
+            _ => return None,
+        }
+    }
+    (!lines.is_empty()).then_some(lines)
+}
+
+/// `Err` when `line` is not a valid event; `Ok(Err)` when it is but `refuse` gives a reason.
+fn verdict(
+    line: &str,
+    refuse: &mut impl FnMut(&crate::event::Event) -> Option<String>,
+) -> std::result::Result<std::result::Result<(), String>, String> {
+    if line.len() > crate::ingest::files::MAX_LINE_BYTES {
+        return Err(format!(
+            "the event is {} bytes as a JSON line, over the limit of {}",
+            line.len(),
+            crate::ingest::files::MAX_LINE_BYTES
+        ));
+    }
+    let event = crate::event::parse_json_line(line)?;
+    Ok(refuse(&event).map_or(Ok(()), Err))
 }
 
 impl AppState {
@@ -237,28 +369,23 @@ async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     let started = std::time::Instant::now();
     let response = match bearer(&app.config.ingest, &headers) {
         Err(reason) => app.reject("events", StatusCode::UNAUTHORIZED, reason),
-        Ok(bearer) => match adapters::canonical(&body) {
-            Err(e) => app.reject("events", StatusCode::BAD_REQUEST, &e),
-            Ok(events) => {
-                let forbidden: BTreeSet<String> = match &bearer {
-                    Bearer::Any => BTreeSet::new(),
-                    Bearer::Communities(allowed) => events
-                        .iter()
-                        .filter_map(|e| e.get("community_id").and_then(Value::as_str))
-                        .filter(|c| !allowed.contains(*c))
-                        .map(str::to_string)
-                        .collect(),
-                };
-                if forbidden.is_empty() {
-                    let endpoints = &app.config.ingest.sources;
-                    app.accept("events", events, |e| {
-                        let source = e.get("source").and_then(Value::as_str)?;
-                        endpoints.iter().any(|s| s.name == source).then(|| {
-                            format!("source `{source}` is the name of a webhook endpoint ([[ingest.sources]]); only that endpoint sends it")
-                        })
-                    })
-                    .await
-                } else {
+        Ok(bearer) => {
+            let endpoints = &app.config.ingest.sources;
+            let mut forbidden = BTreeSet::new();
+            let checked = app.check_body("events", &body, |e| {
+                if let Bearer::Communities(allowed) = &bearer {
+                    if !allowed.contains(&*e.community_id) {
+                        forbidden.insert(e.community_id.to_string());
+                    }
+                }
+                let source = &e.source;
+                endpoints.iter().any(|s| s.name == *source).then(|| {
+                    format!("source `{source}` is the name of a webhook endpoint ([[ingest.sources]]); only that endpoint sends it")
+                })
+            });
+            match checked {
+                Err(answer) => answer,
+                Ok(_) if !forbidden.is_empty() => {
                     let listed: Vec<String> = forbidden.iter().map(|c| format!("`{c}`")).collect();
                     app.reject(
                         "events",
@@ -269,8 +396,9 @@ async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
                         ),
                     )
                 }
+                Ok(checked) => app.store("events", checked).await,
             }
-        },
+        }
     };
     app.observe("/v1/events", started);
     response
@@ -797,7 +925,10 @@ async fn finish(
             app.count(name, "ignored", 1);
             answer(StatusCode::OK, json!({ "ignored": reason }))
         }
-        Ok(Mapped::Events(events)) => app.accept(name, events, |_| None).await,
+        Ok(Mapped::Events(events)) => {
+            let events = events.into_iter().map(Incoming::Object).collect();
+            app.accept(name, events, |_| None).await
+        }
     }
 }
 
@@ -921,4 +1052,95 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-11-30T10:00:00.000000Z";
+    const EVENT: &str = r#"{"event_id":"e1","source":"app","community_id":"c1","member_id":"m1","event_type":"post","occurred_at":"2026-11-30T09:00:00Z"}"#;
+
+    fn stamp(raw: &str) -> std::result::Result<String, String> {
+        Incoming::Text(raw).stamped(NOW, &mut |_| None)
+    }
+
+    fn fields(line: &str) -> Map<String, Value> {
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn the_senders_text_is_kept_with_our_received_at_in_front() {
+        let line = stamp(EVENT).unwrap();
+        assert_eq!(line, format!("{{\"received_at\":\"{NOW}\",{}", &EVENT[1..]));
+        let event = crate::event::parse_json_line(&line).unwrap();
+        assert_eq!(event.received_at, Some(1_796_032_800_000_000));
+    }
+
+    #[test]
+    fn a_claimed_received_at_is_overwritten_whatever_its_spelling() {
+        for claimed in [
+            r#""received_at":"2001-01-01T00:00:00Z","#,
+            r#""received_at":null,"#,
+            // The same key once decoded: spliced text would name it twice.
+            r#""received\u005fat":"2001-01-01T00:00:00Z","#,
+        ] {
+            let raw = EVENT.replacen('{', &format!("{{{claimed}"), 1);
+            let line = stamp(&raw).unwrap();
+            assert_eq!(fields(&line)["received_at"], NOW, "{raw}");
+            assert_eq!(line.matches("received").count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn an_event_over_several_lines_becomes_one_line() {
+        let raw = EVENT.replace(',', ",\n  ");
+        let line = stamp(&raw).unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(fields(&line)["event_id"], "e1");
+        assert_eq!(fields(&line)["received_at"], NOW);
+    }
+
+    #[test]
+    fn a_duplicated_key_means_what_a_json_object_means_the_last_one() {
+        let raw = EVENT.replacen('{', r#"{"member_id":"first","#, 1);
+        let line = stamp(&raw).unwrap();
+        assert_eq!(fields(&line)["member_id"], "m1");
+    }
+
+    #[test]
+    fn invalid_and_refused_events_get_their_reasons() {
+        let missing = stamp("{ }").unwrap_err();
+        assert!(missing.contains("event_id"), "{missing}");
+        let bad_type = stamp(&EVENT.replace("\"post\"", "\"dance\"")).unwrap_err();
+        assert!(bad_type.contains("dance"), "{bad_type}");
+        let mut seen = Vec::new();
+        let refused = Incoming::Text(EVENT).stamped(NOW, &mut |e| {
+            seen.push(e.community_id.to_string());
+            Some(format!("not {}", e.source))
+        });
+        assert_eq!(refused, Err("not app".to_string()));
+        assert_eq!(seen, ["c1"], "asked once");
+    }
+
+    #[test]
+    fn a_body_of_valid_lines_is_checked_line_by_line_and_any_other_body_as_a_whole() {
+        let other = EVENT.replace("e1", "e2");
+        let ndjson = format!("{EVENT}\r\n\n  {other}\n");
+        let lines = valid_lines(ndjson.as_bytes(), NOW, &mut |_| None).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(String::from_utf8_lossy(&lines[1]).contains("\"e2\""));
+        // Two objects on a line, an array, a bad line, a refused event, an empty body: the
+        // whole-body path decides.
+        for body in [
+            format!("{EVENT} {other}"),
+            format!("[{EVENT}]"),
+            format!("{EVENT}\n{{nope\n"),
+            "\n".to_string(),
+        ] {
+            assert!(valid_lines(body.as_bytes(), NOW, &mut |_| None).is_none(), "{body}");
+        }
+        assert!(valid_lines(EVENT.as_bytes(), NOW, &mut |_| Some("no".into())).is_none());
+        assert_eq!(adapters::canonical_raw(format!("{EVENT} {other}").as_bytes()).unwrap().len(), 2);
+    }
 }
