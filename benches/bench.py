@@ -17,6 +17,9 @@ Rows (each the median of --runs runs; peak RSS is the median of the runs' maxima
   (wrk and pulse share the cores): one event per request (64 connections), or 500-event NDJSON
   batches (8 connections: on 2 cores 8 already keep pulse busy — 16 gave the same events/s
   and, by Little's law, twice the latency); 200 means fsynced. Events/s, p99, non-2xx answers.
+- 100m (`--sizes 100m --no-duckdb --memory-limit 2GiB`, pulse only; builds a 100M-event lake
+  once, ~10 minutes and 5 GB): 10M new events imported into a lake of 100M, and the daily run
+  over the 100M.
 """
 import argparse
 import datetime as dt
@@ -124,12 +127,15 @@ def bench_import(size, work, runs, duckdb):
     return n
 
 
-def bench_daily(size, work, runs, memory_limit, duckdb):
-    src = harness.events_file(size, work)
-    n = harness.count_lines(src)
-    lake = work / f"lake-{size}"
-    if not (lake / "events").exists():
-        harness.run_measured([str(harness.PULSE), "-q", "--lake", str(lake), "import", str(src)])
+def bench_daily(size, work, runs, memory_limit, duckdb, lake=None):
+    if lake is None:
+        src = harness.events_file(size, work)
+        n = harness.count_lines(src)
+        lake = work / f"lake-{size}"
+        if not (lake / "events").exists():
+            harness.run_measured([str(harness.PULSE), "-q", "--lake", str(lake), "import", str(src)])
+    else:
+        n = 100_000_000  # bench_history's lake: ten chunks of 10M valid, distinct events
     config = work / "pulse-bench.toml"
     engine = f'[engine]\nmemory_limit = "{memory_limit}"\n' if memory_limit else ""
     config.write_text(
@@ -148,6 +154,35 @@ def bench_daily(size, work, runs, memory_limit, duckdb):
         [sys.executable, str(DUCKDB_MODELS), str(lake), str(harness.ROOT / "queries"), next_day,
          str(fresh(duck_out)), json.dumps(TIMEZONES)])[:2])
     row(f"daily run {size}", n, pulse, duck, f"first run (rollups of the whole history) {cold[0]:.1f} s")
+
+
+def bench_history(work, runs, memory_limit):
+    """Memory at any history (issue 20): 10M new events imported into a lake of 100M (each run
+    into a hard-linked copy: an import adds and renames files, it never changes one), and the
+    daily run over those 100M. The generator's 110M events (~24 GB of NDJSON) stream through
+    `split`, one 10M-line chunk on disk at a time: ten build the lake, the eleventh is kept as
+    the measured import."""
+    base, nxt = work / "lake-100m", work / "events-100m-next.ndjson"
+    if not (base / "built").exists() or not nxt.exists():
+        fresh(base)
+        chunk = work / "chunk.ndjson"
+        script = (f'if [ "$FILE" = x10 ]; then cat > {nxt}; else cat > {chunk} && '
+                  f'{harness.PULSE} -q --lake {base} import {chunk} >&2 && rm {chunk}; fi')
+        print("building the 100M lake (about 10 minutes) ...", file=sys.stderr, flush=True)
+        subprocess.run(f"{harness.PULSE} -q generate {' '.join(harness.SIZES['110m'])} --seed 7 "
+                       f"--end {harness.END} --out - | split -l 10000000 -d --filter '{script}'",
+                       shell=True, check=True, cwd=work)
+        (base / "built").touch()
+    n = harness.count_lines(nxt)
+    copy = work / "lake-100m-run"
+
+    def import_next():
+        fresh(copy)
+        subprocess.run(["cp", "-al", str(base), str(copy)], check=True)
+        return harness.run_measured([str(harness.PULSE), "-q", "--lake", str(copy), "import", str(nxt)])[:2]
+    row("import 10M into a lake of 100M", n, median_of(runs, import_next))
+    shutil.rmtree(copy, ignore_errors=True)
+    bench_daily("100m", work, runs, memory_limit, False, lake=base)
 
 
 def free_port():
@@ -240,6 +275,9 @@ def main():
     print("| what | events | pulse | events/s | peak RSS | DuckDB | events/s | peak RSS | DuckDB time ÷ pulse time | notes |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for size in args.sizes:
+        if size == "100m":
+            bench_history(work, args.runs, args.memory_limit)
+            continue
         if "import" in only:
             bench_import(size, work, args.runs, not args.no_duckdb)
         if "daily" in only:

@@ -16,6 +16,7 @@ SIZES = {
     "1m": ["--members", "17500", "--days", "365", "--communities", "2"],
     "10m": ["--members", "175000", "--days", "365", "--communities", "2"],
     "100m": ["--members", "1750000", "--days", "365", "--communities", "2"],
+    "110m": ["--members", "1925000", "--days", "365", "--communities", "2"],
 }
 END = "2026-11-23"
 

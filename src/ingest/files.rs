@@ -46,8 +46,11 @@ impl InputFormat {
     }
 }
 
-/// Lines parsed per parallel block.
-const BLOCK_BYTES: usize = 8 << 20;
+/// Bytes of NDJSON read at a time (whole lines; a longer line grows the buffer).
+const BLOCK_BYTES: usize = 32 << 20;
+/// Lines per step of the parse → dedupe pipeline (a few MiB of NDJSON: small enough that the
+/// pipeline fills and drains quickly within a block, large enough to split across cores).
+const PIPELINE_LINES: usize = 8192;
 
 /// The longest NDJSON line (one event) read; longer ones are quarantined by reference. The
 /// webhook receiver refuses events longer than this too, so the spool never holds one.
@@ -241,23 +244,41 @@ fn import_ndjson(
                 lines.push((line_no, raw));
             }
         }
-        let parsed: Vec<_> = lines
-            .par_iter()
-            .map(|&(line, raw)| {
-                if raw.len() > MAX_LINE_BYTES {
-                    let hash = xxhash_rust::xxh3::xxh3_64(raw);
-                    return (line, "", Err(too_long(raw.len() as u64, hash)));
-                }
-                match std::str::from_utf8(raw) {
-                    Ok(text) => (line, text, keyed(parse_json_line(text))),
-                    Err(_) => (line, "", Err("line is not valid UTF-8".to_string())),
-                }
-            })
-            .collect();
-        offer(writer, name, parsed)?;
+        // A pipeline of two stages on the cores: while one part of the block is parsed and
+        // validated (in parallel), the part before it is deduplicated and copied into the
+        // partitions' columns (in input order), so the serial dedupe does not leave a core idle.
+        let mut pending: Option<Vec<Parsed<'_>>> = None;
+        for part in lines.chunks(PIPELINE_LINES) {
+            let (parsed, offered) = rayon::join(
+                || parse_ndjson_lines(part),
+                || pending.take().map_or(Ok(()), |p| offer(writer, name, p)),
+            );
+            offered?;
+            pending = Some(parsed);
+        }
+        if let Some(parsed) = pending {
+            offer(writer, name, parsed)?;
+        }
         buf.drain(..cut);
     }
     Ok(())
+}
+
+/// Parse, validate and key NDJSON lines (line number, bytes), on all cores.
+fn parse_ndjson_lines<'a>(lines: &[(u64, &'a [u8])]) -> Vec<Parsed<'a>> {
+    lines
+        .par_iter()
+        .map(|&(line, raw)| {
+            if raw.len() > MAX_LINE_BYTES {
+                let hash = xxhash_rust::xxh3::xxh3_64(raw);
+                return (line, "", Err(too_long(raw.len() as u64, hash)));
+            }
+            match std::str::from_utf8(raw) {
+                Ok(text) => (line, text, keyed(parse_json_line(text))),
+                Err(_) => (line, "", Err("line is not valid UTF-8".to_string())),
+            }
+        })
+        .collect()
 }
 
 /// Column index in the CSV file for each SPEC §2 column (None = not in the header).
