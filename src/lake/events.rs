@@ -463,12 +463,17 @@ fn write_partition(
     let kept = if keep.true_count() == all.num_rows() {
         all
     } else {
-        filter_record_batch(&all, &keep)?
+        let kept = filter_record_batch(&all, &keep)?;
+        drop(all);
+        kept
     };
     if kept.num_rows() == 0 {
         return Ok(None);
     }
+    // `kept` goes as soon as its sorted copy exists: with partitions written in parallel, each
+    // copy held longer than needed is peak memory of the import.
     let sorted = sort_events(&kept)?;
+    drop(kept);
 
     // Content-addressed name: the same rows always get the same file name.
     let name = {
