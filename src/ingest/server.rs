@@ -96,7 +96,7 @@ impl AppState {
     ) -> Response {
         match self.check(source, events, refuse) {
             Ok(checked) => self.store(source, checked).await,
-            Err(full) => full,
+            Err(full) => *full,
         }
     }
 
@@ -107,9 +107,9 @@ impl AppState {
         source: &str,
         events: Vec<Incoming<'_>>,
         mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
-    ) -> std::result::Result<Checked, Response> {
+    ) -> std::result::Result<Checked, Box<Response>> {
         if !self.spool.has_room(0, self.config.ingest.spool_max_bytes.0) {
-            return Err(self.spool_full(source));
+            return Err(Box::new(self.spool_full(source)));
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut checked = Checked {
@@ -123,7 +123,9 @@ impl AppState {
                 Err(reason) => {
                     checked.rejected_count += 1;
                     if checked.rejected.len() < MAX_REASONS {
-                        checked.rejected.push(json!({ "index": i, "reason": reason }));
+                        checked
+                            .rejected
+                            .push(json!({ "index": i, "reason": reason }));
                     }
                 }
             }
@@ -141,18 +143,25 @@ impl AppState {
         source: &str,
         body: &[u8],
         mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
-    ) -> std::result::Result<Checked, Response> {
+    ) -> std::result::Result<Checked, Box<Response>> {
         if !self.spool.has_room(0, self.config.ingest.spool_max_bytes.0) {
-            return Err(self.spool_full(source));
+            return Err(Box::new(self.spool_full(source)));
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         if let Some(lines) = valid_lines(body, &now, &mut refuse) {
-            return Ok(Checked { lines, rejected: Vec::new(), rejected_count: 0 });
+            return Ok(Checked {
+                lines,
+                rejected: Vec::new(),
+                rejected_count: 0,
+            });
         }
         match adapters::canonical_raw(body) {
-            Err(e) => Err(self.reject(source, StatusCode::BAD_REQUEST, &e)),
+            Err(e) => Err(Box::new(self.reject(source, StatusCode::BAD_REQUEST, &e))),
             Ok(events) => {
-                let events = events.into_iter().map(|e| Incoming::Text(e.get())).collect();
+                let events = events
+                    .into_iter()
+                    .map(|e| Incoming::Text(e.get()))
+                    .collect();
                 self.check(source, events, refuse)
             }
         }
@@ -160,7 +169,11 @@ impl AppState {
 
     /// Spool the checked events (all of them, or none when one was refused) and answer.
     async fn store(&self, source: &str, checked: Checked) -> Response {
-        let Checked { lines, rejected, rejected_count } = checked;
+        let Checked {
+            lines,
+            rejected,
+            rejected_count,
+        } = checked;
         if rejected_count > 0 {
             self.count(source, "invalid", rejected_count);
             return answer(
@@ -176,7 +189,11 @@ impl AppState {
         if n == 0 {
             return answer(StatusCode::OK, json!({ "accepted": 0 }));
         }
-        match self.spool.append_within(lines, self.config.ingest.spool_max_bytes.0).await {
+        match self
+            .spool
+            .append_within(lines, self.config.ingest.spool_max_bytes.0)
+            .await
+        {
             Ok(()) => {
                 self.count(source, "accepted", n);
                 answer(StatusCode::OK, json!({ "accepted": n }))
@@ -242,9 +259,7 @@ impl Incoming<'_> {
         let line = Value::Object(object).to_string();
         verdict(&line, refuse)?.map(|()| line)
     }
-}
 
-impl Incoming<'_> {
     /// The sender's object text `raw` with our `received_at` spliced in front of its fields,
     /// unless that could name the field twice or put a line break into a spool line.
     fn spliced(raw: &str, now: &str) -> Option<String> {
@@ -384,7 +399,7 @@ async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
                 })
             });
             match checked {
-                Err(answer) => answer,
+                Err(answer) => *answer,
                 Ok(_) if !forbidden.is_empty() => {
                     let listed: Vec<String> = forbidden.iter().map(|c| format!("`{c}`")).collect();
                     app.reject(
@@ -1138,9 +1153,17 @@ mod tests {
             format!("{EVENT}\n{{nope\n"),
             "\n".to_string(),
         ] {
-            assert!(valid_lines(body.as_bytes(), NOW, &mut |_| None).is_none(), "{body}");
+            assert!(
+                valid_lines(body.as_bytes(), NOW, &mut |_| None).is_none(),
+                "{body}"
+            );
         }
         assert!(valid_lines(EVENT.as_bytes(), NOW, &mut |_| Some("no".into())).is_none());
-        assert_eq!(adapters::canonical_raw(format!("{EVENT} {other}").as_bytes()).unwrap().len(), 2);
+        assert_eq!(
+            adapters::canonical_raw(format!("{EVENT} {other}").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }
