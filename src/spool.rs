@@ -49,8 +49,11 @@ pub struct SpoolStats {
     pub fsyncs: AtomicU64,
 }
 
+/// Records for the appender, the bytes reserved for them (see [`Spool::append_within`]), and
+/// where to send the outcome.
 type Batch = (
     Vec<Vec<u8>>,
+    u64,
     oneshot::Sender<std::result::Result<(), String>>,
 );
 
@@ -303,6 +306,8 @@ impl Spool {
         stats.bytes.store(spool_bytes(dir), Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Batch>(1024);
         let task_stats = stats.clone();
+        let reservations: Arc<Mutex<Reservations>> = Arc::default();
+        let task_reservations = reservations.clone();
         std::thread::Builder::new()
             .name("pulse-spool".into())
             .spawn(move || {
@@ -312,8 +317,16 @@ impl Spool {
                     while let Ok(more) = rx.try_recv() {
                         batches.push(more);
                     }
-                    let outcome = append(&mut appender, &batches, &task_stats);
-                    for (_, ack) in batches {
+                    let (written, outcome) = append(&mut appender, &batches, &task_stats);
+                    {
+                        // The written bytes stop being reserved and start being counted at
+                        // once: a batch counted twice for a moment would refuse another
+                        // that fits.
+                        let mut r = task_reservations.lock().expect("spool reservations");
+                        task_stats.bytes.fetch_add(written, Ordering::Relaxed);
+                        r.pending -= batches.iter().map(|(_, reserved, _)| reserved).sum::<u64>();
+                    }
+                    for (_, _, ack) in batches {
                         let _ = ack.send(outcome.clone());
                     }
                 }
@@ -326,7 +339,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             tx,
             stats,
-            reservations: Arc::default(),
+            reservations,
         })
     }
 
@@ -382,18 +395,21 @@ impl Spool {
         if !self.reserve(size, max) {
             return Err(AppendError::Full);
         }
-        let written = self.append(records).await;
-        self.release(size);
-        written.map_err(AppendError::Failed)
+        // The appender releases the reservation when it counts the written bytes.
+        self.send(records, size).await.map_err(AppendError::Failed)
     }
 
     /// Append `records` (one JSON event each); returns once they are on disk.
     pub async fn append(&self, records: Vec<Vec<u8>>) -> std::result::Result<(), String> {
+        self.send(records, 0).await
+    }
+
+    async fn send(&self, records: Vec<Vec<u8>>, reserved: u64) -> std::result::Result<(), String> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send((records, ack))
-            .await
-            .map_err(|_| "the spool writer stopped".to_string())?;
+        if self.tx.send((records, reserved, ack)).await.is_err() {
+            self.release(reserved);
+            return Err("the spool writer stopped".to_string());
+        }
         done.await
             .map_err(|_| "the spool writer stopped".to_string())?
     }
@@ -426,14 +442,15 @@ impl Spool {
 }
 
 /// Write batches to the open segment, fsync once. An empty record means "seal the segment".
+/// Returns the bytes made durable (the caller counts them) and the outcome for the batches.
 fn append(
     appender: &mut Appender,
     batches: &[Batch],
     stats: &SpoolStats,
-) -> std::result::Result<(), String> {
+) -> (u64, std::result::Result<(), String>) {
     let mut buf = Vec::new();
     let mut rotate = false;
-    for (records, _) in batches {
+    for (records, _, _) in batches {
         for r in records {
             if r.is_empty() {
                 rotate = true;
@@ -444,17 +461,19 @@ fn append(
     }
     let started = std::time::Instant::now();
     if !buf.is_empty() {
-        appender
-            .write(&buf)
-            .map_err(|e| format!("writing the spool: {e}"))?;
-        stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if let Err(e) = appender.write(&buf) {
+            return (0, Err(format!("writing the spool: {e}")));
+        }
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::get().fsync(started.elapsed().as_secs_f64());
     }
+    let written = buf.len() as u64;
     if rotate || appender.len >= SEGMENT_BYTES {
-        appender.rotate().map_err(|e| e.to_string())?;
+        if let Err(e) = appender.rotate() {
+            return (written, Err(e.to_string()));
+        }
     }
-    Ok(())
+    (written, Ok(()))
 }
 
 /// `pulse run`'s spool stage: import what no live writer will touch again — the sealed
