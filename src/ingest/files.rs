@@ -1,8 +1,8 @@
 //! `pulse import`: canonical events from NDJSON or CSV files into the lake.
 //!
-//! Files are read in blocks of whole lines; each block is parsed and validated on all cores,
-//! then offered to the [`EventWriter`] in input order (so "first received wins" follows the
-//! file order). A bad line is quarantined with its file, line number and reason; the rest of
+//! Files are read in blocks of whole lines; a block is parsed and validated on all cores part
+//! by part, and each part is offered to the [`EventWriter`] in input order (so "first received
+//! wins" follows the file order) while the next part is parsed. A bad line is quarantined with its file, line number and reason; the rest of
 //! the file goes on. An NDJSON line longer than [`MAX_LINE_BYTES`] is not parsed and not
 //! copied: it is quarantined by reference (file, line number, its length and an xxh3-64 hash of
 //! its bytes), and one longer than the read buffer is hashed as it streams past, never held.
