@@ -94,43 +94,16 @@ impl AppState {
         events: Vec<Incoming<'_>>,
         refuse: impl FnMut(&crate::event::Event) -> Option<String>,
     ) -> Response {
-        match self.check(source, events, refuse) {
-            Ok(checked) => self.store(source, checked).await,
-            Err(full) => *full,
+        if !self.has_room() {
+            return self.spool_full(source);
         }
+        self.store(source, check(events, &received_now(), refuse))
+            .await
     }
 
-    /// The JSON lines of valid events and the reasons of the others; `Err` when the spool is
-    /// full, before any work.
-    fn check(
-        &self,
-        source: &str,
-        events: Vec<Incoming<'_>>,
-        mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
-    ) -> std::result::Result<Checked, Box<Response>> {
-        if !self.spool.has_room(0, self.config.ingest.spool_max_bytes.0) {
-            return Err(Box::new(self.spool_full(source)));
-        }
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut checked = Checked {
-            lines: Vec::with_capacity(events.len()),
-            rejected: Vec::new(),
-            rejected_count: 0,
-        };
-        for (i, event) in events.into_iter().enumerate() {
-            match event.stamped(&now, &mut refuse) {
-                Ok(line) => checked.lines.push(line.into_bytes()),
-                Err(reason) => {
-                    checked.rejected_count += 1;
-                    if checked.rejected.len() < MAX_REASONS {
-                        checked
-                            .rejected
-                            .push(json!({ "index": i, "reason": reason }));
-                    }
-                }
-            }
-        }
-        Ok(checked)
+    /// Whether the spool takes more now (checked before any work on a request).
+    fn has_room(&self) -> bool {
+        self.spool.has_room(0, self.config.ingest.spool_max_bytes.0)
     }
 
     /// A canonical body ([`adapters::canonical_raw`]) checked. The body senders send — NDJSON,
@@ -144,10 +117,10 @@ impl AppState {
         body: &[u8],
         mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
     ) -> std::result::Result<Checked, Box<Response>> {
-        if !self.spool.has_room(0, self.config.ingest.spool_max_bytes.0) {
+        if !self.has_room() {
             return Err(Box::new(self.spool_full(source)));
         }
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let now = received_now();
         if let Some(lines) = valid_lines(body, &now, &mut refuse) {
             return Ok(Checked {
                 lines,
@@ -162,7 +135,7 @@ impl AppState {
                     .into_iter()
                     .map(|e| Incoming::Text(e.get()))
                     .collect();
-                self.check(source, events, refuse)
+                Ok(check(events, &now, refuse))
             }
         }
     }
@@ -211,6 +184,39 @@ impl AppState {
             }
         }
     }
+}
+
+/// The `received_at` the server stamps on a request's events: now, in microseconds.
+fn received_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The JSON lines of the valid events (`received_at` set to `now`) and the reasons of the
+/// others.
+fn check(
+    events: Vec<Incoming<'_>>,
+    now: &str,
+    mut refuse: impl FnMut(&crate::event::Event) -> Option<String>,
+) -> Checked {
+    let mut checked = Checked {
+        lines: Vec::with_capacity(events.len()),
+        rejected: Vec::new(),
+        rejected_count: 0,
+    };
+    for (i, event) in events.into_iter().enumerate() {
+        match event.stamped(now, &mut refuse) {
+            Ok(line) => checked.lines.push(line.into_bytes()),
+            Err(reason) => {
+                checked.rejected_count += 1;
+                if checked.rejected.len() < MAX_REASONS {
+                    checked
+                        .rejected
+                        .push(json!({ "index": i, "reason": reason }));
+                }
+            }
+        }
+    }
+    checked
 }
 
 /// An event of a request on its way to the spool.

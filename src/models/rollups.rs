@@ -6,8 +6,8 @@
 //! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
 //! community's timezone (local days depend on it), the names of the event files of the
 //! month and, for a rollup that segments text (`post_words`), the segmentation rules and the
-//! shipped word lists. Event files are content-named and only ever added, so a month whose file list is
-//! unchanged has a valid rollup; a month that gained files (late events) or whose timezone
+//! shipped word lists. Event files are content-named and only ever added, so a month whose file
+//! list is unchanged has a valid rollup; a month that gained files (late events) or whose timezone
 //! changed is recomputed, and nothing else is.
 
 use std::collections::BTreeMap;
