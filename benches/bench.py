@@ -3,6 +3,7 @@
 Usage (through scripts/bench, which prepares the venv): python benches/bench.py
     [--sizes 1m 10m] [--runs 3] [--only import,daily,intake] [--intake-seconds 60]
     [--memory-limit 2GiB] [--workdir DIR] [--no-build] [--no-duckdb]
+    (--only also takes `compaction`, not in the default)
 
 Rows (each the median of --runs runs; peak RSS is the median of the runs' maxima):
 - import <size>: `pulse import` of generated NDJSON (validation, dedupe, Hive Parquet, durable)
@@ -20,6 +21,9 @@ Rows (each the median of --runs runs; peak RSS is the median of the runs' maxima
 - 100m (`--sizes 100m --no-duckdb --memory-limit 2GiB`, pulse only; builds a 100M-event lake
   once, ~10 minutes and 5 GB): 10M new events imported into a lake of 100M, and the daily run
   over the 100M.
+- compaction (`--only compaction`, ~15 minutes): ~2,070 small imports (three weeks, one per 15
+  minutes), then the daily run and one more import before and after `pulse compact`
+  (bench_compaction).
 """
 import argparse
 import datetime as dt
@@ -84,6 +88,20 @@ COPY (
 ''')
 """
 
+SLICE_BY_15_MINUTES = r"""
+import datetime as dt, json, os, sys
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out)
+buckets = {}
+with open(src, "rb") as f:
+    for line in f:
+        at = dt.datetime.fromisoformat(json.loads(line)["occurred_at"])
+        buckets.setdefault(int(at.timestamp()) // 900, []).append(line)
+for i, key in enumerate(sorted(buckets)):
+    with open(os.path.join(out, f"{i:05}.ndjson"), "wb") as f:
+        f.writelines(buckets[key])
+"""
+
 
 def median_of(runs, measure):
     """Run `measure()` `runs` times: the median seconds and the median peak RSS (MiB)."""
@@ -136,14 +154,7 @@ def bench_daily(size, work, runs, memory_limit, duckdb, lake=None):
             harness.run_measured([str(harness.PULSE), "-q", "--lake", str(lake), "import", str(src)])
     else:
         n = 100_000_000  # bench_history's lake: ten chunks of 10M valid, distinct events
-    config = work / "pulse-bench.toml"
-    engine = f'[engine]\nmemory_limit = "{memory_limit}"\n' if memory_limit else ""
-    config.write_text(
-        f'state_dir = "{work / "state"}"\n' + engine
-        + "".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items())
-    )
-    run = lambda as_of: harness.run_measured(
-        [str(harness.PULSE), "-q", "--config", str(config), "--lake", str(lake), "run", "--as-of", as_of])[:2]
+    run = daily_runner(work, lake, memory_limit)
     for derived in ["rollups", "metrics", "reports"]:
         shutil.rmtree(lake / derived, ignore_errors=True)
     cold = run(harness.END)  # builds the rollups of the whole history once
@@ -154,6 +165,76 @@ def bench_daily(size, work, runs, memory_limit, duckdb, lake=None):
         [sys.executable, str(DUCKDB_MODELS), str(lake), str(harness.ROOT / "queries"), next_day,
          str(fresh(duck_out)), json.dumps(TIMEZONES)])[:2])
     row(f"daily run {size}", n, pulse, duck, f"first run (rollups of the whole history) {cold[0]:.1f} s")
+
+
+def daily_runner(work, lake, memory_limit, extra=""):
+    """A function running `pulse run --as-of D` over `lake` (the two generated communities, no
+    email): it returns (seconds, peak RSS MiB)."""
+    config = work / "pulse-bench.toml"
+    engine = f'[engine]\nmemory_limit = "{memory_limit}"\n' if memory_limit else ""
+    config.write_text(
+        f'state_dir = "{work / "state"}"\n' + engine
+        + "".join(f'[[communities]]\nid = "{c}"\ntimezone = "{tz}"\n' for c, tz in TIMEZONES.items())
+        + extra
+    )
+    return lambda as_of: harness.run_measured(
+        [str(harness.PULSE), "-q", "--config", str(config), "--lake", str(lake), "run", "--as-of", as_of])[:2]
+
+
+def bench_compaction(work, runs):
+    """Small-file rot (issue 20): three weeks of generated events (the 10m members, 21 days)
+    imported as a lake fed every 15 minutes gets them, one `pulse import` per 15 minutes of
+    `occurred_at` (~2,070 imports: the local days of two time zones span more than 21 UTC days;
+    each import adds a file to every partition it touches); then,
+    with automatic compaction off, the daily run; `pulse compact`; the daily run again. The
+    first run after compaction recomputes the rollups of the compacted months (their file
+    names changed), so "daily" is the median of the runs after it, before and after. One more
+    15-minute import into a copy of the lake is timed before and after, too: every import reads
+    the lake's stored keys, file by file."""
+    src = work / "events-3w.ndjson"
+    if not src.exists():
+        harness.run_measured([str(harness.PULSE), "generate", "--members", "175000", "--days", "21",
+                              "--communities", "2", "--seed", "7", "--end", harness.END, "--out", str(src)])
+    slices = work / "slices-3w"
+    if not (slices / "done").exists():
+        # In a child: this process's heap would otherwise be every later child's starting peak
+        # RSS (a forked child's ru_maxrss counts the parent's pages it began with).
+        subprocess.run([sys.executable, "-c", SLICE_BY_15_MINUTES, str(src), str(fresh(slices))], check=True)
+        (slices / "done").touch()
+    files = sorted(slices.glob("*.ndjson"))
+    *history, last = files
+    n = harness.count_lines(src)
+    lake = fresh(work / "lake-3w")
+    import_into = lambda lake_dir, path: harness.run_measured(
+        [str(harness.PULSE), "-q", "--lake", str(lake_dir), "import", str(path)])[:2]
+    start = time.perf_counter()
+    peak = max(import_into(lake, path)[1] for path in history)
+    build = time.perf_counter() - start
+    parquet = lambda: sum(1 for _ in (lake / "events").rglob("*.parquet"))
+    before_files = parquet()
+    row(f"{len(history):,} small imports (15 minutes each)", n - harness.count_lines(last), (build, peak),
+        note=f"{before_files:,} event files, {build / len(history) * 1000:.0f} ms per import")
+
+    def one_more_import():
+        copy = fresh(work / "lake-3w-copy")
+        subprocess.run(["cp", "-al", str(lake), str(copy)], check=True)
+        measured = import_into(copy, last)
+        shutil.rmtree(copy)
+        return measured
+    last_n = harness.count_lines(last)
+    next_day = (dt.date.fromisoformat(harness.END) + dt.timedelta(days=1)).isoformat()
+    run = daily_runner(work, lake, None, "[compaction]\nmax_files = 0\n")
+    for when in ["before", "after"]:
+        if when == "after":
+            compact = harness.run_measured([str(harness.PULSE), "-q", "--config", str(work / "pulse-bench.toml"),
+                                            "--lake", str(lake), "compact"])[:2]
+            row("pulse compact", n - last_n, compact, note=f"{before_files:,} → {parquet():,} event files")
+        row(f"one more 15-minute import, {when} compaction", last_n, median_of(runs, one_more_import))
+        first = run(next_day)
+        daily = median_of(runs, lambda: run(next_day))
+        note = (f"first run ({'rollups of the whole history' if when == 'before' else 'compacted months recomputed'})"
+                f" {first[0]:.1f} s")
+        row(f"daily run, {when} compaction", n - last_n, daily, note=note)
 
 
 def bench_history(work, runs, memory_limit, only):
@@ -293,6 +374,8 @@ def main():
             bench_daily(size, work, args.runs, args.memory_limit, not args.no_duckdb)
     if "intake" in only:
         bench_intake(work, args.runs, args.intake_seconds)
+    if "compaction" in only:
+        bench_compaction(work, args.runs)
 
 
 if __name__ == "__main__":
