@@ -30,14 +30,19 @@ points AS (
     JOIN p_points p ON p.event_type = d.event_type
     GROUP BY d.member_id
 ),
+-- Distinct (member, day) pairs first, then plain counts: count(DISTINCT …) per member keeps a
+-- set per group and was four times as slow with 1.8M members.
 active AS (
     SELECT
-        d.member_id,
-        count(DISTINCT CASE WHEN d.day >= $w_start THEN d.day END) AS active_days,
-        count(DISTINCT CASE WHEN d.day < $w_start THEN d.day END) AS prev_active_days
-    FROM days d
-    JOIN p_active_types a ON a.event_type = d.event_type
-    GROUP BY d.member_id
+        member_id,
+        count(CASE WHEN day >= $w_start THEN 1 END) AS active_days,
+        count(CASE WHEN day < $w_start THEN 1 END) AS prev_active_days
+    FROM (
+        SELECT DISTINCT d.member_id, d.day
+        FROM days d
+        JOIN p_active_types a ON a.event_type = d.event_type
+    )
+    GROUP BY member_id
 ),
 received AS (
     SELECT target_member_id AS member_id, sum(n) AS received

@@ -31,11 +31,13 @@ engagement AS (
       AND event_type IN ('comment', 'like', 'share', 'cite')
       AND occurred_at >= $wp_start_ts AND occurred_at < $as_of_ts
 ),
-counted AS (
+-- Per (post, engager) first, then per post: engagers is then a plain count (count(DISTINCT …)
+-- per post keeps a set per group).
+by_engager AS (
     SELECT
         p.source,
         p.event_id,
-        count(DISTINCT e.member_id) AS engagers,
+        e.member_id,
         sum(CASE WHEN e.event_type = 'comment' THEN 1 ELSE 0 END) AS comments,
         sum(CASE WHEN e.event_type = 'like' THEN 1 ELSE 0 END) AS likes,
         sum(CASE WHEN e.event_type = 'share' THEN 1 ELSE 0 END) AS shares,
@@ -45,7 +47,19 @@ counted AS (
     WHERE e.member_id <> p.member_id
       AND e.occurred_at >= p.occurred_at
       AND e.occurred_at < p.window_end
-    GROUP BY p.source, p.event_id
+    GROUP BY p.source, p.event_id, e.member_id
+),
+counted AS (
+    SELECT
+        source,
+        event_id,
+        count(*) AS engagers,
+        sum(comments) AS comments,
+        sum(likes) AS likes,
+        sum(shares) AS shares,
+        sum(cites) AS cites
+    FROM by_engager
+    GROUP BY source, event_id
 ),
 final AS (
     SELECT

