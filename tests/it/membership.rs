@@ -355,7 +355,10 @@ fn members_at_the_start_of_w_follow_joins_leaves_and_bans_on_both_sides_of_it() 
     s.compute("2026-11-11");
     let (value, prev) = kpis(&s)["members"].clone();
     // as_of: p, t, u, x. W's start (2026-11-01): p, r, v.
-    assert!(approx(&value, 4.0) && approx(&prev, 3.0), "members: ({value}, {prev})");
+    assert!(
+        approx(&value, 4.0) && approx(&prev, 3.0),
+        "members: ({value}, {prev})"
+    );
 }
 
 #[test]
