@@ -152,7 +152,8 @@ fn demo(options: &DemoOptions) -> Result<()> {
     ))?;
     let models: Vec<_> = runs.iter().filter_map(|r| r.models.as_ref()).collect();
     println!(
-        "3/4 computed 7 metric tables for as_of {} ({})",
+        "3/4 computed {} metric tables for as_of {} ({})",
+        models.first().map_or(0, |r| r.tables.len()),
         options.as_of,
         models
             .iter()
