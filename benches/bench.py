@@ -186,8 +186,8 @@ def bench_compaction(work, runs):
     """Small-file rot (issue 20): three weeks of generated events (the 10m members, 21 days)
     imported as a lake fed every 15 minutes gets them, one `pulse import` per 15 minutes of
     `occurred_at` (~2,070 imports: the local days of two time zones span more than 21 UTC days;
-    each import adds a file to every partition it touches); then,
-    with automatic compaction off, the daily run; `pulse compact`; the daily run again. The
+    each import adds a file to every partition it touches); then, with automatic compaction
+    off, the daily run; `pulse compact`; the daily run again. The
     first run after compaction recomputes the rollups of the compacted months (their file
     names changed), so "daily" is the median of the runs after it, before and after. One more
     15-minute import into a copy of the lake is timed before and after, too: every import reads
@@ -206,8 +206,6 @@ def bench_compaction(work, runs):
     *history, last = files
     n = harness.count_lines(src)
     lake = fresh(work / "lake-3w")
-    import_into = lambda lake_dir, path: harness.run_measured(
-        [str(harness.PULSE), "-q", "--lake", str(lake_dir), "import", str(path)])[:2]
     start = time.perf_counter()
     peak = max(import_into(lake, path)[1] for path in history)
     build = time.perf_counter() - start
@@ -216,12 +214,7 @@ def bench_compaction(work, runs):
     row(f"{len(history):,} small imports (15 minutes each)", n - harness.count_lines(last), (build, peak),
         note=f"{before_files:,} event files, {build / len(history) * 1000:.0f} ms per import")
 
-    def one_more_import():
-        copy = fresh(work / "lake-3w-copy")
-        subprocess.run(["cp", "-al", str(lake), str(copy)], check=True)
-        measured = import_into(copy, last)
-        shutil.rmtree(copy)
-        return measured
+    one_more_import = lambda: import_into_copy(lake, last, work / "lake-3w-copy")
     last_n = harness.count_lines(last)
     next_day = (dt.date.fromisoformat(harness.END) + dt.timedelta(days=1)).isoformat()
     run = daily_runner(work, lake, None, "[compaction]\nmax_files = 0\n")
@@ -265,14 +258,23 @@ def bench_history(work, runs, memory_limit, only):
 def bench_import_into(base, nxt, work, runs):
     """`nxt` imported into a hard-linked copy of the lake `base`, `runs` times."""
     n = harness.count_lines(nxt)
-    copy = work / "lake-100m-run"
+    row("import 10M into a lake of 100M", n,
+        median_of(runs, lambda: import_into_copy(base, nxt, work / "lake-100m-run")))
 
-    def import_next():
-        fresh(copy)
-        subprocess.run(["cp", "-al", str(base), str(copy)], check=True)
-        return harness.run_measured([str(harness.PULSE), "-q", "--lake", str(copy), "import", str(nxt)])[:2]
-    row("import 10M into a lake of 100M", n, median_of(runs, import_next))
-    shutil.rmtree(copy, ignore_errors=True)
+
+def import_into(lake, path):
+    """`pulse import path` into `lake`: (seconds, peak RSS MiB)."""
+    return harness.run_measured([str(harness.PULSE), "-q", "--lake", str(lake), "import", str(path)])[:2]
+
+
+def import_into_copy(base, path, copy):
+    """`path` imported into `copy`, a hard-linked copy of the lake `base` (an import adds and
+    renames files, it never changes one, so `base` stays as it was); `copy` is removed after."""
+    fresh(copy)
+    subprocess.run(["cp", "-al", str(base), str(copy)], check=True)
+    measured = import_into(copy, path)
+    shutil.rmtree(copy)
+    return measured
 
 
 def free_port():

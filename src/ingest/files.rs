@@ -2,10 +2,11 @@
 //!
 //! Files are read in blocks of whole lines; a block is parsed and validated on all cores part
 //! by part, and each part is offered to the [`EventWriter`] in input order (so "first received
-//! wins" follows the file order) while the next part is parsed. A bad line is quarantined with its file, line number and reason; the rest of
-//! the file goes on. An NDJSON line longer than [`MAX_LINE_BYTES`] is not parsed and not
-//! copied: it is quarantined by reference (file, line number, its length and an xxh3-64 hash of
-//! its bytes), and one longer than the read buffer is hashed as it streams past, never held.
+//! wins" follows the file order) while the next part is parsed. A bad line is quarantined with
+//! its file, line number and reason; the rest of the file goes on. An NDJSON line longer than
+//! [`MAX_LINE_BYTES`] is not parsed and not copied: it is quarantined by reference (file, line
+//! number, its length and an xxh3-64 hash of its bytes), and one longer than the read buffer is
+//! hashed as it streams past, never held.
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Read};

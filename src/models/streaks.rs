@@ -15,9 +15,10 @@
 //! month is recomputed), and the run reads 32–62 days of check-ins. A month's fingerprint
 //! hashes the model's SQL, the timezone, the fingerprint of the month before and the names of
 //! the `member_day_types` rollup files of the three UTC months its local days can come from
-//! (those names change whenever their events do: see [`super::rollups`]). So late events, compaction or an erasure (`pulse forget`) in a month
-//! change that month's state and, through the chain, every later one; the next run recomputes
-//! them once, and nothing else is recomputed.
+//! (those names change whenever their events do: see [`super::rollups`]). So late events,
+//! compaction or an erasure (`pulse forget`) in a month change that month's state and, through
+//! the chain, every later one; the next run recomputes them once, and nothing else is
+//! recomputed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
