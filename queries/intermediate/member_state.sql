@@ -2,25 +2,38 @@
 -- day of their first event, their cohort day (first `join`, else first seen; §4.5), whether
 -- they are banned (latest ban/unban is `ban`) or left (latest join/leave is `leave`) as of D
 -- (§4.3 rules 1–2; ties on occurred_at go to the later received_at, §4.8), and last_active_at
--- (latest active event before as_of, all time; §4.1). `current_at_w_start` says whether the
--- member was a current member (seen, not left, not banned) when W began, for kpis' prev_value.
+-- (latest active event before as_of, all time; §4.1). banned_at_w_start and left_at_w_start are
+-- the same states when W began (for the tiers at the start of W, member_tiers), and
+-- `current_at_w_start` says whether the member was a current member then (seen, not left, not
+-- banned), for kpis' prev_value.
 -- test unique: member_id
-WITH days AS (
-    SELECT member_id, day, event_type, first_at, last_at
-    FROM member_day_types
-    WHERE community_id = $community AND day < $as_of
-),
--- One pass over the days: the left join only marks active types (a.event_type is NULL for
--- the others), so first seen and last active come from the same scan and aggregate.
-seen AS (
+-- First seen and last active over the whole history: the months before as_of's month from the
+-- monthly rollup (one row per member and month), the days of as_of's month before as_of from
+-- the daily one (the left join only marks active types: a.event_type is NULL for the others).
+WITH activity AS (
+    SELECT member_id, first_at, first_day, last_active_at
+    FROM member_months
+    WHERE community_id = $community AND month < $as_of_month
+    UNION ALL
     SELECT
         d.member_id,
-        min(d.first_at) AS first_seen_at,
-        min(d.day) AS first_seen_day,
-        max(CASE WHEN a.event_type IS NOT NULL THEN d.last_at END) AS last_active_at
-    FROM days d
+        d.first_at,
+        d.day AS first_day,
+        CASE WHEN a.event_type IS NOT NULL THEN d.last_at END AS last_active_at
+    FROM member_day_types d
     LEFT JOIN p_active_types a ON a.event_type = d.event_type
-    GROUP BY d.member_id
+    WHERE d.community_id = $community
+      AND d.event_date BETWEEN $as_of_month - INTERVAL '1' DAY AND $scan_to
+      AND d.day >= $as_of_month AND d.day < $as_of
+),
+seen AS (
+    SELECT
+        member_id,
+        min(first_at) AS first_seen_at,
+        min(first_day) AS first_seen_day,
+        max(last_active_at) AS last_active_at
+    FROM activity
+    GROUP BY member_id
 ),
 membership AS (
     SELECT member_id, event_type, occurred_at, received_at, day
@@ -71,7 +84,7 @@ first_join AS (
     WHERE event_type = 'join'
     GROUP BY member_id
 ),
-final AS (
+states AS (
     SELECT
         s.member_id,
         s.first_seen_at,
@@ -79,14 +92,28 @@ final AS (
         coalesce(j.first_join_day, s.first_seen_day) AS cohort_day,
         coalesce(l.ban_state = 'ban', false) AS banned,
         coalesce(l.join_state = 'leave', false) AS has_left,
-        s.first_seen_day < $w_start
-            AND NOT coalesce(CASE WHEN c.member_id IS NULL THEN l.ban_state ELSE l.prev_ban_state END = 'ban', false)
-            AND NOT coalesce(CASE WHEN c.member_id IS NULL THEN l.join_state ELSE l.prev_join_state END = 'leave', false)
-            AS current_at_w_start,
+        coalesce(CASE WHEN c.member_id IS NULL THEN l.ban_state ELSE l.prev_ban_state END = 'ban', false)
+            AS banned_at_w_start,
+        coalesce(CASE WHEN c.member_id IS NULL THEN l.join_state ELSE l.prev_join_state END = 'leave', false)
+            AS left_at_w_start,
         s.last_active_at
     FROM seen s
     LEFT JOIN latest l ON l.member_id = s.member_id
     LEFT JOIN first_join j ON j.member_id = s.member_id
     LEFT JOIN changed_in_w c ON c.member_id = s.member_id
+),
+final AS (
+    SELECT
+        member_id,
+        first_seen_at,
+        first_seen_day,
+        cohort_day,
+        banned,
+        has_left,
+        banned_at_w_start,
+        left_at_w_start,
+        first_seen_day < $w_start AND NOT banned_at_w_start AND NOT left_at_w_start AS current_at_w_start,
+        last_active_at
+    FROM states
 )
 SELECT * FROM final

@@ -1,14 +1,16 @@
 -- member_window (helper): each seen member's counts over the window W (local days
 -- $w_start … $as_of − 1) and W′ (the window before): P, I, C of SPEC §4.1, posts, active days
--- in W and W′, and points with per-day caps (§4.2).
+-- in W and W′, and points with per-day caps (§4.2). For the tiers at the start of W (§4.3 at
+-- D − window_days, in member_tiers) also C and posts in W′ and active days in W″ (the window
+-- before W′).
 -- A local day's counts are summed over UTC partitions and currencies before a cap applies.
 -- test unique: member_id
 WITH days AS (
     SELECT member_id, day, event_type, sum(n) AS n
     FROM member_day_types
     WHERE community_id = $community
-      AND event_date BETWEEN $wp_scan_from AND $scan_to
-      AND day >= $wp_start AND day < $as_of
+      AND event_date BETWEEN $wpp_scan_from AND $scan_to
+      AND day >= $wpp_start AND day < $as_of
     GROUP BY member_id, day, event_type
 ),
 in_w AS (
@@ -17,11 +19,14 @@ in_w AS (
 counts AS (
     SELECT
         member_id,
-        sum(CASE WHEN event_type IN ('post', 'attend', 'checkin') THEN n ELSE 0 END) AS participation,
-        sum(CASE WHEN event_type IN ('comment', 'like', 'share') THEN n ELSE 0 END) AS interaction,
-        sum(CASE WHEN event_type = 'solution' THEN n ELSE 0 END) AS solutions,
-        sum(CASE WHEN event_type = 'post' THEN n ELSE 0 END) AS posts
-    FROM in_w
+        sum(CASE WHEN day >= $w_start AND event_type IN ('post', 'attend', 'checkin') THEN n ELSE 0 END) AS participation,
+        sum(CASE WHEN day >= $w_start AND event_type IN ('comment', 'like', 'share') THEN n ELSE 0 END) AS interaction,
+        sum(CASE WHEN day >= $w_start AND event_type = 'solution' THEN n ELSE 0 END) AS solutions,
+        sum(CASE WHEN day >= $w_start AND event_type = 'post' THEN n ELSE 0 END) AS posts,
+        sum(CASE WHEN day < $w_start AND event_type = 'solution' THEN n ELSE 0 END) AS prev_solutions,
+        sum(CASE WHEN day < $w_start AND event_type = 'post' THEN n ELSE 0 END) AS prev_posts
+    FROM days
+    WHERE day >= $wp_start
     GROUP BY member_id
 ),
 points AS (
@@ -36,7 +41,8 @@ active AS (
     SELECT
         member_id,
         count(CASE WHEN day >= $w_start THEN 1 END) AS active_days,
-        count(CASE WHEN day < $w_start THEN 1 END) AS prev_active_days
+        count(CASE WHEN day >= $wp_start AND day < $w_start THEN 1 END) AS prev_active_days,
+        count(CASE WHEN day < $wp_start THEN 1 END) AS prev_prev_active_days
     FROM (
         SELECT DISTINCT d.member_id, d.day
         FROM days d
@@ -45,7 +51,10 @@ active AS (
     GROUP BY member_id
 ),
 received AS (
-    SELECT target_member_id AS member_id, sum(n) AS received
+    SELECT
+        target_member_id AS member_id,
+        sum(CASE WHEN day >= $w_start THEN n ELSE 0 END) AS received,
+        sum(CASE WHEN day < $w_start THEN n ELSE 0 END) AS prev_received
     FROM engagement_edges
     WHERE event_type IN ('like', 'share', 'cite')
     GROUP BY target_member_id
@@ -59,6 +68,9 @@ final AS (
         coalesce(c.posts, 0) AS posts,
         coalesce(a.active_days, 0) AS active_days,
         coalesce(a.prev_active_days, 0) AS prev_active_days,
+        coalesce(r.prev_received, 0) + coalesce(c.prev_solutions, 0) AS prev_contribution,
+        coalesce(c.prev_posts, 0) AS prev_posts,
+        coalesce(a.prev_prev_active_days, 0) AS prev_prev_active_days,
         coalesce(p.points, 0.0) AS points
     FROM member_state s
     LEFT JOIN counts c ON c.member_id = s.member_id

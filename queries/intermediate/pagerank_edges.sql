@@ -4,5 +4,6 @@
 -- The PageRank itself is computed in Rust (src/models/pagerank.rs): iteration is not SQL's job.
 SELECT member_id AS source, target_member_id AS target, sum(n) AS weight
 FROM engagement_edges
+WHERE day >= $w_start
 GROUP BY member_id, target_member_id
 ORDER BY source, target

@@ -1,6 +1,7 @@
 -- member_activity: one row per member seen before as_of — P, I, C, R, the activity score
 -- A = wP·P + wI·I + wC·C + wR·R (SPEC §4.1, raw or percentile-normalized), active days,
--- points (§4.2), tier (§4.3, first matching rule wins), first_seen_at and last_active_at.
+-- points (§4.2), tier (§4.3, first matching rule wins: member_tiers), first_seen_at and
+-- last_active_at.
 -- R = active_days / eligible_days, eligible_days = days of W on or after the first-seen day.
 -- checkin_streak and longest_checkin_streak: §4.10 (checkin_streaks; 0 without check-ins).
 -- test unique: member_id
@@ -12,14 +13,11 @@ WITH base AS (
         s.first_seen_at,
         s.first_seen_day,
         s.last_active_at,
-        s.banned,
-        s.has_left,
+        t.tier,
         w.participation,
         w.interaction,
         w.contribution,
-        w.posts,
         w.active_days,
-        w.prev_active_days,
         w.points,
         coalesce(k.checkin_streak, 0) AS checkin_streak,
         coalesce(k.longest_checkin_streak, 0) AS longest_checkin_streak,
@@ -27,6 +25,7 @@ WITH base AS (
             / CAST(days_between(greatest($w_start, s.first_seen_day), $as_of) AS DOUBLE) AS retention
     FROM member_state s
     JOIN member_window w ON w.member_id = s.member_id
+    JOIN member_tiers t ON t.member_id = s.member_id
     LEFT JOIN checkin_streaks k ON k.member_id = s.member_id
 ),
 normalized AS (
@@ -49,16 +48,7 @@ final AS (
             + $weight_contribution * c_norm + $weight_retention * r_norm AS activity_score,
         active_days,
         points,
-        CASE
-            WHEN banned THEN 'banned'
-            WHEN has_left THEN 'left'
-            WHEN contribution >= $contributor_min_contribution AND posts >= 1 THEN 'contributor'
-            WHEN active_days >= $active_min_days THEN 'active'
-            WHEN first_seen_day >= $w_start THEN 'new'
-            WHEN prev_active_days >= $at_risk_prev_min_days AND active_days * 2 < prev_active_days THEN 'at_risk'
-            WHEN active_days = 0 THEN 'dormant'
-            ELSE 'regular'
-        END AS tier,
+        tier,
         first_seen_at,
         last_active_at,
         checkin_streak,

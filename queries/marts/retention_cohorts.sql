@@ -20,13 +20,28 @@ recent AS (
     FROM (SELECT cohort_start, cohort_size, row_number() OVER (ORDER BY cohort_start DESC) AS recency FROM sizes)
     WHERE recency <= $cohort_periods
 ),
+-- Members' active periods: with month cohorts, the months before as_of's month come from the
+-- monthly rollup (a row with last_active_at had an active event that month) and only as_of's
+-- month from the daily one; with week cohorts every day comes from the daily rollup.
 active_periods AS (
-    SELECT DISTINCT d.member_id, period_start(d.day, $grain) AS period
-    FROM member_day_types d
-    JOIN p_active_types a ON a.event_type = d.event_type
-    WHERE d.community_id = $community
-      AND d.day < $as_of
-      AND d.day >= (SELECT min(cohort_start) FROM recent)
+    SELECT DISTINCT member_id, period
+    FROM (
+        SELECT member_id, month AS period
+        FROM member_months
+        WHERE community_id = $community
+          AND $grain = 'month'
+          AND last_active_at IS NOT NULL
+          AND month < $as_of_month
+          AND month >= (SELECT min(cohort_start) FROM recent)
+        UNION ALL
+        SELECT d.member_id, period_start(d.day, $grain) AS period
+        FROM member_day_types d
+        JOIN p_active_types a ON a.event_type = d.event_type
+        WHERE d.community_id = $community
+          AND d.day < $as_of
+          AND d.day >= (SELECT min(cohort_start) FROM recent)
+          AND ($grain <> 'month' OR d.day >= $as_of_month)
+    )
 ),
 retained AS (
     SELECT m.cohort_start, periods_between(m.cohort_start, p.period, $grain) AS period_offset, count(*) AS retained

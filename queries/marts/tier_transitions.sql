@@ -1,18 +1,17 @@
 -- tier_transitions: who moved between tiers over W (SPEC §4.3's tiers at two dates; issue 21).
 -- from_tier is each member's tier at the start of W — the tier rules of SPEC §4.3 applied at
--- as_of − window_days to the window before it, computed in this run (`tiers_at_w_start`, the
--- member_activity model over that earlier window), so it exists on the first run; null for a
--- member first seen in W. to_tier is the member's tier at as_of (member_activity). One row per
--- (from_tier, to_tier) with the members' count and their ids (sorted). direction orders tiers
+-- as_of − window_days to the window before it, computed in this run from this run's data
+-- (member_tiers.tier_at_w_start), so it exists on the first run; null for a member first seen
+-- in W. to_tier is the member's tier at as_of. One row per (from_tier, to_tier) with the
+-- members' count and their ids (sorted). direction orders tiers
 -- contributor > active > regular = new > at_risk > dormant > left = banned: `up`, `down`,
 -- `held` (same level), `joined` (no tier at the start of W).
 -- test unique: from_tier, to_tier
 -- test accepted_values: direction = up, down, held, joined
 -- Reference: docs/metrics.md#tier_transitions
 WITH moves AS (
-    SELECT a.member_id, s.tier AS from_tier, a.tier AS to_tier
-    FROM member_activity a
-    LEFT JOIN tiers_at_w_start s ON s.member_id = a.member_id
+    SELECT member_id, tier_at_w_start AS from_tier, tier AS to_tier
+    FROM member_tiers
 ),
 levels AS (
     SELECT

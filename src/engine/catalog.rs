@@ -191,6 +191,16 @@ fn rollup_schemas() -> Vec<(&'static str, SchemaRef)> {
             ]),
         ),
         (
+            "member_months",
+            schema(vec![
+                ("member_id", Utf8, false),
+                ("month", Date32, true),
+                ("first_at", ts(), true),
+                ("first_day", Date32, true),
+                ("last_active_at", ts(), true),
+            ]),
+        ),
+        (
             "membership_events",
             schema(vec![
                 ("event_date", Date32, false),

@@ -251,15 +251,11 @@ pub async fn run_community(
     // without starting an engine (and Ballista 55 can stall on plans over zero files).
     let engine = if rollups::has_events(lake, &settings.id)? {
         let ctx = crate::engine::session(&config.engine, lake).await?;
-        let refreshed =
-            rollups::refresh(&ctx, lake, &settings.id, settings.timezone.name()).await?;
-        tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
         register_parameter_tables(&ctx, settings).await?;
+        let refreshed = rollups::refresh(&ctx, lake, settings).await?;
+        tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "rollups up to date");
         streaks::register_state(&ctx, lake, settings, as_of).await?;
         tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "check-in state up to date");
-        let tiers = tiers_at_w_start(config, lake, settings, &window).await?;
-        tracing::debug!(community = %settings.id, seconds = started.elapsed().as_secs_f64(), "tiers at the start of W computed");
-        crate::engine::register_batches(&ctx, TIERS_AT_W_START, tiers.0, tiers.1).await?;
         Some((ctx, refreshed))
     } else {
         None
@@ -282,9 +278,10 @@ pub async fn run_community(
                             community: settings.id.clone(),
                             source: Box::new(e),
                         })?;
+                let computed = model_started.elapsed().as_secs_f64();
                 crate::engine::register_batches(ctx, model.name, schema, batches.clone()).await?;
                 run_tests(ctx, &model, &settings.id).await?;
-                tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), "model computed");
+                tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), compute_seconds = computed, "model computed");
                 batches
             }
         };
@@ -318,46 +315,6 @@ pub async fn run_community(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// The table `tier_transitions` reads each member's tier at the start of W from.
-const TIERS_AT_W_START: &str = "tiers_at_w_start";
-
-/// Each member's tier at the start of W (member_id, tier): `member_activity` — SPEC §4.3's
-/// rules — computed at as_of − window_days over the window before it, in a session of its own
-/// (its intermediate models as views with that earlier window's parameters), so tier movement
-/// is measured, not read from an older run that may not exist. Members not yet seen then have
-/// no row.
-async fn tiers_at_w_start(
-    config: &Config,
-    lake: &Lake,
-    settings: &CommunitySettings,
-    window: &RunWindow,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("member_id", DataType::Utf8, false),
-        Field::new("tier", DataType::Utf8, false),
-    ]));
-    let earlier = RunWindow::new(window.w_start, settings.window_days, settings.timezone);
-    let params = parameters(settings, &earlier);
-    let ctx = crate::engine::session(&config.engine, lake).await?;
-    register_parameter_tables(&ctx, settings).await?;
-    streaks::register_state(&ctx, lake, settings, earlier.as_of).await?;
-    let sql = project::sql(Kind::Mart, "member_activity")
-        .ok_or_else(|| Error::Project("queries/marts/member_activity.sql is missing".into()))?;
-    register_intermediates(&ctx, [sql], &params, Intermediates::Computed).await?;
-    let batches = ctx
-        .sql_with_options(sql, crate::engine::read_only())
-        .await?
-        .with_param_values(params)?
-        .select_columns(&["member_id", "tier"])?
-        .collect()
-        .await?;
-    let batches = batches
-        .iter()
-        .map(|b| conform(b, &schema))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((schema, batches))
 }
 
 /// Run a model's data tests against its (registered) output.
@@ -409,21 +366,9 @@ async fn compute(
     }
 }
 
-/// How [`register_intermediates`] registers a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intermediates {
-    /// Planned now, computed inside each query that reads it (and as often as it is read):
-    /// for queries that read little of it, like the report's.
-    Views,
-    /// Computed once now, in dependency order, and registered as batches: for a query that
-    /// reads them whole, and more than once (member_activity reads member_state directly and
-    /// through member_window; as views, member_state was computed twice).
-    Computed,
-}
-
-/// Register in `ctx` the intermediate models that the queries `reads` read (and the
-/// intermediate models those read), with `params` bound; nothing is written. This is how a
-/// session other than a models run (the report's, the tiers at the start of W) applies a rule
+/// Register in `ctx`, as views, the intermediate models that the queries `reads` read (and the
+/// intermediate models those read), with `params` bound; nothing is computed or written until
+/// a query reads them. This is how a session other than a models run (the report's) applies a rule
 /// that lives in an intermediate model — the 48-hour answer rule of `answered_posts`, say —
 /// without a second definition of it.
 ///
@@ -433,7 +378,6 @@ pub async fn register_intermediates<'a>(
     ctx: &SessionContext,
     reads: impl IntoIterator<Item = &'a str>,
     params: &[(&'static str, ScalarValue)],
-    how: Intermediates,
 ) -> Result<()> {
     let all = models()?;
     let by_name: BTreeMap<&str, &Model> = all.iter().map(|m| (m.name, m)).collect();
@@ -465,20 +409,12 @@ pub async fn register_intermediates<'a>(
             )));
         };
         ctx.deregister_table(model.name)?;
-        match how {
-            Intermediates::Views => {
-                let view = ctx
-                    .sql_with_options(sql, crate::engine::read_only())
-                    .await?
-                    .with_param_values(params.to_vec())?
-                    .into_view();
-                ctx.register_table(model.name, view)?;
-            }
-            Intermediates::Computed => {
-                let (schema, batches) = compute(ctx, model, params).await?;
-                crate::engine::register_batches(ctx, model.name, schema, batches).await?;
-            }
-        }
+        let view = ctx
+            .sql_with_options(sql, crate::engine::read_only())
+            .await?
+            .with_param_values(params.to_vec())?
+            .into_view();
+        ctx.register_table(model.name, view)?;
     }
     Ok(())
 }
@@ -564,6 +500,8 @@ mod tests {
         assert_eq!(deps("member_state"), Vec::<String>::new());
         assert_eq!(deps("member_window"), ["engagement_edges", "member_state"]);
         assert_eq!(deps("pagerank_edges"), ["engagement_edges"]);
+        assert_eq!(deps("member_tiers"), ["member_state", "member_window"]);
+        assert_eq!(deps("tier_transitions"), ["member_tiers"]);
         assert_eq!(
             deps("demand_categories"),
             ["answered_posts", "member_state", "post_categories"]
@@ -592,9 +530,8 @@ mod tests {
                     all.iter().any(|other| other.name == t)
                         || catalog::table(&t).is_some()
                         || PARAMETER_TABLES.contains(&t.as_str())
-                        || t == TIERS_AT_W_START
                         || t == streaks::CHECKIN_STATE,
-                    "model `{}` reads `{t}`, which is neither a model, a lake table, a parameter table, the tiers at the start of W nor the check-in state",
+                    "model `{}` reads `{t}`, which is neither a model, a lake table, a parameter table nor the check-in state",
                     m.name
                 );
             }

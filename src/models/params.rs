@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, NaiveDate, TimeZone};
+use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
@@ -34,6 +34,9 @@ pub struct RunWindow {
     pub w_start: NaiveDate,
     /// First local day of W′ (D − 2·window_days).
     pub wp_start: NaiveDate,
+    /// First local day of W″, the window before W′ (D − 3·window_days): the tiers at the start
+    /// of W (SPEC §4.3 at D − window_days) read its active days for their `at_risk` rule.
+    pub wpp_start: NaiveDate,
     /// Instants (µs, UTC) of local midnight starting D, W and W′.
     pub as_of_ts: i64,
     pub w_start_ts: i64,
@@ -61,6 +64,7 @@ impl RunWindow {
             as_of,
             w_start,
             wp_start,
+            wpp_start: wp_start - Duration::days(window_days as i64),
             as_of_ts: local_midnight(as_of, tz),
             w_start_ts: local_midnight(w_start, tz),
             wp_start_ts: local_midnight(wp_start, tz),
@@ -90,13 +94,21 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
         ("tz", utf8(s.timezone.name())),
         ("as_of", date(w.as_of)),
         ("last_day", date(w.as_of - Duration::days(1))),
+        // The first day of as_of's month: whole-history models read the months before it from
+        // the monthly rollup (member_months) and only its days from the daily one.
+        (
+            "as_of_month",
+            date(w.as_of.with_day(1).expect("day 1 exists")),
+        ),
         ("w_start", date(w.w_start)),
         ("wp_start", date(w.wp_start)),
+        ("wpp_start", date(w.wpp_start)),
         ("as_of_ts", timestamp(w.as_of_ts)),
         ("w_start_ts", timestamp(w.w_start_ts)),
         ("wp_start_ts", timestamp(w.wp_start_ts)),
         ("w_scan_from", utc_from(w.w_start)),
         ("wp_scan_from", utc_from(w.wp_start)),
+        ("wpp_scan_from", utc_from(w.wpp_start)),
         ("scan_to", date(w.as_of)),
         ("window_days", int(s.window_days)),
         (

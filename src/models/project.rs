@@ -129,6 +129,7 @@ mod tests {
                 "content_authors",
                 "member_day_types",
                 "member_edges",
+                "member_months",
                 "membership_events",
                 "payment_events",
                 "post_words"
@@ -141,6 +142,7 @@ mod tests {
                 "checkin_streaks",
                 "engagement_edges",
                 "member_state",
+                "member_tiers",
                 "member_window",
                 "pagerank_edges",
                 "paid_spells",

@@ -6,9 +6,11 @@
 //! history is 12 small files to scan, not 365. The fingerprint hashes the rollup's SQL, the
 //! community's timezone (local days depend on it), the names of the event files of the
 //! month and, for a rollup that segments text (`post_words`), the segmentation rules and the
-//! shipped word lists. Event files are content-named and only ever added, so a month whose file
-//! list is unchanged has a valid rollup; a month that gained files (late events) or whose timezone
-//! changed is recomputed, and nothing else is.
+//! shipped word lists, for one that reads the community's active event types (`member_months`),
+//! those types. Event files are content-named and only ever added, so a month whose file list is
+//! unchanged has a valid rollup; a month that gained files (late events) or whose timezone or
+//! active types changed is recomputed, and nothing else is. The parameter tables
+//! (`models::params`) must be registered before a refresh.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 
 use super::project::{self, Kind};
+use crate::config::CommunitySettings;
 use crate::engine::functions::date_scalar;
 use crate::error::Result;
 use crate::lake::Lake;
@@ -79,16 +82,27 @@ pub fn has_events(lake: &Lake, community: &str) -> Result<bool> {
     Ok(!event_months(lake, community)?.is_empty())
 }
 
-fn fingerprint(sql: &str, tz: &str, files: &[String]) -> String {
+fn fingerprint(sql: &str, settings: &CommunitySettings, files: &[String]) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    // A rollup that segments text also depends on the segmentation rules and word lists (only
-    // there: other rollups keep the fingerprints, and files, they had before).
+    // A rollup that segments text also depends on the segmentation rules and word lists, one
+    // that reads the active types on those (only there: other rollups keep the fingerprints,
+    // and files, they had before).
     let words = sql
         .contains("post_terms(")
         .then(crate::engine::terms::rules_hash);
-    for part in [sql, tz]
+    let active_types = sql.contains("p_active_types").then(|| {
+        let mut types: Vec<String> = settings
+            .active_event_types
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        types.sort();
+        types.join(",")
+    });
+    for part in [sql, settings.timezone.name()]
         .into_iter()
         .chain(words.as_deref())
+        .chain(active_types.as_deref())
         .chain(files.iter().map(String::as_str))
     {
         h.update(part.as_bytes());
@@ -104,13 +118,13 @@ fn partition_path(table: &str, community: &str, month: NaiveDate) -> String {
     )
 }
 
-/// Bring every rollup of `community` up to date with its events.
+/// Bring every rollup of a community up to date with its events.
 pub async fn refresh(
     ctx: &SessionContext,
     lake: &Lake,
-    community: &str,
-    tz: &str,
+    settings: &CommunitySettings,
 ) -> Result<RefreshStats> {
+    let (community, tz) = (settings.id.as_str(), settings.timezone.name());
     let months = event_months(lake, community)?;
     let mut stats = RefreshStats {
         partitions: months.len(),
@@ -122,7 +136,7 @@ pub async fn refresh(
         let (table, sql) = (rollup.name, rollup.sql);
         let mut swaps = Vec::new();
         for (month, files) in &months {
-            let name = fingerprint(sql, tz, files);
+            let name = fingerprint(sql, settings, files);
             let target = partition_path(table, community, *month);
             if lake.exists(&format!("{target}/{name}"))? {
                 continue;
@@ -166,6 +180,13 @@ mod tests {
                 ctx.register_udf(udf);
             }
             crate::engine::catalog::register_all(&ctx, &lake)
+                .await
+                .unwrap();
+            // The parameter table a rollup may read (`member_months`).
+            ctx.sql("CREATE TABLE p_active_types (event_type VARCHAR NOT NULL) AS VALUES ('post')")
+                .await
+                .unwrap()
+                .collect()
                 .await
                 .unwrap();
             let rollups = project::of_kind(Kind::Rollup).unwrap();

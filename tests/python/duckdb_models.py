@@ -100,11 +100,13 @@ def midnight(day, tz):
 out.mkdir(parents=True, exist_ok=True)
 def window_params(community, tz, as_of):
     w_start, wp_start = as_of - dt.timedelta(days=WINDOW), as_of - dt.timedelta(days=2 * WINDOW)
+    wpp_start = as_of - dt.timedelta(days=3 * WINDOW)
     params = {
         "community": community, "tz": tz, "as_of": as_of, "last_day": as_of - dt.timedelta(days=1),
-        "w_start": w_start, "wp_start": wp_start, "as_of_ts": midnight(as_of, tz), "w_start_ts": midnight(w_start, tz),
+        "as_of_month": as_of.replace(day=1),
+        "w_start": w_start, "wp_start": wp_start, "wpp_start": wpp_start, "as_of_ts": midnight(as_of, tz), "w_start_ts": midnight(w_start, tz),
         "wp_start_ts": midnight(wp_start, tz), "w_scan_from": w_start - dt.timedelta(days=1),
-        "wp_scan_from": wp_start - dt.timedelta(days=1), "scan_to": as_of, "window_days": WINDOW, "percentile": False,
+        "wp_scan_from": wp_start - dt.timedelta(days=1), "wpp_scan_from": wpp_start - dt.timedelta(days=1), "scan_to": as_of, "window_days": WINDOW, "percentile": False,
         "weight_participation": 0.5, "weight_interaction": 0.3, "weight_contribution": 0.1, "weight_retention": 0.1,
         "contributor_min_contribution": 10, "active_min_days": 8, "at_risk_prev_min_days": 8, "top_n": 100,
         "cohort_periods": 12, "grain": "month", "from_date": dt.date(1970, 1, 1), "to_date": dt.date(2100, 1, 1),
@@ -118,12 +120,9 @@ def window_params(community, tz, as_of):
     return params
 
 
-def run_models(params, community, until=None):
-    """Every model in order, writing the metric tables; or only `until` and what it reads."""
-    wanted = None if until is None else closure_of(until) | {until}
+def run_models(params, community):
+    """Every model in order, writing the metric tables."""
     for name, sql in models():
-        if wanted is not None and name not in wanted:
-            continue
         if sql is None:
             edges = con.execute("SELECT source, target, CAST(weight AS DOUBLE) FROM pagerank_edges").fetchall()
             nodes = sorted({e[0] for e in edges} | {e[1] for e in edges})
@@ -145,32 +144,17 @@ def run_models(params, community, until=None):
                 con.executemany("INSERT INTO pagerank VALUES (?, ?)", list(zip(nodes, ranks.tolist())))
             continue
         con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}", sql_params(sql, params))
-        if until is None and name in METRICS:
+        if name in METRICS:
             con.execute(f"COPY {name} TO '{out}/{name}-{community}.parquet' (FORMAT parquet, COMPRESSION zstd)")
-
-
-def closure_of(name):
-    """The models `name` reads, directly or not."""
-    found = dict(models())
-    seen, todo = set(), [name]
-    while todo:
-        sql = found.get(todo.pop())
-        for dep in reads(sql or "") & set(found):
-            if dep not in seen:
-                seen.add(dep); todo.append(dep)
-    return seen
 
 
 for community in communities:
     tz = tz_of.get(community, "UTC")
     params = window_params(community, tz, as_of)
-    for name in ["content_authors", "member_day_types", "member_edges", "membership_events", "payment_events"]:
+    for name in ["content_authors", "member_day_types", "member_edges", "member_months", "membership_events",
+                 "payment_events"]:
         sql = (queries / "rollups" / f"{name}.sql").read_text()
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT $community AS community_id, * FROM ({sql})",
                     sql_params("$community " + sql, params))
-    # tier_transitions reads each member's tier at the start of W: member_activity at
-    # as_of − window_days, as pulse computes it in a session of its own.
-    run_models(window_params(community, tz, params["w_start"]), community, until="member_activity")
-    con.execute("CREATE OR REPLACE TABLE tiers_at_w_start AS SELECT member_id, tier FROM member_activity")
     run_models(params, community)
     print(community, con.execute("SELECT count(*) FROM member_activity").fetchone()[0], "members", flush=True)
