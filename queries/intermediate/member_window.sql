@@ -5,16 +5,16 @@
 -- before W′).
 -- A local day's counts are summed over UTC partitions and currencies before a cap applies.
 -- test unique: member_id
+-- The rollup's rows as they are: sums and distinct days need no regrouping. Only the
+-- per-day caps of points need a local day's count of a type summed first (a local day can
+-- span two UTC partitions, and purchases are split by currency); regrouping every row of
+-- the three windows that way was two thirds of this model's time at 100M events.
 WITH days AS (
-    SELECT member_id, day, event_type, sum(n) AS n
+    SELECT member_id, day, event_type, n
     FROM member_day_types
     WHERE community_id = $community
       AND event_date BETWEEN $wpp_scan_from AND $scan_to
       AND day >= $wpp_start AND day < $as_of
-    GROUP BY member_id, day, event_type
-),
-in_w AS (
-    SELECT * FROM days WHERE day >= $w_start
 ),
 counts AS (
     SELECT
@@ -29,11 +29,17 @@ counts AS (
     WHERE day >= $wp_start
     GROUP BY member_id
 ),
-points AS (
-    SELECT d.member_id, sum(CAST(least(d.n, p.daily_cap) AS DOUBLE) * p.weight) AS points
-    FROM in_w d
+point_days AS (
+    SELECT d.member_id, p.weight, p.daily_cap, sum(d.n) AS n
+    FROM days d
     JOIN p_points p ON p.event_type = d.event_type
-    GROUP BY d.member_id
+    WHERE d.day >= $w_start
+    GROUP BY d.member_id, d.day, d.event_type, p.weight, p.daily_cap
+),
+points AS (
+    SELECT member_id, sum(CAST(least(n, daily_cap) AS DOUBLE) * weight) AS points
+    FROM point_days
+    GROUP BY member_id
 ),
 -- Distinct (member, day) pairs first, then plain counts: count(DISTINCT …) per member keeps a
 -- set per group and was four times as slow with 1.8M members.

@@ -138,40 +138,71 @@ payment_flow AS (
       AND occurred_at >= $wp_start_ts
       AND occurred_at < $as_of_ts
 ),
+-- One row per metric: each source above is read once, its metrics unnested side by side (a
+-- CTE read once per metric was computed once per metric: `stocks` joins every member).
 measures AS (
-    SELECT 'members' AS metric, CAST(members AS DOUBLE) AS value, CAST(prev_members AS DOUBLE) AS prev_value FROM stocks
-    UNION ALL SELECT 'new_members', new_members, prev_new_members FROM stocks
-    UNION ALL SELECT 'members_left', members_left, prev_members_left FROM leavers
-    UNION ALL SELECT 'active_members', active_members, prev_active_members FROM stocks
-    UNION ALL SELECT 'avg_daily_active_members', dau, prev_dau FROM stocks
-    UNION ALL SELECT 'stickiness',
-        CASE WHEN active_members = 0 THEN NULL ELSE dau / active_members END,
-        CASE WHEN prev_active_members = 0 THEN NULL ELSE prev_dau / prev_active_members END
-        FROM stocks
-    UNION ALL SELECT 'posts', posts, prev_posts FROM activity
-    UNION ALL SELECT 'comments', comments, prev_comments FROM activity
-    UNION ALL SELECT 'likes', likes, prev_likes FROM activity
-    UNION ALL SELECT 'solutions', solutions, prev_solutions FROM activity
-    UNION ALL SELECT 'purchasers', payers, prev_payers FROM activity
-    UNION ALL SELECT 'revenue_minor:' || currency, revenue, prev_revenue FROM money
-    UNION ALL SELECT 'purchasers:' || currency, payers, prev_payers FROM money
-    UNION ALL SELECT 'arppu_minor:' || currency,
-        CASE WHEN payers = 0 THEN NULL ELSE CAST(revenue AS DOUBLE) / payers END,
-        CASE WHEN prev_payers = 0 THEN NULL ELSE CAST(prev_revenue AS DOUBLE) / prev_payers END
-        FROM money
+    SELECT
+        unnest(['members', 'new_members', 'active_members', 'avg_daily_active_members', 'stickiness']) AS metric,
+        unnest([
+            CAST(members AS DOUBLE), CAST(new_members AS DOUBLE), CAST(active_members AS DOUBLE), dau,
+            CASE WHEN active_members = 0 THEN NULL ELSE dau / active_members END
+        ]) AS value,
+        unnest([
+            CAST(prev_members AS DOUBLE), CAST(prev_new_members AS DOUBLE), CAST(prev_active_members AS DOUBLE), prev_dau,
+            CASE WHEN prev_active_members = 0 THEN NULL ELSE prev_dau / prev_active_members END
+        ]) AS prev_value
+    FROM stocks
+    UNION ALL SELECT 'members_left', CAST(members_left AS DOUBLE), CAST(prev_members_left AS DOUBLE) FROM leavers
+    UNION ALL
+    SELECT
+        unnest(['posts', 'comments', 'likes', 'solutions', 'purchasers']),
+        unnest([
+            CAST(posts AS DOUBLE), CAST(comments AS DOUBLE), CAST(likes AS DOUBLE), CAST(solutions AS DOUBLE),
+            CAST(payers AS DOUBLE)
+        ]),
+        unnest([
+            CAST(prev_posts AS DOUBLE), CAST(prev_comments AS DOUBLE), CAST(prev_likes AS DOUBLE),
+            CAST(prev_solutions AS DOUBLE), CAST(prev_payers AS DOUBLE)
+        ])
+    FROM activity
+    UNION ALL
+    SELECT
+        unnest(['revenue_minor:' || currency, 'purchasers:' || currency, 'arppu_minor:' || currency]),
+        unnest([
+            CAST(revenue AS DOUBLE), CAST(payers AS DOUBLE),
+            CASE WHEN payers = 0 THEN NULL ELSE CAST(revenue AS DOUBLE) / payers END
+        ]),
+        unnest([
+            CAST(prev_revenue AS DOUBLE), CAST(prev_payers AS DOUBLE),
+            CASE WHEN prev_payers = 0 THEN NULL ELSE CAST(prev_revenue AS DOUBLE) / prev_payers END
+        ])
+    FROM money
     UNION ALL SELECT 'paid_members', coalesce(paid_members, 0), coalesce(prev_paid_members, 0) FROM paid
     UNION ALL SELECT 'new_payers', coalesce(new_payers, 0), coalesce(prev_new_payers, 0) FROM new_payers
-    UNION ALL SELECT 'renewals_due', coalesce(due, 0), coalesce(prev_due, 0) FROM renewals
-    UNION ALL SELECT 'renewals', coalesce(renewed, 0), coalesce(prev_renewed, 0) FROM renewals
-    UNION ALL SELECT 'renewal_rate',
-        CASE WHEN coalesce(due, 0) = 0 THEN NULL ELSE CAST(renewed AS DOUBLE) / due END,
-        CASE WHEN coalesce(prev_due, 0) = 0 THEN NULL ELSE CAST(prev_renewed AS DOUBLE) / prev_due END
-        FROM renewals
-    UNION ALL SELECT 'refunds', coalesce(refunds, 0), coalesce(prev_refunds, 0) FROM payment_flow
-    UNION ALL SELECT 'refund_rate',
-        CASE WHEN coalesce(purchases, 0) = 0 THEN NULL ELSE CAST(refunds AS DOUBLE) / purchases END,
-        CASE WHEN coalesce(prev_purchases, 0) = 0 THEN NULL ELSE CAST(prev_refunds AS DOUBLE) / prev_purchases END
-        FROM payment_flow
+    UNION ALL
+    SELECT
+        unnest(['renewals_due', 'renewals', 'renewal_rate']),
+        unnest([
+            CAST(coalesce(due, 0) AS DOUBLE), CAST(coalesce(renewed, 0) AS DOUBLE),
+            CASE WHEN coalesce(due, 0) = 0 THEN NULL ELSE CAST(renewed AS DOUBLE) / due END
+        ]),
+        unnest([
+            CAST(coalesce(prev_due, 0) AS DOUBLE), CAST(coalesce(prev_renewed, 0) AS DOUBLE),
+            CASE WHEN coalesce(prev_due, 0) = 0 THEN NULL ELSE CAST(prev_renewed AS DOUBLE) / prev_due END
+        ])
+    FROM renewals
+    UNION ALL
+    SELECT
+        unnest(['refunds', 'refund_rate']),
+        unnest([
+            CAST(coalesce(refunds, 0) AS DOUBLE),
+            CASE WHEN coalesce(purchases, 0) = 0 THEN NULL ELSE CAST(refunds AS DOUBLE) / purchases END
+        ]),
+        unnest([
+            CAST(coalesce(prev_refunds, 0) AS DOUBLE),
+            CASE WHEN coalesce(prev_purchases, 0) = 0 THEN NULL ELSE CAST(prev_refunds AS DOUBLE) / prev_purchases END
+        ])
+    FROM payment_flow
 ),
 final AS (
     SELECT metric, CAST(value AS DOUBLE) AS value, CAST(prev_value AS DOUBLE) AS prev_value

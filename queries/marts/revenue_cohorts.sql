@@ -44,9 +44,6 @@ money AS (
       AND e.day >= m.cohort_start
     GROUP BY m.cohort_start, e.currency, periods_between(m.cohort_start, period_start(e.day, $grain), $grain)
 ),
-currencies AS (
-    SELECT DISTINCT cohort_start, currency FROM money
-),
 spell_periods AS (
     SELECT
         m.member_id,
@@ -82,30 +79,33 @@ paying AS (
     )
     GROUP BY cohort_start, period_offset
 ),
-final AS (
+-- Each cohort's currencies, offsets and money in one pass over `money` (a CTE read three
+-- times — currencies, the period's net, period 0's — was computed three times).
+money_grid AS (
     SELECT
         o.cohort_start,
-        c.currency,
+        m.currency,
         o.period_offset,
         o.cohort_size,
-        coalesce(p.paying, 0) AS paying,
-        CAST(coalesce(p.paying, 0) AS DOUBLE) / o.cohort_size AS paying_rate,
-        coalesce(n.net, 0) AS net_revenue_minor,
-        CASE
-            WHEN coalesce(z.net, 0) <= 0 THEN NULL
-            ELSE CAST(coalesce(n.net, 0) AS DOUBLE) / z.net
-        END AS revenue_retention,
-        o.period_offset = o.last_offset AND period_start($as_of, $grain) <> $as_of AS is_partial
+        o.last_offset,
+        sum(CASE WHEN m.period_offset = o.period_offset THEN m.net ELSE 0 END) AS net,
+        sum(CASE WHEN m.period_offset = 0 THEN m.net ELSE 0 END) AS base_net
     FROM offsets o
-    JOIN currencies c ON c.cohort_start = o.cohort_start
-    LEFT JOIN paying p ON p.cohort_start = o.cohort_start AND p.period_offset = o.period_offset
-    LEFT JOIN money n
-      ON n.cohort_start = o.cohort_start
-     AND n.currency = c.currency
-     AND n.period_offset = o.period_offset
-    LEFT JOIN money z
-      ON z.cohort_start = o.cohort_start
-     AND z.currency = c.currency
-     AND z.period_offset = 0
+    JOIN money m ON m.cohort_start = o.cohort_start
+    GROUP BY o.cohort_start, m.currency, o.period_offset, o.cohort_size, o.last_offset
+),
+final AS (
+    SELECT
+        g.cohort_start,
+        g.currency,
+        g.period_offset,
+        g.cohort_size,
+        coalesce(p.paying, 0) AS paying,
+        CAST(coalesce(p.paying, 0) AS DOUBLE) / g.cohort_size AS paying_rate,
+        g.net AS net_revenue_minor,
+        CASE WHEN g.base_net <= 0 THEN NULL ELSE CAST(g.net AS DOUBLE) / g.base_net END AS revenue_retention,
+        g.period_offset = g.last_offset AND period_start($as_of, $grain) <> $as_of AS is_partial
+    FROM money_grid g
+    LEFT JOIN paying p ON p.cohort_start = g.cohort_start AND p.period_offset = g.period_offset
 )
 SELECT * FROM final ORDER BY cohort_start DESC, currency, period_offset

@@ -332,7 +332,9 @@ fn points_cap_per_local_day_and_as_of_is_exclusive(backend: Backend) {
                 .set("content_id", "qc"),
         );
     }
-    // 23:30 and 18:00 on Nov 4 local (one counted check-in), 00:30 on Nov 5 local (another).
+    // 00:30, 23:30 and 18:00 on Nov 4 local, in two UTC partitions (Nov 3 and 4): one counted
+    // check-in; 00:30 on Nov 5 local (another).
+    ev.push(e("p", "checkin", "2026-11-03T16:30:00Z"));
     ev.push(e("p", "checkin", "2026-11-04T15:30:00Z"));
     ev.push(e("p", "checkin", "2026-11-04T10:00:00Z"));
     ev.push(e("p", "checkin", "2026-11-04T16:30:00Z"));
@@ -348,8 +350,8 @@ fn points_cap_per_local_day_and_as_of_is_exclusive(backend: Backend) {
     // likes min(35, 30)·1 + check-ins 3 local days · 5 + posts 2 · 10.
     assert!(approx(&p["points"], 30.0 + 15.0 + 20.0), "{p:?}");
     assert_eq!(
-        p["participation"], "6",
-        "3 counted check-in events + 1 + 2 posts"
+        p["participation"], "7",
+        "4 check-in events before the last day + 1 on it + 2 posts"
     );
     assert_eq!(p["interaction"], "35");
     assert_eq!(p["active_days"], "5", "Nov 3, 4, 5, 6 and 10 local");
