@@ -265,13 +265,15 @@ pub async fn run_community(
     let staging = stage.path();
     let mut swaps = Vec::new();
     let mut tables = Vec::new();
-    for model in models()? {
+    let models = models()?;
+    let last_readers = last_readers(&models);
+    for (position, model) in models.iter().enumerate() {
         let batches = match &engine {
             None => Vec::new(),
             Some((ctx, _)) => {
                 let model_started = std::time::Instant::now();
                 let (schema, batches) =
-                    compute(ctx, &model, &params)
+                    compute(ctx, model, &params)
                         .await
                         .map_err(|e| Error::Model {
                             model: model.name.to_string(),
@@ -280,7 +282,15 @@ pub async fn run_community(
                         })?;
                 let computed = model_started.elapsed().as_secs_f64();
                 crate::engine::register_batches(ctx, model.name, schema, batches.clone()).await?;
-                run_tests(ctx, &model, &settings.id).await?;
+                run_tests(ctx, model, &settings.id).await?;
+                // Outputs no later model reads are let go now, not at the end of the run: at
+                // 100M events they are hundreds of MiB, outside the engine's memory limit.
+                for done in std::iter::once(model.name)
+                    .chain(model.depends_on.iter().map(String::as_str))
+                    .filter(|name| last_readers.get(name).copied().unwrap_or(position) == position)
+                {
+                    ctx.deregister_table(done)?;
+                }
                 tracing::debug!(model = model.name, community = %settings.id, seconds = model_started.elapsed().as_secs_f64(), compute_seconds = computed, "model computed");
                 batches
             }
@@ -315,6 +325,20 @@ pub async fn run_community(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// For each model read by another, the position (in `models`, which is in dependency order) of
+/// the last model that reads it.
+fn last_readers(models: &[Model]) -> BTreeMap<&str, usize> {
+    let mut last = BTreeMap::new();
+    for (position, model) in models.iter().enumerate() {
+        for read in &model.depends_on {
+            if let Some(read) = models.iter().find(|m| m.name == read) {
+                last.insert(read.name, position);
+            }
+        }
+    }
+    last
 }
 
 /// Run a model's data tests against its (registered) output.
