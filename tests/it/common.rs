@@ -253,6 +253,27 @@ impl Scratch {
         assert_eq!(stats.quarantined, 0, "{stats:?}");
     }
 
+    /// `pulse generate` two communities of `members` members over `days` days ending on `end`
+    /// (inclusive), and `pulse import` them.
+    pub fn import_generated(&self, members: u32, days: u32, end: &str) {
+        let events = self.path("generated.ndjson");
+        let (members, days) = (members.to_string(), days.to_string());
+        self.ok(&[
+            "generate",
+            "--members",
+            &members,
+            "--days",
+            &days,
+            "--communities",
+            "2",
+            "--end",
+            end,
+            "--out",
+            events.to_str().unwrap(),
+        ]);
+        self.ok(&["import", events.to_str().unwrap()]);
+    }
+
     /// `pulse run --as-of D`.
     pub fn run(&self, as_of: &str) -> String {
         self.ok(&["run", "--as-of", as_of])

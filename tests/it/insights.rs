@@ -148,21 +148,7 @@ fn tiers_at_the_start_of_w_follow_the_rules_at_that_date() {
 fn tiers_at_the_start_of_w_equal_a_run_at_that_date_on_generated_data() {
     let s = Scratch::new();
     s.config(WINDOW_10);
-    let events = s.path("events.ndjson");
-    s.ok(&[
-        "generate",
-        "--members",
-        "300",
-        "--days",
-        "80",
-        "--communities",
-        "2",
-        "--end",
-        "2026-11-11",
-        "--out",
-        events.to_str().unwrap(),
-    ]);
-    s.ok(&["import", events.to_str().unwrap()]);
+    s.import_generated(300, 80, "2026-11-11");
     s.compute("2026-11-11");
     s.compute("2026-11-01");
     let moves = moves(&s, "2026-11-11");

@@ -724,21 +724,7 @@ fn whole_history_figures_match_the_raw_events_at_and_after_a_month_start() {
     let s = Scratch::new();
     let zones = "[[communities]]\nid = \"python-camp\"\ntimezone = \"Asia/Shanghai\"\n\
                  [[communities]]\nid = \"data-circle\"\ntimezone = \"America/New_York\"\n";
-    let events = s.path("events.ndjson");
-    s.ok(&[
-        "generate",
-        "--members",
-        "300",
-        "--days",
-        "100",
-        "--communities",
-        "2",
-        "--end",
-        "2026-11-20",
-        "--out",
-        events.to_str().unwrap(),
-    ]);
-    s.ok(&["import", events.to_str().unwrap()]);
+    s.import_generated(300, 100, "2026-11-20");
     let all_active = "'post','comment','like','share','cite','solution','checkin','attend'";
     for (defaults, active) in [
         ("", all_active),
@@ -814,22 +800,8 @@ fn ballista_computes_every_table_as_the_local_engine_does() {
     let config = "[defaults]\nwindow_days = 14\n";
     local.config(config);
     ballista.config(config);
-    let events = local.path("events.ndjson");
-    local.ok(&[
-        "generate",
-        "--members",
-        "120",
-        "--days",
-        "45",
-        "--communities",
-        "2",
-        "--end",
-        "2026-11-11",
-        "--out",
-        events.to_str().unwrap(),
-    ]);
     // One import (received_at is the moment of import), the same events in both lakes.
-    local.ok(&["import", events.to_str().unwrap()]);
+    local.import_generated(120, 45, "2026-11-11");
     copy_dir(&local.lake(), &ballista.lake());
     for s in [&local, &ballista] {
         s.run("2026-11-11");
