@@ -3,12 +3,12 @@
 -- in W and W′, and points with per-day caps (§4.2). For the tiers at the start of W (§4.3 at
 -- D − window_days, in member_tiers) also C and posts in W′ and active days in W″ (the window
 -- before W′).
--- A local day's counts are summed over UTC partitions and currencies before a cap applies.
 -- test unique: member_id
 -- The rollup's rows as they are: sums and distinct days need no regrouping. Only the
--- per-day caps of points need a local day's count of a type summed first (a local day can
--- span two UTC partitions, and purchases are split by currency); regrouping every row of
--- the three windows that way was two thirds of this model's time at 100M events.
+-- per-day caps of points need a local day's count of a type summed first, over UTC partitions
+-- and currencies (a local day can span two UTC partitions, and purchases are split by
+-- currency); regrouping every row of the three windows that way was two thirds of this
+-- model's time at 100M events.
 WITH days AS (
     SELECT member_id, day, event_type, n
     FROM member_day_types
