@@ -23,7 +23,7 @@ WITH activity AS (
     FROM member_day_types d
     LEFT JOIN p_active_types a ON a.event_type = d.event_type
     WHERE d.community_id = $community
-      AND d.event_date BETWEEN $as_of_month - INTERVAL '1' DAY AND $scan_to
+      AND d.event_date BETWEEN $as_of_month_scan_from AND $scan_to
       AND d.day >= $as_of_month AND d.day < $as_of
 ),
 seen AS (

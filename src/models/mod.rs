@@ -328,14 +328,12 @@ pub async fn run_community(
 }
 
 /// For each model read by another, the position (in `models`, which is in dependency order) of
-/// the last model that reads it.
+/// the last model that reads it (`depends_on` names only models).
 fn last_readers(models: &[Model]) -> BTreeMap<&str, usize> {
     let mut last = BTreeMap::new();
     for (position, model) in models.iter().enumerate() {
         for read in &model.depends_on {
-            if let Some(read) = models.iter().find(|m| m.name == read) {
-                last.insert(read.name, position);
-            }
+            last.insert(read.as_str(), position);
         }
     }
     last
@@ -398,7 +396,7 @@ async fn compute(
 ///
 /// Only SQL models over the lake qualify: one that reads a mart (which the lake holds for
 /// every as_of, not this run's) or PageRank (computed in Rust) is refused.
-pub async fn register_intermediates<'a>(
+pub async fn register_views<'a>(
     ctx: &SessionContext,
     reads: impl IntoIterator<Item = &'a str>,
     params: &[(&'static str, ScalarValue)],

@@ -89,6 +89,7 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
     let float = |v: f64| ScalarValue::Float64(Some(v));
     // A local day lies within one UTC day either side of the same calendar date.
     let utc_from = |d: NaiveDate| date(d - Duration::days(1));
+    let as_of_month = w.as_of.with_day(1).expect("day 1 exists");
     let mut params = vec![
         ("community", utf8(&s.id)),
         ("tz", utf8(s.timezone.name())),
@@ -96,10 +97,7 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
         ("last_day", date(w.as_of - Duration::days(1))),
         // The first day of as_of's month: whole-history models read the months before it from
         // the monthly rollup (member_months) and only its days from the daily one.
-        (
-            "as_of_month",
-            date(w.as_of.with_day(1).expect("day 1 exists")),
-        ),
+        ("as_of_month", date(as_of_month)),
         ("w_start", date(w.w_start)),
         ("wp_start", date(w.wp_start)),
         ("wpp_start", date(w.wpp_start)),
@@ -109,6 +107,7 @@ pub fn parameters(s: &CommunitySettings, w: &RunWindow) -> Vec<(&'static str, Sc
         ("w_scan_from", utc_from(w.w_start)),
         ("wp_scan_from", utc_from(w.wp_start)),
         ("wpp_scan_from", utc_from(w.wpp_start)),
+        ("as_of_month_scan_from", utc_from(as_of_month)),
         ("scan_to", date(w.as_of)),
         ("window_days", int(s.window_days)),
         (

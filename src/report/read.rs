@@ -95,7 +95,7 @@ impl Queries {
         // the lake, computed inside the query that reads them: one definition of each rule,
         // and nothing written to the lake that the models run does not write.
         let reports = crate::models::project::of_kind(crate::models::project::Kind::Report)?;
-        crate::models::register_intermediates(&ctx, reports.iter().map(|f| f.sql), &params).await?;
+        crate::models::register_views(&ctx, reports.iter().map(|f| f.sql), &params).await?;
         Ok(Queries {
             ctx,
             params,

@@ -222,6 +222,13 @@ impl E {
     }
 }
 
+/// Check-ins by `member` at noon UTC on days `days` of `month` (YYYY-MM).
+pub fn checkins(member: &str, month: &str, days: impl IntoIterator<Item = u32>) -> Vec<E> {
+    days.into_iter()
+        .map(|d| e(member, "checkin", &format!("{month}-{d:02}T12:00:00Z")))
+        .collect()
+}
+
 impl Scratch {
     /// Write `config/pulse.toml` (the default config path; pulse runs in the scratch dir),
     /// with the scratch's engine backend.

@@ -5,15 +5,9 @@
 //! window_days = 10, as_of = 2026-11-11 in UTC: W = 2026-11-01 … 11-10, W′ = 10-22 … 10-31.
 //! The tiers at the start of W are SPEC §4.3 at as_of 2026-11-01 (its W = 10-22 … 10-31).
 
-use crate::common::{e, Scratch, E};
+use crate::common::{checkins, e, Scratch, E};
 
 const WINDOW_10: &str = "[defaults]\nwindow_days = 10\n";
-
-/// Check-ins by `member` at noon UTC on days `days` of `month` (YYYY-MM).
-fn checkins(member: &str, month: &str, days: std::ops::RangeInclusive<u32>) -> Vec<E> {
-    days.map(|d| e(member, "checkin", &format!("{month}-{d:02}T12:00:00Z")))
-        .collect()
-}
 
 #[test]
 fn tier_transitions_compare_the_start_of_w_with_as_of() {

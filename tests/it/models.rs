@@ -7,7 +7,7 @@
 //! The bodies take the engine backend as an argument; they run on the local engine, and one
 //! differential test holds the Ballista backend to the local engine's tables.
 
-use crate::common::{approx, e, Backend, Scratch, E};
+use crate::common::{approx, checkins, e, Backend, Scratch};
 
 /// `#[test]`s calling each body on the local engine. (The Ballista backend is checked once, by
 /// [`ballista_computes_every_table_as_the_local_engine_does`], not per test: a cluster start
@@ -39,13 +39,6 @@ on_every_backend!(
 );
 
 const WINDOW_10: &str = "[defaults]\nwindow_days = 10\n";
-
-/// Check-ins by `member` at noon UTC on the given days of `month` (YYYY-MM).
-fn checkins(member: &str, month: &str, days: impl IntoIterator<Item = u32>) -> Vec<E> {
-    days.into_iter()
-        .map(|d| e(member, "checkin", &format!("{month}-{d:02}T12:00:00Z")))
-        .collect()
-}
 
 fn worked_example_activity_score_is_3_88(backend: Backend) {
     let s = Scratch::on(backend);

@@ -103,7 +103,7 @@ def window_params(community, tz, as_of):
     wpp_start = as_of - dt.timedelta(days=3 * WINDOW)
     params = {
         "community": community, "tz": tz, "as_of": as_of, "last_day": as_of - dt.timedelta(days=1),
-        "as_of_month": as_of.replace(day=1),
+        "as_of_month": as_of.replace(day=1), "as_of_month_scan_from": as_of.replace(day=1) - dt.timedelta(days=1),
         "w_start": w_start, "wp_start": wp_start, "wpp_start": wpp_start, "as_of_ts": midnight(as_of, tz), "w_start_ts": midnight(w_start, tz),
         "wp_start_ts": midnight(wp_start, tz), "w_scan_from": w_start - dt.timedelta(days=1),
         "wp_scan_from": wp_start - dt.timedelta(days=1), "wpp_scan_from": wpp_start - dt.timedelta(days=1), "scan_to": as_of, "window_days": WINDOW, "percentile": False,
