@@ -119,6 +119,8 @@ pub fn import_named(
     };
 
     let mut writer = EventWriter::begin(lake, options)?;
+    // ~200 bytes a line in practice; capped so a wrong guess costs at most ~400 MiB up front.
+    writer.reserve_keys((total_bytes / 200).min(16 << 20) as usize);
     for (path, name) in files {
         let before = writer_stats_snapshot(&writer);
         match format.for_path(path) {

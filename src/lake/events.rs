@@ -34,12 +34,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayBuilder, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondBuilder, UInt32Array, UInt32Builder, UInt64Array,
-    UInt64Builder,
+    StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder, UInt32Array,
+    UInt32Builder, UInt64Array, UInt64Builder,
 };
-use datafusion::arrow::compute::{
-    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
-};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::FileReader as IpcReader;
 use datafusion::arrow::ipc::writer::FileWriter as IpcWriter;
@@ -47,8 +45,9 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::file::reader::ChunkReader;
+use datafusion::parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -204,6 +203,12 @@ impl EventWriter {
             stats: ImportStats::default(),
             forgotten,
         })
+    }
+
+    /// Make room in the key map for about `events` keys (an estimate from the input size), so
+    /// it is not rehashed as it grows.
+    pub fn reserve_keys(&mut self, events: usize) {
+        self.winners.reserve(events);
     }
 
     /// Counts so far.
@@ -433,11 +438,14 @@ fn write_partition(
     opts: &WriterOptions,
 ) -> Result<Option<(PathBuf, String, u64)>> {
     let mut batches = Vec::with_capacity(p.spilled.len() + 1);
-    for path in &p.spilled {
-        let file = File::open(path).io_context(|| format!("opening {}", path.display()))?;
+    for path in p.spilled.drain(..) {
+        let file = File::open(&path).io_context(|| format!("opening {}", path.display()))?;
         for batch in IpcReader::try_new(std::io::BufReader::new(file), None)? {
             batches.push(batch?);
         }
+        // Removed now, not with staging after the commit: the commit's syncfs would otherwise
+        // write every spilled byte to disk (at 10M events it took 3.6 s of 20 s, now ~1.3 s).
+        std::fs::remove_file(&path).io_context(|| format!("removing {}", path.display()))?;
     }
     if p.columns.len() > 0 {
         batches.push(p.columns.finish()?);
@@ -507,22 +515,26 @@ fn write_partition(
     Ok(Some((staged, target, rows)))
 }
 
-/// `batch` in the order of the lake's event files: member, then time, then event id (the
-/// last makes the order, and so a file's bytes, a function of its rows).
+/// `batch` in the order of the lake's event files: member, then time, then event id and source
+/// (the dedupe key within a community, so the order, and so a file's bytes, is a function of its
+/// rows). Row numbers sorted with one typed comparator: less CPU than `lexsort_to_indices`,
+/// which compares through a dynamic comparator per column.
 pub(crate) fn sort_events(batch: &RecordBatch) -> Result<RecordBatch> {
-    let sort_by = |name: &str| SortColumn {
-        values: batch.column_by_name(name).expect("event column").clone(),
-        options: None,
-    };
-    let order = lexsort_to_indices(
-        &[
-            sort_by("member_id"),
-            sort_by("occurred_at"),
-            sort_by("event_id"),
-        ],
-        None,
-    )?;
-    Ok(take_record_batch(batch, &order)?)
+    let member = column::<StringArray>(batch, "member_id");
+    let at = column::<TimestampMicrosecondArray>(batch, "occurred_at").values();
+    let id = column::<StringArray>(batch, "event_id");
+    let source = column::<StringArray>(batch, "source");
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        member
+            .value(a)
+            .cmp(member.value(b))
+            .then(at[a].cmp(&at[b]))
+            .then_with(|| id.value(a).cmp(id.value(b)))
+            .then_with(|| source.value(a).cmp(source.value(b)))
+    });
+    Ok(take_record_batch(batch, &UInt32Array::from(order))?)
 }
 
 /// How event files are written: zstd, row groups of at most 512 Ki rows, sorted by member then
@@ -530,11 +542,27 @@ pub(crate) fn sort_events(batch: &RecordBatch) -> Result<RecordBatch> {
 pub(crate) fn parquet_properties(zstd_level: i32) -> WriterProperties {
     let schema = file_schema();
     let idx = |name: &str| schema.index_of(name).expect("column") as i32;
-    WriterProperties::builder()
+    // Statistics per row group, not per page: a partition's file is a page or a few per
+    // column, so a page index would prune nothing and costs a pass over every value.
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).unwrap_or_default(),
         ))
         .set_max_row_group_row_count(Some(512 * 1024))
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    // Columns whose values rarely repeat in a file: a dictionary of them saves nothing and
+    // costs a hash lookup per value (plain encoding: less CPU, and files ~7 % smaller).
+    for name in [
+        "event_id",
+        "content_id",
+        "parent_id",
+        "title",
+        "body",
+        "properties",
+    ] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
+    builder
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: idx("member_id"),
