@@ -184,21 +184,14 @@ fn import_ndjson(
     // An over-long line being skipped: its length so far and the hash of its bytes.
     let mut long: Option<(u64, xxhash_rust::xxh3::Xxh3)> = None;
     while !eof {
-        // Fill the buffer to BLOCK_BYTES (keeping the partial line carried over).
-        let start = buf.len();
-        buf.resize(BLOCK_BYTES.max(start * 2), 0);
-        let mut filled = start;
-        while filled < buf.len() {
-            let n = file
-                .read(&mut buf[filled..])
-                .io_context(|| format!("reading {name}"))?;
-            if n == 0 {
-                eof = true;
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
+        // Fill the buffer to BLOCK_BYTES (keeping the partial line carried over), reading into
+        // its spare capacity (no zero-filling first).
+        let want = BLOCK_BYTES.max(buf.len() * 2) - buf.len();
+        let n = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .io_context(|| format!("reading {name}"))?;
+        eof = n < want;
         if let Some((len, hasher)) = long.as_mut() {
             // Inside an over-long line: hash up to its end, keep nothing of it.
             let end = memchr::memchr(b'\n', &buf);

@@ -254,7 +254,9 @@ impl EventWriter {
     /// partitions' columns then runs on all cores, one partition per task.
     pub fn add_all(&mut self, events: &[(Event<'_>, u128)]) -> Result<()> {
         let now = self.options.received_at;
-        let mut by_partition: HashMap<(&str, i32), Vec<(usize, u32)>> = HashMap::new();
+        // foldhash (DataFusion's default), not SipHash: one lookup per event.
+        let mut by_partition: datafusion::common::HashMap<(&str, i32), Vec<(usize, u32)>> =
+            Default::default();
         for (i, (event, key)) in events.iter().enumerate() {
             debug_assert_eq!(*key, event.key());
             if self
