@@ -18,19 +18,16 @@ WITH edges AS (
 wanted AS (
     SELECT DISTINCT about FROM edges WHERE target_member_id IS NULL
 ),
-candidates AS (
+authors AS (
     SELECT
         a.content_id,
-        a.member_id,
-        a.occurred_at,
-        row_number() OVER (
-            PARTITION BY a.content_id
-            ORDER BY a.occurred_at, a.received_at, a.event_id, a.source
-        ) AS k
+        min_by_keys(a.member_id, a.occurred_at, a.received_at, a.event_id, a.source) AS member_id,
+        min(a.occurred_at) AS occurred_at
     FROM content_authors a
     JOIN wanted w ON w.about = a.content_id
     WHERE a.community_id = $community
       AND a.occurred_at < $as_of_ts
+    GROUP BY a.content_id
 ),
 resolved AS (
     SELECT
@@ -44,7 +41,7 @@ resolved AS (
         e.event_type,
         e.n
     FROM edges e
-    LEFT JOIN candidates c ON c.content_id = e.about AND c.k = 1
+    LEFT JOIN authors c ON c.content_id = e.about
 )
 SELECT event_date, member_id, target_member_id, day, event_type, n
 FROM resolved

@@ -67,6 +67,9 @@ pub async fn context(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
     for udf in super::functions::all() {
         ctx.register_udf(udf);
     }
+    for udaf in super::functions::aggregates() {
+        ctx.register_udaf(udaf);
+    }
     Ok(ctx)
 }
 
@@ -117,6 +120,9 @@ async fn standalone_cluster(state: &SessionState) -> Result<String> {
 fn with_functions(mut state: SessionState) -> datafusion::error::Result<SessionState> {
     for udf in super::functions::all() {
         state.register_udf(Arc::new(udf))?;
+    }
+    for udaf in super::functions::aggregates() {
+        state.register_udaf(Arc::new(udaf))?;
     }
     Ok(state)
 }

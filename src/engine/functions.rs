@@ -15,6 +15,10 @@
 //!   words (emerging topics; defined in [`super::terms`]). DuckDB has no jieba: the
 //!   cross-engine tests leave out the one model that uses it.
 //!
+//! - `min_by_keys(value, k1, …)` / `max_by_keys(value, k1, …)` (aggregates): the value of the row
+//!   with the smallest / largest `(k1, …)`, instead of `row_number() … = 1` (defined in
+//!   [`super::by_keys`]).
+//!
 //! DuckDB has the same functions as one-line macros (tests/python/duckdb_models.py), so
 //! `queries/` runs on both engines unchanged.
 //!
@@ -399,6 +403,11 @@ impl ScalarUDFImpl for FromEpochUs {
 
 /// Every UDF the models use: the local engine, Ballista sessions, schedulers and executors
 /// all register this list.
+/// The aggregate functions: `min_by_keys`, `max_by_keys`.
+pub fn aggregates() -> Vec<datafusion::logical_expr::AggregateUDF> {
+    super::by_keys::aggregates()
+}
+
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         local_date_udf(),

@@ -13,6 +13,7 @@
 
 #[cfg(feature = "ballista")]
 pub mod ballista;
+pub mod by_keys;
 pub mod catalog;
 pub mod functions;
 pub mod terms;
@@ -59,6 +60,9 @@ pub async fn session(config: &EngineConfig, lake: &Lake) -> Result<SessionContex
             lake.register_store(&ctx)?;
             for udf in functions::all() {
                 ctx.register_udf(udf);
+            }
+            for udaf in functions::aggregates() {
+                ctx.register_udaf(udaf);
             }
             ctx
         }

@@ -30,6 +30,15 @@ CREATE MACRO periods_between(a, b, g) AS
          ELSE datediff('week', date_trunc('week', a), date_trunc('week', b)) END;
 CREATE MACRO days_between(a, b) AS datediff('day', a, b);
 CREATE MACRO from_epoch_us(us) AS CAST(make_timestamp(us) AS TIMESTAMPTZ);
+-- min_by_keys / max_by_keys: rows with a NULL key are skipped, as in pulse.
+CREATE MACRO min_by_keys(v, a) AS arg_min(v, CASE WHEN a IS NULL THEN NULL ELSE row(a, v) END),
+    (v, a, b) AS arg_min(v, CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE row(a, b, v) END),
+    (v, a, b, c) AS arg_min(v, CASE WHEN a IS NULL OR b IS NULL OR c IS NULL THEN NULL ELSE row(a, b, c, v) END),
+    (v, a, b, c, d) AS arg_min(v, CASE WHEN a IS NULL OR b IS NULL OR c IS NULL OR d IS NULL THEN NULL ELSE row(a, b, c, d, v) END);
+CREATE MACRO max_by_keys(v, a) AS arg_max(v, CASE WHEN a IS NULL THEN NULL ELSE row(a, v) END),
+    (v, a, b) AS arg_max(v, CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE row(a, b, v) END),
+    (v, a, b, c) AS arg_max(v, CASE WHEN a IS NULL OR b IS NULL OR c IS NULL THEN NULL ELSE row(a, b, c, v) END),
+    (v, a, b, c, d) AS arg_max(v, CASE WHEN a IS NULL OR b IS NULL OR c IS NULL OR d IS NULL THEN NULL ELSE row(a, b, c, d, v) END);
 ''')  # epoch_us(ts) is built into DuckDB
 con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning = true)")
 communities = [r[0] for r in con.execute("SELECT DISTINCT community_id FROM events ORDER BY 1").fetchall()]
