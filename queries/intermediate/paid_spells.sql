@@ -6,10 +6,29 @@
 -- spell_no counts a member's spells from 1; times are integer µs since the epoch.
 -- (The status at an earlier instant needs no spells: paid_status.)
 -- test unique: member_id, spell_no
+-- One purchase is one spell: only members with two or more purchases need the ordered walk,
+-- whose window operators cost ~1 µs per member in DataFusion (most members buy once).
 WITH live AS (
     SELECT member_id, event_id, source, start_us, end_us
     FROM purchase_terms
     WHERE cancelled_us IS NULL
+),
+single AS (
+    SELECT
+        member_id,
+        CAST(1 AS BIGINT) AS spell_no,
+        min(start_us) AS spell_start_us,
+        max(end_us) AS spell_end_us,
+        count(*) AS purchases
+    FROM live
+    GROUP BY member_id
+    HAVING count(*) = 1
+),
+several AS (
+    SELECT l.*
+    FROM live l
+    JOIN (SELECT member_id FROM live GROUP BY member_id HAVING count(*) > 1) m
+      ON m.member_id = l.member_id
 ),
 marked AS (
     SELECT
@@ -22,7 +41,7 @@ marked AS (
             ) + $grace_us THEN 0
             ELSE 1
         END AS starts_spell
-    FROM live
+    FROM several
 ),
 numbered AS (
     SELECT
@@ -34,7 +53,7 @@ numbered AS (
         ) AS spell_no
     FROM marked
 ),
-final AS (
+walked AS (
     SELECT
         member_id,
         CAST(spell_no AS BIGINT) AS spell_no,
@@ -43,5 +62,10 @@ final AS (
         count(*) AS purchases
     FROM numbered
     GROUP BY member_id, spell_no
+),
+final AS (
+    SELECT * FROM single
+    UNION ALL
+    SELECT * FROM walked
 )
 SELECT * FROM final

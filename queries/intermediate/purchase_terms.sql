@@ -70,8 +70,14 @@ stepped AS (
         coalesce(lag(depth) OVER (PARTITION BY member_id, product_key ORDER BY pos), 0) AS depth_before
     FROM clamped
 ),
-matches AS (
-    SELECT r.member_id, r.product_key, max(p.pos) AS purchase_pos, min(r.at_us) AS cancelled_us
+-- Each refund that pops, with the purchase it cancels (the latest earlier one that pushed to
+-- the depth it pops from; max_by_keys carries that purchase's ids, so `stepped` is walked
+-- twice, not three times).
+cancelled AS (
+    SELECT
+        max_by_keys(p.source, p.pos) AS source,
+        max_by_keys(p.event_id, p.pos) AS event_id,
+        min(r.at_us) AS cancelled_us
     FROM stepped r
     JOIN stepped p
       ON p.member_id = r.member_id
@@ -82,14 +88,6 @@ matches AS (
     WHERE r.event_type = 'refund'
       AND r.depth_before > 0
     GROUP BY r.member_id, r.product_key, r.pos
-),
-cancelled AS (
-    SELECT p.source, p.event_id, m.cancelled_us
-    FROM matches m
-    JOIN stepped p
-      ON p.member_id = m.member_id
-     AND p.product_key = m.product_key
-     AND p.pos = m.purchase_pos
 ),
 final AS (
     SELECT
