@@ -15,7 +15,6 @@
 //!
 //! DuckDB spells the same thing `arg_min(value, row(k1, k2, …))` (tests/python/duckdb_models.py).
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -82,8 +81,7 @@ impl ByKeys {
         Ok(Best {
             converter,
             slots: Vec::new(),
-            arena: Vec::new(),
-            garbage: 0,
+            bytes: 0,
         })
     }
 }
@@ -136,56 +134,25 @@ impl AggregateUDFImpl for ByKeys {
 #[derive(Debug)]
 struct Best {
     converter: RowConverter,
-    /// Per group, where its bytes are in `arena`.
-    slots: Vec<Option<Range<usize>>>,
-    /// Every group's bytes in one allocation: a `Vec` per group cost 1.7M small allocations in
-    /// member_state at 100M events, and left the allocator's pages fragmented for the models
-    /// after it.
-    arena: Vec<u8>,
-    /// Bytes of `arena` no slot points at any more (a longer encoding replaced them).
-    garbage: usize,
-}
-
-/// `slots`' bytes copied out of `arena` into a fresh arena, and the slots pointing there.
-fn rebase(slots: &[Option<Range<usize>>], arena: &[u8]) -> (Vec<Option<Range<usize>>>, Vec<u8>) {
-    let mut fresh = Vec::new();
-    let slots = slots
-        .iter()
-        .map(|slot| {
-            slot.clone().map(|r| {
-                let start = fresh.len();
-                fresh.extend_from_slice(&arena[r]);
-                start..fresh.len()
-            })
-        })
-        .collect();
-    (slots, fresh)
+    slots: Vec<Option<Vec<u8>>>,
+    /// Bytes held by `slots`, for [`GroupsAccumulator::size`].
+    bytes: usize,
 }
 
 impl Best {
     fn offer(&mut self, group: usize, candidate: &[u8]) {
-        match self.slots[group].clone() {
-            Some(best) if self.arena[best.clone()] <= *candidate => {}
-            Some(best) if best.len() == candidate.len() => {
-                self.arena[best].copy_from_slice(candidate);
+        match &mut self.slots[group] {
+            Some(best) if best.as_slice() <= candidate => {}
+            Some(best) => {
+                self.bytes = self.bytes - best.len() + candidate.len();
+                best.clear();
+                best.extend_from_slice(candidate);
             }
-            old => {
-                if let Some(best) = old {
-                    self.garbage += best.len();
-                }
-                let start = self.arena.len();
-                self.arena.extend_from_slice(candidate);
-                self.slots[group] = Some(start..self.arena.len());
-                if self.garbage > (1 << 20) && self.garbage > self.arena.len() / 2 {
-                    self.compact();
-                }
+            slot @ None => {
+                self.bytes += candidate.len();
+                *slot = Some(candidate.to_vec());
             }
         }
-    }
-
-    fn compact(&mut self) {
-        (self.slots, self.arena) = rebase(&self.slots, &self.arena);
-        self.garbage = 0;
     }
 
     /// The encoded `(keys…, value)` of the input rows (`value, k1, …`) that count — those that
@@ -257,32 +224,20 @@ impl Best {
         Ok(())
     }
 
-    /// The slots `emit_to` asks for, taken out with an arena holding their bytes.
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<Option<Range<usize>>>, Vec<u8>) {
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Option<Vec<u8>>> {
         let taken = emit_to.take_needed(&mut self.slots);
-        match emit_to {
-            EmitTo::All => {
-                self.garbage = 0;
-                (taken, std::mem::take(&mut self.arena))
-            }
-            EmitTo::First(_) => {
-                let out = rebase(&taken, &self.arena);
-                self.compact();
-                out
-            }
-        }
+        let freed: usize = taken.iter().flatten().map(Vec::len).sum();
+        self.bytes -= freed.min(self.bytes);
+        taken
     }
 
     /// The value of each taken slot.
     fn values(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (taken, arena) = self.take(emit_to);
+        let taken = self.take(emit_to);
         let parser = self.converter.parser();
-        let columns = self.converter.convert_rows(
-            taken
-                .iter()
-                .flatten()
-                .map(|r| parser.parse(&arena[r.clone()])),
-        )?;
+        let columns = self
+            .converter
+            .convert_rows(taken.iter().flatten().map(|b| parser.parse(b)))?;
         let values = columns.last().expect("a value column").clone();
         if values.len() == taken.len() {
             return Ok(values);
@@ -302,24 +257,18 @@ impl Best {
     }
 
     fn states(&mut self, emit_to: EmitTo) -> ArrayRef {
-        let (taken, arena) = self.take(emit_to);
-        let mut builder = BinaryBuilder::with_capacity(taken.len(), arena.len());
-        for slot in taken {
-            builder.append_option(slot.map(|r| &arena[r]));
+        let taken = self.take(emit_to);
+        let mut builder = BinaryBuilder::with_capacity(taken.len(), self.bytes);
+        for slot in &taken {
+            builder.append_option(slot.as_deref());
         }
         Arc::new(builder.finish())
     }
 
-    /// The encoding of the one group's best row (the [`Accumulator`]), if any.
-    fn only(&mut self) -> Option<Vec<u8>> {
-        self.slots.resize(1, None);
-        self.slots[0].clone().map(|r| self.arena[r].to_vec())
-    }
-
     fn held(&self) -> usize {
         self.converter.size()
-            + self.slots.capacity() * std::mem::size_of::<Option<Range<usize>>>()
-            + self.arena.capacity()
+            + self.slots.capacity() * std::mem::size_of::<Option<Vec<u8>>>()
+            + self.bytes
     }
 }
 
@@ -392,11 +341,14 @@ impl Accumulator for Best {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(self.only())])
+        self.slots.resize(1, None);
+        let slot = self.slots[0].clone();
+        Ok(vec![ScalarValue::Binary(slot)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let slot = self.only();
+        self.slots.resize(1, None);
+        let slot = self.slots[0].clone();
         let parser = self.converter.parser();
         let columns = self
             .converter
@@ -415,10 +367,7 @@ impl Accumulator for Best {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion::arrow::array::RecordBatch;
-    use datafusion::arrow::datatypes::DataType;
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -527,47 +476,6 @@ mod tests {
                 "skip_partial {skip_partial}: {out}"
             );
         }
-    }
-
-    /// The arena keeps each group's smallest bytes through in-place overwrites, appends,
-    /// compactions (over a MiB of replaced bytes) and emitting the first groups.
-    #[test]
-    fn the_arena_keeps_the_smallest_bytes_per_group() {
-        use datafusion::arrow::datatypes::Field;
-
-        use super::ByKeys;
-        use datafusion::logical_expr::EmitTo;
-        let field = Arc::new(Field::new("v", DataType::Utf8, true));
-        let converter = ByKeys::new("min_by_keys", false)
-            .converter(&[Arc::clone(&field), field])
-            .unwrap();
-        let mut best = super::Best {
-            converter,
-            slots: vec![None; 3],
-            arena: Vec::new(),
-            garbage: 0,
-        };
-        // Ever smaller candidates, each one byte longer than the last: every offer replaces.
-        let mut appended = 0;
-        for i in 0..8000u32 {
-            let candidate = format!("{:08}{}", 99_999_999 - i, "x".repeat(i as usize % 700));
-            appended += candidate.len();
-            best.offer((i % 2) as usize, candidate.as_bytes());
-        }
-        best.offer(0, b"00000000");
-        best.offer(0, b"00000001");
-        assert!(appended > 2 << 20);
-        assert!(
-            best.arena.len() < 3 * appended / 4,
-            "not compacted: {} bytes",
-            best.arena.len()
-        );
-        let (first, arena) = best.take(EmitTo::First(1));
-        assert_eq!(&arena[first[0].clone().unwrap()], b"00000000");
-        let (rest, arena) = best.take(EmitTo::All);
-        let want = format!("{:08}{}", 99_999_999 - 7999, "x".repeat(7999 % 700));
-        assert_eq!(&arena[rest[0].clone().unwrap()], want.as_bytes());
-        assert_eq!(rest[1], None);
     }
 
     #[tokio::test]
