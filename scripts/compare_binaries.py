@@ -20,7 +20,8 @@ from pathlib import Path
 import duckdb
 
 TABLES = ["member_activity", "member_influence", "community_influence", "retention_cohorts",
-          "demand_categories", "ranked_members", "kpis"]
+          "demand_categories", "ranked_members", "kpis", "membership", "revenue_cohorts",
+          "tier_transitions", "top_content", "category_health", "emerging_terms"]
 
 
 def run(binary, lake, *args):
