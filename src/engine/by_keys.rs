@@ -76,11 +76,13 @@ impl ByKeys {
         Ok(RowConverter::new(fields)?)
     }
 
-    fn best(&self, args: &AccumulatorArgs) -> Result<Best> {
+    /// The accumulator for `groups` groups to begin with (one for the plain [`Accumulator`]; a
+    /// [`GroupsAccumulator`] grows with the group indices it is given).
+    fn best(&self, args: &AccumulatorArgs, groups: usize) -> Result<Best> {
         let converter = self.converter(args.expr_fields)?;
         Ok(Best {
             converter,
-            slots: Vec::new(),
+            slots: vec![None; groups],
             bytes: 0,
         })
     }
@@ -106,7 +108,7 @@ impl AggregateUDFImpl for ByKeys {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(self.best(&args)?))
+        Ok(Box::new(self.best(&args, 1)?))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -125,7 +127,7 @@ impl AggregateUDFImpl for ByKeys {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.best(&args)?))
+        Ok(Box::new(self.best(&args, 0)?))
     }
 }
 
@@ -188,42 +190,6 @@ impl Best {
         Ok((self.converter.convert_columns(&columns)?, Some(kept)))
     }
 
-    fn update(
-        &mut self,
-        values: &[ArrayRef],
-        groups: &[usize],
-        filter: Option<&BooleanArray>,
-        total_groups: usize,
-    ) -> Result<()> {
-        self.slots.resize(total_groups, None);
-        let (rows, kept) = self.encode(values, filter)?;
-        match kept {
-            None => {
-                for (i, &group) in groups.iter().enumerate() {
-                    self.offer(group, rows.row(i).as_ref());
-                }
-            }
-            Some(kept) => {
-                for (j, &i) in kept.values().iter().enumerate() {
-                    self.offer(groups[i as usize], rows.row(j).as_ref());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Offer each partial state (encoded rows; NULL for a group that saw none).
-    fn merge(&mut self, states: &[ArrayRef], groups: &[usize], total_groups: usize) -> Result<()> {
-        self.slots.resize(total_groups, None);
-        let states: &BinaryArray = states[0].as_binary();
-        for (i, &group) in groups.iter().enumerate() {
-            if states.is_valid(i) {
-                self.offer(group, states.value(i));
-            }
-        }
-        Ok(())
-    }
-
     fn take(&mut self, emit_to: EmitTo) -> Vec<Option<Vec<u8>>> {
         let taken = emit_to.take_needed(&mut self.slots);
         let freed: usize = taken.iter().flatten().map(Vec::len).sum();
@@ -231,20 +197,19 @@ impl Best {
         taken
     }
 
-    /// The value of each taken slot.
-    fn values(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let taken = self.take(emit_to);
+    /// The value of each slot (NULL for a group that saw no row).
+    fn decode(&self, slots: &[Option<Vec<u8>>]) -> Result<ArrayRef> {
         let parser = self.converter.parser();
         let columns = self
             .converter
-            .convert_rows(taken.iter().flatten().map(|b| parser.parse(b)))?;
+            .convert_rows(slots.iter().flatten().map(|b| parser.parse(b)))?;
         let values = columns.last().expect("a value column").clone();
-        if values.len() == taken.len() {
+        if values.len() == slots.len() {
             return Ok(values);
         }
         // Groups that saw no row: NULL, by taking a null index.
         let mut next = 0u32;
-        let indices: UInt32Array = taken
+        let indices: UInt32Array = slots
             .iter()
             .map(|slot| {
                 slot.as_ref().map(|_| {
@@ -254,21 +219,6 @@ impl Best {
             })
             .collect();
         Ok(take(&values, &indices, None)?)
-    }
-
-    fn states(&mut self, emit_to: EmitTo) -> ArrayRef {
-        let taken = self.take(emit_to);
-        let mut builder = BinaryBuilder::with_capacity(taken.len(), self.bytes);
-        for slot in &taken {
-            builder.append_option(slot.as_deref());
-        }
-        Arc::new(builder.finish())
-    }
-
-    fn held(&self) -> usize {
-        self.converter.size()
-            + self.slots.capacity() * std::mem::size_of::<Option<Vec<u8>>>()
-            + self.bytes
     }
 }
 
@@ -280,15 +230,37 @@ impl GroupsAccumulator for Best {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.update(values, group_indices, opt_filter, total_num_groups)
+        self.slots.resize(total_num_groups, None);
+        let (rows, kept) = self.encode(values, opt_filter)?;
+        match kept {
+            None => {
+                for (i, &group) in group_indices.iter().enumerate() {
+                    self.offer(group, rows.row(i).as_ref());
+                }
+            }
+            Some(kept) => {
+                for (j, &i) in kept.values().iter().enumerate() {
+                    self.offer(group_indices[i as usize], rows.row(j).as_ref());
+                }
+            }
+        }
+        Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        self.values(emit_to)
+        let taken = self.take(emit_to);
+        self.decode(&taken)
     }
 
+    /// The encoded rows themselves; NULL for a group that saw none.
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.states(emit_to)])
+        let taken = self.take(emit_to);
+        let bytes = taken.iter().flatten().map(Vec::len).sum();
+        let mut builder = BinaryBuilder::with_capacity(taken.len(), bytes);
+        for slot in &taken {
+            builder.append_option(slot.as_deref());
+        }
+        Ok(vec![Arc::new(builder.finish())])
     }
 
     fn merge_batch(
@@ -297,7 +269,14 @@ impl GroupsAccumulator for Best {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.merge(values, group_indices, total_num_groups)
+        self.slots.resize(total_num_groups, None);
+        let states: &BinaryArray = values[0].as_binary();
+        for (i, &group) in group_indices.iter().enumerate() {
+            if states.is_valid(i) {
+                self.offer(group, states.value(i));
+            }
+        }
+        Ok(())
     }
 
     /// Each row as its own partial state, for when partial aggregation does not pay.
@@ -325,43 +304,35 @@ impl GroupsAccumulator for Best {
     }
 
     fn size(&self) -> usize {
-        self.held()
+        self.converter.size()
+            + self.slots.capacity() * std::mem::size_of::<Option<Vec<u8>>>()
+            + self.bytes
     }
 }
 
+/// One group (slot 0): the same work as the groups accumulator, but evaluating leaves the slot
+/// in place (a window frame evaluates after every row).
 impl Accumulator for Best {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let groups = vec![0; values[0].len()];
-        self.update(values, &groups, None, 1)
+        GroupsAccumulator::update_batch(self, values, &groups, None, 1)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let groups = vec![0; states[0].len()];
-        self.merge(states, &groups, 1)
+        GroupsAccumulator::merge_batch(self, states, &groups, 1)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.slots.resize(1, None);
-        let slot = self.slots[0].clone();
-        Ok(vec![ScalarValue::Binary(slot)])
+        Ok(vec![ScalarValue::Binary(self.slots[0].clone())])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.slots.resize(1, None);
-        let slot = self.slots[0].clone();
-        let parser = self.converter.parser();
-        let columns = self
-            .converter
-            .convert_rows(slot.as_deref().map(|b| parser.parse(b)))?;
-        let values = columns.last().expect("a value column");
-        if values.is_empty() {
-            return ScalarValue::try_from(values.data_type());
-        }
-        ScalarValue::try_from_array(values, 0)
+        ScalarValue::try_from_array(&self.decode(&self.slots[..1])?, 0)
     }
 
     fn size(&self) -> usize {
-        self.held()
+        GroupsAccumulator::size(self)
     }
 }
 
