@@ -16,6 +16,7 @@ pub mod ballista;
 pub mod by_keys;
 pub mod catalog;
 pub mod functions;
+pub mod memory;
 pub mod terms;
 
 use std::sync::Arc;

@@ -246,6 +246,7 @@ pub async fn run_community(
     as_of: NaiveDate,
 ) -> Result<CommunityRun> {
     let started = std::time::Instant::now();
+    let _return_freed_memory = crate::engine::memory::ReturnFreedMemory::start();
     let window = RunWindow::new(as_of, settings.window_days, settings.timezone);
     // A community without a single event has nothing to compute: its tables are written empty
     // without starting an engine (and Ballista 55 can stall on plans over zero files).
