@@ -131,17 +131,32 @@ def bench_import(size, work, runs, duckdb):
     src = harness.events_file(size, work)
     n = harness.count_lines(src)
     lake = work / f"lake-{size}"
-    pulse_cmd = lambda prefix=(): [*prefix, str(harness.PULSE), "-q", "--lake", str(fresh(lake)), "import", str(src)]
+    # Every run writes a directory of its own, and they are removed after the row: ext4 without
+    # a journal (as on the VM of docs/benchmarks.md) walks past every inode freed in the last
+    # ~30 s each time it creates one, so removing one run's 1,464 files and directories right
+    # before the next made that run's creates several times slower, for both tools alike.
+    outputs = []
+
+    def output(name):
+        path = work / f"{name}.run{len(outputs)}"
+        outputs.append(path)
+        return fresh(path)  # only a leftover of an interrupted benchmark is removed here
+
+    pulse_cmd = lambda prefix=(): [*prefix, str(harness.PULSE), "-q", "--lake", str(output(f"lake-{size}")),
+                                   "import", str(src)]
     pulse = median_of(runs, lambda: harness.run_measured(pulse_cmd())[:2])
-    duck_out = work / f"duck-{size}"
+    kept = outputs[-1]  # the last run's lake stays for the daily run
     duck = duckdb and median_of(runs, lambda: harness.run_measured(
-        [sys.executable, "-c", DUCKDB_IMPORT, str(src), str(fresh(duck_out))])[:2])
-    shutil.rmtree(duck_out, ignore_errors=True)
+        [sys.executable, "-c", DUCKDB_IMPORT, str(src), str(output(f"duck-{size}"))])[:2])
     note = f"{src.stat().st_size / 2**20:,.0f} MiB NDJSON"
     if shutil.which("eatmydata"):
         unsynced = harness.run_measured(pulse_cmd(["eatmydata"]))[0]
         note += f"; one run without fsync (eatmydata): {unsynced:.2f} s"
-    # The last run's lake stays for the daily run.
+    fresh(lake)
+    kept.rename(lake)
+    for path in outputs:
+        if path != kept:
+            shutil.rmtree(path, ignore_errors=True)
     row(f"import {size}", n, pulse, duck, note)
     return n
 
