@@ -325,6 +325,47 @@ fn over_long_ndjson_lines_are_quarantined_by_reference() {
     }
 }
 
+/// A line that fills the 32 MiB read buffer without ending is skipped as it streams past
+/// (hashed part by part, never held whole); the lines after it are read, and numbered, as usual.
+#[test]
+fn a_line_longer_than_the_read_buffer_is_skipped_as_it_streams() {
+    let s = Scratch::new();
+    let huge = "c".repeat(40 << 20);
+    let text = [
+        huge.clone(),
+        event("ok1", "m1", "post", "2026-11-20T10:00:00Z"),
+        event("ok2", "m2", "post", "2026-11-20T10:00:00Z"),
+    ]
+    .join("\n");
+    let f = s.write("huge.ndjson", &text);
+    let out = s.pulse(&["import", f.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("read 3 · imported 2 · duplicate 0 · quarantined 1"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let day = std::fs::read_dir(s.lake().join("quarantine"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let file = std::fs::read_dir(day.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(file.path()).unwrap().trim()).unwrap();
+    assert_eq!(record["line"], 1);
+    let reason = record["reason"].as_str().unwrap();
+    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(huge.as_bytes()));
+    assert!(
+        reason.contains(&format!("line of {} bytes", huge.len())) && reason.contains(&hash),
+        "{reason}"
+    );
+}
+
 #[test]
 fn csv_import_with_header_row() {
     let s = Scratch::new();
