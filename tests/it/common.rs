@@ -320,3 +320,24 @@ pub fn approx(value: &str, expected: f64) -> bool {
         .map(|v| (v - expected).abs() < 1e-9)
         .unwrap_or(false)
 }
+
+impl Scratch {
+    /// Every quarantine record in the lake (all days, all files), in input line order.
+    pub fn quarantine(&self) -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = Vec::new();
+        let mut dirs = vec![self.lake().join("quarantine")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+                }
+            }
+        }
+        out.sort_by_key(|r| r["line"].as_u64());
+        out
+    }
+}

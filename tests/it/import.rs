@@ -218,24 +218,7 @@ fn bad_lines_go_to_quarantine_with_reason_and_exit_status_3() {
     );
     assert_eq!(s.scalar("SELECT count(*) FROM events"), "2");
 
-    let qdir = s.lake().join("quarantine");
-    let day = std::fs::read_dir(&qdir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let file = std::fs::read_dir(&day)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = s.quarantine();
     let summary: Vec<(u64, String)> = records
         .iter()
         .map(|r| {
@@ -345,18 +328,9 @@ fn a_line_longer_than_the_read_buffer_is_skipped_as_it_streams() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let day = std::fs::read_dir(s.lake().join("quarantine"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let file = std::fs::read_dir(day.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let record: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(file.path()).unwrap().trim()).unwrap();
+    let records = s.quarantine();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
     assert_eq!(record["line"], 1);
     let reason = record["reason"].as_str().unwrap();
     let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(huge.as_bytes()));

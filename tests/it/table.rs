@@ -262,24 +262,6 @@ m7,2026-11-23T13:00:00-05:00,posted,,,,m7@example.com\n\
 ,,,,,,\n\
 ,,,,,,\n";
 
-fn quarantine(s: &Scratch) -> Vec<serde_json::Value> {
-    let mut out: Vec<serde_json::Value> = Vec::new();
-    let mut dirs = vec![s.lake().join("quarantine")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                let text = std::fs::read_to_string(&p).unwrap();
-                out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-            }
-        }
-    }
-    out.sort_by_key(|r| r["line"].as_u64());
-    out
-}
-
 #[test]
 fn edge_cases_import_or_go_to_quarantine_with_file_row_and_reason() {
     let s = Scratch::new();
@@ -315,7 +297,7 @@ fn edge_cases_import_or_go_to_quarantine_with_file_row_and_reason() {
     let again = import(&s, &mapping, &file);
     assert!(String::from_utf8_lossy(&again.stdout).contains("imported 0 · duplicate 3"));
 
-    let q = quarantine(&s);
+    let q = s.quarantine();
     // The second import quarantined the same rows again, into the same quarantine file.
     let first: Vec<_> = q.iter().collect();
     let expected = [
@@ -366,7 +348,7 @@ fn xlsx_quarantine_names_the_sheet_and_row() {
     book.save(&path).unwrap();
     let out = import(&s, &mapping, &path);
     assert_eq!(out.status.code(), Some(3));
-    let q = quarantine(&s);
+    let q = s.quarantine();
     assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!(q[0]["line"], 2);
     assert_eq!(q[0]["file"], format!("{} (sheet 订单)", path.display()));
