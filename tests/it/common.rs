@@ -325,19 +325,29 @@ impl Scratch {
     /// Every quarantine record in the lake (all days, all files), in input line order.
     pub fn quarantine(&self) -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = Vec::new();
-        let mut dirs = vec![self.lake().join("quarantine")];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else {
-                    let text = std::fs::read_to_string(&p).unwrap();
-                    out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-                }
-            }
+        for file in files_below(&self.lake().join("quarantine")) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
         }
         out.sort_by_key(|r| r["line"].as_u64());
         out
     }
+}
+
+/// Every file below `dir`.
+pub fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
