@@ -54,7 +54,7 @@ mod keys;
 use super::{Lake, LakeLock, Staging};
 use crate::error::{IoContext, Result};
 use crate::event::{file_schema, Event};
-use keys::{mark_stored, Key, KeyMap};
+use keys::{mark_stored, Key, KeyMap, Losers};
 
 /// Counts an import reports (SPEC: read, imported, duplicate, quarantined).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -121,6 +121,8 @@ pub struct EventWriter {
     /// This import's own staging directory (`staging` is its path); removed when dropped.
     _stage: Staging,
     winners: KeyMap,
+    /// Buffered rows that lost to another copy (dropped at commit).
+    losers: Losers,
     /// `received_at` of winning copies that carried their own (the rest were received now).
     received: HashMap<u32, i64>,
     next_seq: u32,
@@ -155,6 +157,7 @@ impl EventWriter {
             staging,
             _stage: stage,
             winners: KeyMap::default(),
+            losers: Losers::default(),
             received: HashMap::new(),
             next_seq: 0,
             partitions: HashMap::new(),
@@ -213,7 +216,7 @@ impl EventWriter {
     /// caller on all cores while parsing); duplicates are counted and dropped. Which copy wins
     /// is decided here one event at a time (order matters); copying the kept events into their
     /// partitions' columns then runs on all cores, one partition per task.
-    pub fn add_all(&mut self, events: &[(Event<'_>, u128)]) -> Result<()> {
+    pub fn add_all(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
         let now = self.options.received_at;
         // foldhash (DataFusion's default), not SipHash: one lookup per event.
         let mut by_partition: datafusion::common::HashMap<(&str, i32), Vec<(usize, u32)>> =
@@ -258,7 +261,7 @@ impl EventWriter {
             .map(|(partition, rows)| {
                 rows.iter()
                     .map(|&(i, seq)| {
-                        let (event, key) = &events[i];
+                        let (event, key) = events[i];
                         let received_at = event.received_at.unwrap_or(now);
                         match &event.target_member_id {
                             Some(target) if forgotten.contains(&event.community_id, target) => {
@@ -293,19 +296,20 @@ impl EventWriter {
             .next_seq
             .checked_add(1)
             .expect("fewer than 4 billion events per import");
-        match self.winners.get_mut(&key) {
-            Some(winner) => {
-                let winner_received = self.received.get(winner).copied().unwrap_or(now);
+        // One probe of the map per event (most keys are new).
+        match self.winners.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut winner) => {
+                let winner_received = self.received.get(winner.get()).copied().unwrap_or(now);
                 self.stats.duplicate += 1;
                 if winner_received <= received_at {
                     return None;
                 }
                 // An earlier copy in this import loses to this one; its buffered row is dropped
-                // at commit because its seq no longer matches.
-                *winner = seq;
+                // at commit.
+                self.losers.insert(winner.insert(seq));
             }
-            None => {
-                self.winners.insert(key, seq);
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(seq);
             }
         }
         if let Some(r) = received {
@@ -344,7 +348,7 @@ impl EventWriter {
     /// Drop the events the lake already holds, write every partition, publish the files, write
     /// quarantine, release the lock.
     pub fn commit(mut self) -> Result<ImportStats> {
-        let scan = mark_stored(&self.lake, &mut self.winners)?;
+        let scan = mark_stored(&self.lake, &mut self.winners, &mut self.losers)?;
         self.stats.duplicate += scan.stored;
         tracing::info!(
             events_in_lake = scan.lake_keys,
@@ -352,11 +356,13 @@ impl EventWriter {
             "lake keys checked"
         );
         let mut partitions = partition_list(&mut self.partitions);
-        let (winners, staging, opts) = (&self.winners, &self.staging, &self.options);
+        // The map is not needed any more: its memory goes before the partitions are written.
+        drop(std::mem::take(&mut self.winners));
+        let (losers, staging, opts) = (&self.losers, &self.staging, &self.options);
         let written: Vec<(PathBuf, String, u64)> = partitions
             .par_iter_mut()
             .map(|(community, date, p)| {
-                write_partition(p, community, *date, winners, staging, opts)
+                write_partition(p, community, *date, losers, staging, opts)
             })
             .collect::<Result<Vec<_>>>()?
             .into_iter()
@@ -396,7 +402,7 @@ fn write_partition(
     p: &mut Partition,
     community: &str,
     date: i32,
-    winners: &KeyMap,
+    losers: &Losers,
     staging: &Path,
     opts: &WriterOptions,
 ) -> Result<Option<(PathBuf, String, u64)>> {
@@ -419,24 +425,20 @@ fn write_partition(
     let all = concat_batches(&first.schema(), &batches)?;
     drop(batches);
 
-    // Keep only the winning copy of each key (every row, unless this import repeated a key).
-    let keep = {
-        let (lo, hi) = (
-            column::<UInt64Array>(&all, KEY_LO),
-            column::<UInt64Array>(&all, KEY_HI),
-        );
-        let seq = column::<UInt32Array>(&all, SEQ);
-        BooleanArray::from_iter(
-            (0..all.num_rows())
-                .map(|i| Some(winners[&Key(lo.value(i), hi.value(i))] == seq.value(i))),
-        )
-    };
-    let kept = if keep.true_count() == all.num_rows() {
+    // Keep only the winning copy of each key (every row, unless this import repeated a key or
+    // the lake held it).
+    let kept = if losers.is_empty() {
         all
     } else {
-        let kept = filter_record_batch(&all, &keep)?;
-        drop(all);
-        kept
+        let seq = column::<UInt32Array>(&all, SEQ);
+        let keep = BooleanArray::from_iter(seq.values().iter().map(|&s| Some(!losers.contains(s))));
+        if keep.true_count() == all.num_rows() {
+            all
+        } else {
+            let kept = filter_record_batch(&all, &keep)?;
+            drop(all);
+            kept
+        }
     };
     if kept.num_rows() == 0 {
         return Ok(None);
@@ -480,23 +482,50 @@ fn write_partition(
 
 /// `batch` in the order of the lake's event files: member, then time, then event id and source
 /// (the dedupe key within a community, so the order, and so a file's bytes, is a function of its
-/// rows). Row numbers sorted with one typed comparator: less CPU than `lexsort_to_indices`,
-/// which compares through a dynamic comparator per column.
+/// rows). Members are ranked once (a partition has a few thousand), so the sort compares
+/// 128-bit integers `(member rank, time, row)` instead of strings; only rows of one member at
+/// one microsecond are then ordered by their ids.
 pub(crate) fn sort_events(batch: &RecordBatch) -> Result<RecordBatch> {
     let member = column::<StringArray>(batch, "member_id");
     let at = column::<TimestampMicrosecondArray>(batch, "occurred_at").values();
     let id = column::<StringArray>(batch, "event_id");
     let source = column::<StringArray>(batch, "source");
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        member
-            .value(a)
-            .cmp(member.value(b))
-            .then(at[a].cmp(&at[b]))
-            .then_with(|| id.value(a).cmp(id.value(b)))
-            .then_with(|| source.value(a).cmp(source.value(b)))
-    });
+    let rows = batch.num_rows();
+    let mut first_seen: datafusion::common::HashMap<&str, u32> = Default::default();
+    let member_of: Vec<u32> = (0..rows)
+        .map(|i| {
+            let next = first_seen.len() as u32;
+            *first_seen.entry(member.value(i)).or_insert(next)
+        })
+        .collect();
+    let mut members: Vec<(&str, u32)> = first_seen.into_iter().collect();
+    members.sort_unstable();
+    let mut rank = vec![0u32; members.len()];
+    for (r, &(_, m)) in members.iter().enumerate() {
+        rank[m as usize] = r as u32;
+    }
+    // Time with its sign bit flipped sorts as an unsigned number in the order of the signed one.
+    let mut keys: Vec<u128> = (0..rows)
+        .map(|i| {
+            (u128::from(rank[member_of[i] as usize]) << 96)
+                | (u128::from(at[i] as u64 ^ (1 << 63)) << 32)
+                | i as u128
+        })
+        .collect();
+    keys.sort_unstable();
+    let mut order: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
+    let mut start = 0;
+    for run in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
+        if run.len() > 1 {
+            order[start..start + run.len()].sort_unstable_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                id.value(a)
+                    .cmp(id.value(b))
+                    .then_with(|| source.value(a).cmp(source.value(b)))
+            });
+        }
+        start += run.len();
+    }
     Ok(take_record_batch(batch, &UInt32Array::from(order))?)
 }
 
@@ -650,5 +679,77 @@ impl Columns {
             Arc::new(self.key_hi.finish()),
         ];
         Ok(RecordBatch::try_new(staged_schema(), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A batch of the file schema with the given (member, time, event id, source) per row.
+    fn batch(rows: &[(String, i64, String, String)]) -> RecordBatch {
+        let mut columns = Columns::default();
+        for (seq, (member, at, id, source)) in rows.iter().enumerate() {
+            let event = Event {
+                event_id: id.as_str().into(),
+                source: source.as_str().into(),
+                community_id: "c".into(),
+                member_id: member.as_str().into(),
+                event_type: crate::event::EventType::Post,
+                occurred_at: *at,
+                received_at: None,
+                content_id: None,
+                parent_id: None,
+                target_member_id: None,
+                title: None,
+                body: None,
+                amount_minor: None,
+                currency: None,
+                properties: None,
+            };
+            columns.append(&event, 0, seq as u32, Key(seq as u64, 0));
+        }
+        columns.finish().unwrap()
+    }
+
+    fn rows_of(batch: &RecordBatch) -> Vec<(String, i64, String, String)> {
+        let member = column::<StringArray>(batch, "member_id");
+        let at = column::<TimestampMicrosecondArray>(batch, "occurred_at");
+        let id = column::<StringArray>(batch, "event_id");
+        let source = column::<StringArray>(batch, "source");
+        (0..batch.num_rows())
+            .map(|i| {
+                (
+                    member.value(i).to_string(),
+                    at.value(i),
+                    id.value(i).to_string(),
+                    source.value(i).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The ranked integer sort orders rows exactly as comparing (member, time, id, source)
+        /// would: members that are prefixes of each other, times before 1970, ties on member and
+        /// time broken by id then source.
+        #[test]
+        fn sort_events_orders_by_member_time_id_source(
+            rows in prop::collection::vec(
+                ("u[0-9]{0,2}\\x00?", -3i64..3, "[ab]{1,2}", "[xy]"),
+                0..60,
+            )
+        ) {
+            let rows: Vec<(String, i64, String, String)> = rows
+                .into_iter()
+                .map(|(m, t, id, s)| (m, t * 86_400_000_000 + t, id, s))
+                .collect();
+            let mut expected = rows.clone();
+            expected.sort();
+            prop_assert_eq!(rows_of(&sort_events(&batch(&rows)).unwrap()), expected);
+        }
     }
 }
