@@ -5,18 +5,22 @@
 //! 1. `add_all` keeps an event unless an earlier copy in this import wins (the copy with the
 //!    smaller `received_at`, then the one read first). Kept events are appended to Arrow
 //!    builders per partition `(community_id, UTC event_date)`; when the builders outgrow the
-//!    memory budget they are spilled to Arrow IPC files in staging.
+//!    memory budget they are spilled to staging: a partition that has stopped receiving rows
+//!    (input in time order) as the Parquet file it will most likely become, a busy one as Arrow
+//!    IPC. A copy that loses later is noted in a bitset of sequence numbers.
 //! 2. `commit` streams the dedupe keys `(community_id, source, event_id)` of the events already
 //!    in the lake, file by file, and marks every key of this import found among them as stored:
 //!    a stored event always wins, so those rows are dropped. (A file's community is its Hive
 //!    partition `community_id=`, as it always was, so lakes written before the community
 //!    joined the key need no migration.)
 //! 3. It then writes one Parquet file per partition (rows sorted by member then time, zstd),
-//!    named by a hash of its keys, syncs once and renames them all into place, then writes the
-//!    quarantine file.
+//!    named by a hash of its keys — a partition spilled once as its final file with no row
+//!    added or lost since is taken as it is, the others are merged — syncs once and renames
+//!    them all into place, then writes the quarantine file.
 //!
 //! Memory model: the only map is the one of *this import's* keys (24 bytes a key plus the
-//! table's slack, ~30 MiB a million events), and the lake's keys are read a few files at a time
+//! table's slack, ~30 MiB a million events; plus 4 bytes a row spilled as a final file, and a
+//! bit an event for the losers), and the lake's keys are read a few files at a time
 //! and probed against it, never kept; so importing into a lake of 100M events needs the memory
 //! of the import, not of the history (the buffered rows are bounded by `memory_budget` and
 //! spilled beyond it). The cost in time of the lake side is one read of the two key columns of
@@ -41,6 +45,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_recor
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::FileReader as IpcReader;
 use datafusion::arrow::ipc::writer::FileWriter as IpcWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
@@ -126,6 +131,8 @@ pub struct EventWriter {
     /// `received_at` of winning copies that carried their own (the rest were received now).
     received: HashMap<u32, i64>,
     next_seq: u32,
+    /// `next_seq` at the last spill.
+    spilled_at: u32,
     /// community_id → UTC day number → rows.
     partitions: Partitions,
     buffered_bytes: usize,
@@ -136,10 +143,27 @@ pub struct EventWriter {
     forgotten: crate::privacy::Forgotten,
 }
 
-/// Rows of one `(community_id, event_date)` partition: builders plus spilled IPC files.
+/// Rows of one `(community_id, event_date)` partition: builders plus what was spilled.
+#[derive(Default)]
 struct Partition {
     columns: Columns,
+    /// Spilled while the partition was still receiving rows: Arrow IPC, merged at commit.
     spilled: Vec<PathBuf>,
+    /// Spilled after the partition had gone quiet: already its final file (see [`Staged`]).
+    staged: Vec<Staged>,
+    /// Sequence number of the last row appended.
+    last_seq: u32,
+}
+
+/// A partition's rows written as the lake file they would become: sorted, in the file schema.
+/// If no more rows join the partition and none of these lose at commit, the file is published
+/// as it is; otherwise it is read back and merged like an IPC spill.
+struct Staged {
+    path: PathBuf,
+    /// The sequence number of each row, in file order.
+    seqs: Vec<u32>,
+    /// The file's content-addressed name in the lake.
+    name: String,
 }
 
 impl EventWriter {
@@ -160,6 +184,7 @@ impl EventWriter {
             losers: Losers::default(),
             received: HashMap::new(),
             next_seq: 0,
+            spilled_at: 0,
             partitions: HashMap::new(),
             buffered_bytes: 0,
             spills: 0,
@@ -243,10 +268,7 @@ impl EventWriter {
                 Some(days) => days,
                 None => self.partitions.entry(community.to_string()).or_default(),
             };
-            days.entry(date).or_insert_with(|| Partition {
-                columns: Columns::default(),
-                spilled: Vec::new(),
-            });
+            days.entry(date).or_default();
         }
         let forgotten = &self.forgotten;
         let mut work: Vec<(&mut Partition, &Vec<(usize, u32)>)> =
@@ -259,6 +281,9 @@ impl EventWriter {
         let added: usize = work
             .par_iter_mut()
             .map(|(partition, rows)| {
+                if let Some(&(_, seq)) = rows.last() {
+                    partition.last_seq = seq;
+                }
                 rows.iter()
                     .map(|&(i, seq)| {
                         let (event, key) = events[i];
@@ -318,12 +343,19 @@ impl EventWriter {
         Some(seq)
     }
 
-    /// Move every partition's builders to IPC files in staging.
+    /// Move every partition's builders to staging. A partition that received no row in the
+    /// last [`QUIET_SHARE`] of the rows since the previous spill has most likely seen its last
+    /// (input in time order: exports, the spool, generated files) and is written as its final
+    /// file, so the commit only publishes it; the others go to Arrow IPC, cheaper to write and
+    /// to read back for the merge at commit.
     fn spill(&mut self) -> Result<()> {
         self.spills += 1;
         let dir = self.staging.join("spill");
         std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
         let spills = self.spills;
+        let quiet_before = self.next_seq - (self.next_seq - self.spilled_at) / QUIET_SHARE;
+        self.spilled_at = self.next_seq;
+        let opts = &self.options;
         partition_list(&mut self.partitions)
             .into_par_iter()
             .enumerate()
@@ -332,6 +364,11 @@ impl EventWriter {
                     return Ok(());
                 }
                 let batch = p.columns.finish()?;
+                if p.last_seq < quiet_before {
+                    let path = dir.join(format!("{spills}-{i}.parquet"));
+                    p.staged.push(write_final(&batch, &path, opts)?);
+                    return Ok(());
+                }
                 let path = dir.join(format!("{spills}-{i}.arrow"));
                 let file =
                     File::create(&path).io_context(|| format!("creating {}", path.display()))?;
@@ -361,9 +398,7 @@ impl EventWriter {
         let (losers, staging, opts) = (&self.losers, &self.staging, &self.options);
         let written: Vec<(PathBuf, String, u64)> = partitions
             .par_iter_mut()
-            .map(|(community, date, p)| {
-                write_partition(p, community, *date, losers, staging, opts)
-            })
+            .map(|(community, date, p)| write_partition(p, community, *date, losers, staging, opts))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .flatten()
@@ -397,6 +432,10 @@ fn partition_list(partitions: &mut Partitions) -> Vec<(&str, i32, &mut Partition
         .collect()
 }
 
+/// A spilled partition counts as quiet when it received no row in this last share of the rows
+/// since the previous spill (see [`EventWriter::spill`]).
+const QUIET_SHARE: u32 = 16;
+
 /// Sort, dedupe and write one partition to staging; returns `(staged, lake path, rows)`.
 fn write_partition(
     p: &mut Partition,
@@ -406,7 +445,30 @@ fn write_partition(
     staging: &Path,
     opts: &WriterOptions,
 ) -> Result<Option<(PathBuf, String, u64)>> {
-    let mut batches = Vec::with_capacity(p.spilled.len() + 1);
+    let day = chrono::NaiveDate::from_num_days_from_ce_opt(date + 719_163).expect("valid date");
+    let target = |name: &str| {
+        format!(
+            "{}/community_id={community}/event_date={day}/{name}",
+            super::EVENTS
+        )
+    };
+    // Spilled once as its final file, nothing added since, nothing lost: published as it is.
+    if let [only] = p.staged.as_slice() {
+        if p.spilled.is_empty()
+            && p.columns.len() == 0
+            && !only.seqs.iter().any(|&s| losers.contains(s))
+        {
+            let only = p.staged.pop().expect("one staged file");
+            let rows = only.seqs.len() as u64;
+            return Ok(Some((only.path, target(&only.name), rows)));
+        }
+    }
+    let mut batches = Vec::with_capacity(p.staged.len() + p.spilled.len() + 1);
+    for staged in p.staged.drain(..) {
+        read_staged(&staged, community, &mut batches)?;
+        std::fs::remove_file(&staged.path)
+            .io_context(|| format!("removing {}", staged.path.display()))?;
+    }
     for path in p.spilled.drain(..) {
         let file = File::open(&path).io_context(|| format!("opening {}", path.display()))?;
         for batch in IpcReader::try_new(std::io::BufReader::new(file), None)? {
@@ -443,12 +505,19 @@ fn write_partition(
     if kept.num_rows() == 0 {
         return Ok(None);
     }
-    // `kept` goes as soon as its sorted copy exists: with partitions written in parallel, each
-    // copy held longer than needed is peak memory of the import.
-    let sorted = sort_events(&kept)?;
-    drop(kept);
+    let staged = write_final(
+        &kept,
+        &staging.join(format!("{community}-{day}.parquet")),
+        opts,
+    )?;
+    let rows = staged.seqs.len() as u64;
+    Ok(Some((staged.path, target(&staged.name), rows)))
+}
 
-    // Content-addressed name: the same rows always get the same file name.
+/// Write `batch` (staged schema) to `path` as a lake file: sorted, internal columns dropped,
+/// named by a hash of its keys in file order (the same rows always get the same name).
+fn write_final(batch: &RecordBatch, path: &Path, opts: &WriterOptions) -> Result<Staged> {
+    let sorted = sort_events(batch)?;
     let name = {
         let (lo, hi) = (
             column::<UInt64Array>(&sorted, KEY_LO),
@@ -461,15 +530,9 @@ fn write_partition(
         }
         format!("part-{:016x}.parquet", h.digest())
     };
-    let sorted = sorted.project(&(0..file_schema().fields().len()).collect::<Vec<_>>())?; // drop internal columns
-    let day = chrono::NaiveDate::from_num_days_from_ce_opt(date + 719_163).expect("valid date");
-    let target = format!(
-        "{}/community_id={community}/event_date={day}/{name}",
-        super::EVENTS
-    );
-    let staged = staging.join(format!("{community}-{day}-{name}"));
-    let rows = sorted.num_rows() as u64;
-    let file = File::create(&staged).io_context(|| format!("creating {}", staged.display()))?;
+    let seqs = column::<UInt32Array>(&sorted, SEQ).values().to_vec();
+    let sorted = sorted.project(&(0..file_schema().fields().len()).collect::<Vec<_>>())?;
+    let file = File::create(path).io_context(|| format!("creating {}", path.display()))?;
     let mut writer = ArrowWriter::try_new(
         file,
         sorted.schema(),
@@ -477,7 +540,50 @@ fn write_partition(
     )?;
     writer.write(&sorted)?;
     writer.close()?;
-    Ok(Some((staged, target, rows)))
+    Ok(Staged {
+        path: path.to_path_buf(),
+        seqs,
+        name,
+    })
+}
+
+/// Read a [`Staged`] file back into staged-schema batches: its sequence numbers from memory,
+/// its keys hashed again from its columns.
+fn read_staged(staged: &Staged, community: &str, into: &mut Vec<RecordBatch>) -> Result<()> {
+    let file =
+        File::open(&staged.path).io_context(|| format!("opening {}", staged.path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(staged.seqs.len().max(1))
+        .build()?;
+    let mut offset = 0;
+    for batch in reader {
+        let batch = batch?;
+        let rows = batch.num_rows();
+        let source = column::<StringArray>(&batch, "source");
+        let id = column::<StringArray>(&batch, "event_id");
+        let (mut lo, mut hi) = (
+            UInt64Builder::with_capacity(rows),
+            UInt64Builder::with_capacity(rows),
+        );
+        for i in 0..rows {
+            let key = Key::from(crate::event::dedupe_key(
+                community,
+                source.value(i),
+                id.value(i),
+            ));
+            lo.append_value(key.0);
+            hi.append_value(key.1);
+        }
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(UInt32Array::from(
+            staged.seqs[offset..offset + rows].to_vec(),
+        )));
+        columns.push(Arc::new(lo.finish()));
+        columns.push(Arc::new(hi.finish()));
+        into.push(RecordBatch::try_new(staged_schema(), columns)?);
+        offset += rows;
+    }
+    Ok(())
 }
 
 /// `batch` in the order of the lake's event files: member, then time, then event id and source
@@ -728,6 +834,93 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// One import of `batches` (NDJSON lines, offered batch by batch) into a new lake; returns
+    /// its counts and every events file's path and bytes.
+    fn import(
+        batches: &[Vec<String>],
+        memory_budget: usize,
+    ) -> (ImportStats, std::collections::BTreeMap<String, Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let options = WriterOptions {
+            received_at: 1_800_000_000_000_000,
+            memory_budget,
+            zstd_level: 1,
+        };
+        let mut writer = EventWriter::begin(&lake, options).unwrap();
+        for lines in batches {
+            let events: Vec<(Event<'_>, u128)> = lines
+                .iter()
+                .map(|l| {
+                    let e = crate::event::parse_json_line(l).unwrap();
+                    let key = e.key();
+                    (e, key)
+                })
+                .collect();
+            writer.add_all(&events.iter().collect::<Vec<_>>()).unwrap();
+        }
+        let stats = writer.commit().unwrap();
+        let files = lake
+            .list_files(super::super::EVENTS)
+            .unwrap()
+            .into_iter()
+            .map(|f| {
+                let bytes = std::fs::read(dir.path().join(&f)).unwrap();
+                (f, bytes)
+            })
+            .collect();
+        (stats, files)
+    }
+
+    fn line(id: &str, member: &str, day: u32, second: u32, received: Option<&str>) -> String {
+        let received = received
+            .map(|r| format!(r#","received_at":"{r}""#))
+            .unwrap_or_default();
+        format!(
+            r#"{{"event_id":"{id}","source":"app","community_id":"c1","member_id":"{member}","event_type":"post","occurred_at":"2026-11-{day:02}T00:00:{second:02}Z"{received}}}"#
+        )
+    }
+
+    /// Spilling changes nothing in the lake: an import that spills after every batch writes the
+    /// same files, byte for byte, as one that holds everything, whichever way each partition
+    /// went — written early as its final file and published as it is (day 4), written early
+    /// and merged again because rows came later (day 1, whose early copy of `e1` loses to a
+    /// later one received earlier), spilled to IPC while busy (day 2), or never spilled (day 5).
+    #[test]
+    fn spilled_partitions_end_as_the_same_files() {
+        let batch1: Vec<String> = (0..16)
+            .map(|i| line(&format!("e{i}"), &format!("m{}", i % 3), 1, i, None))
+            .chain((16..32).map(|i| line(&format!("e{i}"), "m1", 2, i - 16, None)))
+            .collect();
+        let batch2: Vec<String> = (32..48)
+            .map(|i| line(&format!("e{i}"), "m2", 4, i - 32, None))
+            .chain(std::iter::once(line(
+                "e1",
+                "m9",
+                1,
+                59,
+                Some("2026-11-01T00:00:00Z"),
+            )))
+            .chain((48..64).map(|i| line(&format!("e{i}"), "m0", 3, i - 48, None)))
+            .chain(std::iter::once(line("e20", "m1", 2, 59, None)))
+            .collect();
+        let batch3: Vec<String> = (64..70)
+            .map(|i| line(&format!("e{i}"), "m3", 5, i - 64, None))
+            .chain(std::iter::once(line("e70", "m3", 1, 30, None)))
+            .collect();
+        let batches = [batch1, batch2, batch3];
+        let (held, held_files) = import(&batches, usize::MAX);
+        // ~95 bytes a row: batches 1 and 2 go over the budget and spill, batch 3 stays.
+        let (spilled, spilled_files) = import(&batches, 1000);
+        assert_eq!((held.imported, held.duplicate, held.files), (71, 2, 5));
+        assert_eq!(spilled, held);
+        assert_eq!(
+            spilled_files.keys().collect::<Vec<_>>(),
+            held_files.keys().collect::<Vec<_>>()
+        );
+        assert!(spilled_files == held_files, "same bytes in every file");
     }
 
     proptest! {
