@@ -18,8 +18,8 @@
 //!    added or lost since is taken as it is, the others are merged — syncs once and renames
 //!    them all into place, then writes the quarantine file.
 //!
-//! Memory model: the only map is the one of *this import's* keys (24 bytes a key plus the
-//! table's slack, ~30 MiB a million events; plus 4 bytes a row spilled as a final file, and a
+//! Memory model: the only map is the one of *this import's* keys (16-byte slots at most 4/5 in
+//! use: 20–40 bytes a key, ~270 MiB for 10M events; plus 4 bytes a row spilled as a final file, and a
 //! bit an event for the losers), and the lake's keys are read a few files at a time
 //! and probed against it, never kept; so importing into a lake of 100M events needs the memory
 //! of the import, not of the history (the buffered rows are bounded by `memory_budget` and
@@ -59,7 +59,7 @@ mod keys;
 use super::{Lake, LakeLock, Staging};
 use crate::error::{IoContext, Result};
 use crate::event::{file_schema, Event};
-use keys::{mark_stored, Key, KeyMap, Losers};
+use keys::{mark_stored, Key, KeyMap, Losers, PREFETCH_AHEAD};
 
 /// Counts an import reports (SPEC: read, imported, duplicate, quarantined).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -248,6 +248,9 @@ impl EventWriter {
             Default::default();
         for (i, (event, key)) in events.iter().enumerate() {
             debug_assert_eq!(*key, event.key());
+            if let Some((_, ahead)) = events.get(i + PREFETCH_AHEAD) {
+                self.winners.prefetch(Key::from(*ahead));
+            }
             if self
                 .forgotten
                 .contains(&event.community_id, &event.member_id)
@@ -321,21 +324,15 @@ impl EventWriter {
             .next_seq
             .checked_add(1)
             .expect("fewer than 4 billion events per import");
-        // One probe of the map per event (most keys are new).
-        match self.winners.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut winner) => {
-                let winner_received = self.received.get(winner.get()).copied().unwrap_or(now);
-                self.stats.duplicate += 1;
-                if winner_received <= received_at {
-                    return None;
-                }
-                // An earlier copy in this import loses to this one; its buffered row is dropped
-                // at commit.
-                self.losers.insert(winner.insert(seq));
+        if let Some(mut winner) = self.winners.insert_or_get(key, seq) {
+            let winner_received = self.received.get(&winner.get()).copied().unwrap_or(now);
+            self.stats.duplicate += 1;
+            if winner_received <= received_at {
+                return None;
             }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(seq);
-            }
+            // An earlier copy in this import loses to this one; its buffered row is dropped at
+            // commit.
+            self.losers.insert(winner.replace(seq));
         }
         if let Some(r) = received {
             self.received.insert(seq, r);
