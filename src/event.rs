@@ -93,11 +93,27 @@ impl FromStr for EventType {
     type Err = ();
     /// Case-sensitive, as SPEC §4.8 requires.
     fn from_str(s: &str) -> Result<Self, ()> {
-        EventType::ALL
-            .iter()
-            .copied()
-            .find(|t| t.as_str() == s)
-            .ok_or(())
+        // A match, not a search of ALL: one length switch and a compare per event parsed.
+        Ok(match s {
+            "join" => EventType::Join,
+            "leave" => EventType::Leave,
+            "post" => EventType::Post,
+            "comment" => EventType::Comment,
+            "like" => EventType::Like,
+            "share" => EventType::Share,
+            "cite" => EventType::Cite,
+            "solution" => EventType::Solution,
+            "checkin" => EventType::Checkin,
+            "attend" => EventType::Attend,
+            "view" => EventType::View,
+            "purchase" => EventType::Purchase,
+            "refund" => EventType::Refund,
+            "report" => EventType::Report,
+            "warn" => EventType::Warn,
+            "ban" => EventType::Ban,
+            "unban" => EventType::Unban,
+            _ => return Err(()),
+        })
     }
 }
 
@@ -557,6 +573,15 @@ mod tests {
     use super::*;
 
     const GOOD: &str = r#"{"event_id":"e1","source":"generic","community_id":"c1","member_id":"m1","event_type":"post","occurred_at":"2026-11-23T08:30:00+08:00","title":"Hi","body":"学习 Rust"}"#;
+
+    #[test]
+    fn every_event_type_parses_from_its_name_and_nothing_else_does() {
+        for t in EventType::ALL {
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(t));
+            assert_eq!(t.as_str().to_uppercase().parse::<EventType>(), Err(()));
+        }
+        assert_eq!("".parse::<EventType>(), Err(()));
+    }
 
     #[test]
     fn parses_a_good_line_with_offset() {
