@@ -18,9 +18,9 @@
 //!    added or lost since is taken as it is, the others are merged — syncs once and renames
 //!    them all into place, then writes the quarantine file.
 //!
-//! Memory model: the only map is the one of *this import's* keys (16-byte slots at most 4/5 in
-//! use: 20–40 bytes a key, ~270 MiB for 10M events; plus 4 bytes a row spilled as a final file, and a
-//! bit an event for the losers), and the lake's keys are read a few files at a time
+//! Memory model: the only map is the one of *this import's* keys (16-byte slots at most 4/5
+//! in use: 20–40 bytes a key, ~270 MiB for 10M events; plus 4 bytes a row spilled as a final
+//! file, and a bit an event for the losers), and the lake's keys are read a few files at a time
 //! and probed against it, never kept; so importing into a lake of 100M events needs the memory
 //! of the import, not of the history (the buffered rows are bounded by `memory_budget` and
 //! spilled beyond it). The cost in time of the lake side is one read of the two key columns of
