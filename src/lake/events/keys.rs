@@ -43,6 +43,9 @@ pub(super) struct KeyMap {
 }
 
 const PRESENT: u64 = 1 << 63;
+/// The bits of a slot's second word that identify the key (PRESENT and the 31 high bits); the
+/// low 32 are the sequence number.
+const TAG: u64 = !0xffff_ffff;
 
 /// How many keys ahead of the one being looked up callers prefetch (a few hundred cycles of
 /// memory latency at tens of cycles a key).
@@ -57,8 +60,8 @@ impl KeyMap {
         PRESENT | ((key.1 >> 33) << 32)
     }
 
-    fn home(&self, key: Key) -> usize {
-        key.0 as usize & (self.slots.len() - 1)
+    fn home(&self, low: u64) -> usize {
+        low as usize & (self.slots.len() - 1)
     }
 
     /// Room for `n` keys without growing.
@@ -70,13 +73,9 @@ impl KeyMap {
             let old = std::mem::replace(&mut self.slots, vec![[0u64; 2]; wanted]);
             self.len = 0;
             for slot in old.into_iter().filter(|s| s[1] != 0) {
-                let key = Key(slot[0], 0);
-                let (tag, seq) = (slot[1] & !0xffff_ffff, slot[1] as u32);
-                let mut i = self.home(key);
-                while self.slots[i][1] != 0 {
-                    i = (i + 1) & (self.slots.len() - 1);
-                }
-                self.slots[i] = [slot[0], tag | u64::from(seq)];
+                // Keys are distinct, so this finds the empty slot where it goes.
+                let i = self.find(slot[0], slot[1] & TAG);
+                self.slots[i] = slot;
                 self.len += 1;
             }
         }
@@ -90,7 +89,7 @@ impl KeyMap {
     pub(super) fn prefetch(&self, key: Key) {
         #[cfg(target_arch = "x86_64")]
         if !self.slots.is_empty() {
-            let slot = &self.slots[self.home(key)];
+            let slot = &self.slots[self.home(key.0)];
             // SAFETY: a prefetch only hints the cache; the pointer is in bounds.
             unsafe {
                 std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
@@ -102,14 +101,14 @@ impl KeyMap {
         let _ = key;
     }
 
-    /// The index of `key`'s slot, or of the empty slot where it would go.
-    fn find(&self, key: Key) -> usize {
-        let tag = Self::tag(key);
+    /// The index of the slot of the key with this low word and tag, or of the empty slot where
+    /// it would go.
+    fn find(&self, low: u64, tag: u64) -> usize {
         let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
+        let mut i = self.home(low);
         loop {
             let [lo, meta] = self.slots[i];
-            if meta == 0 || (lo == key.0 && meta & !0xffff_ffff == tag) {
+            if meta == 0 || (lo == low && meta & TAG == tag) {
                 return i;
             }
             i = (i + 1) & mask;
@@ -121,12 +120,12 @@ impl KeyMap {
         if self.slots.is_empty() {
             return None;
         }
-        let i = self.find(key);
+        let i = self.find(key.0, Self::tag(key));
         (self.slots[i][1] != 0).then(|| Seq(&mut self.slots[i][1]))
     }
 
     pub(super) fn contains_key(&self, key: Key) -> bool {
-        !self.slots.is_empty() && self.slots[self.find(key)][1] != 0
+        !self.slots.is_empty() && self.slots[self.find(key.0, Self::tag(key))][1] != 0
     }
 
     /// Insert `key` with `seq` and return `None`, or return the entry already there.
@@ -134,7 +133,7 @@ impl KeyMap {
         if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
             self.reserve((self.len + 1) * 2);
         }
-        let i = self.find(key);
+        let i = self.find(key.0, Self::tag(key));
         if self.slots[i][1] != 0 {
             return Some(Seq(&mut self.slots[i][1]));
         }
@@ -155,7 +154,7 @@ impl Seq<'_> {
     /// Store `seq`; returns the one it replaces.
     pub(super) fn replace(&mut self, seq: u32) -> u32 {
         let old = self.get();
-        *self.0 = (*self.0 & !0xffff_ffff) | u64::from(seq);
+        *self.0 = (*self.0 & TAG) | u64::from(seq);
         old
     }
 }
