@@ -118,6 +118,7 @@ pub fn import_named(
         ProgressBar::hidden()
     };
 
+    let _keep_freed_memory = crate::engine::memory::KeepFreedMemory::start();
     let mut writer = EventWriter::begin(lake, options)?;
     // ~200 bytes a line in practice; capped so a wrong guess costs at most ~400 MiB up front.
     writer.reserve_keys((total_bytes / 200).min(16 << 20) as usize);
@@ -150,6 +151,7 @@ fn writer_stats_snapshot(w: &EventWriter) -> (u64, u64) {
 pub(crate) type Parsed<'a> = (u64, &'a str, std::result::Result<(Event<'a>, u128), String>);
 
 /// Validate and key one line (runs on all cores).
+#[inline]
 pub(crate) fn keyed(
     result: std::result::Result<Event<'_>, String>,
 ) -> std::result::Result<(Event<'_>, u128), String> {

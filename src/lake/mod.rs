@@ -32,6 +32,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::error::{IoContext, Result};
 
 /// Lake paths of the tables (SPEC §5).
@@ -287,18 +289,30 @@ impl Lake {
         let abort_after: Option<usize> = std::env::var("PULSE_TEST_ABORT_AFTER_RENAMES")
             .ok()
             .and_then(|v| v.parse().ok());
+        let renamed = std::sync::Mutex::new(0usize);
         let targets: Vec<PathBuf> = moves.iter().map(|(_, rel)| self.root.join(rel)).collect();
-        for (done, ((staged, _), target)) in moves.iter().zip(&targets).enumerate() {
-            if abort_after == Some(done) {
-                std::process::abort();
-            }
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .io_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::rename(staged, target)
-                .io_context(|| format!("moving {} into place", target.display()))?;
-        }
+        // On all cores: an import creates a directory per partition, and creating one is most
+        // of a rename's cost (a new inode); the renames are independent of each other.
+        moves
+            .par_iter()
+            .zip(&targets)
+            .try_for_each(|((staged, _), target)| -> Result<()> {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)
+                        .io_context(|| format!("creating {}", parent.display()))?;
+                }
+                // With the failpoint set the renames take turns, so exactly that many happen.
+                let _turn = abort_after.map(|n| {
+                    let mut done = renamed.lock().unwrap_or_else(|e| e.into_inner());
+                    if *done == n {
+                        std::process::abort();
+                    }
+                    *done += 1;
+                    done
+                });
+                std::fs::rename(staged, target)
+                    .io_context(|| format!("moving {} into place", target.display()))
+            })?;
         sync_all(&self.root, targets.iter().filter_map(|t| t.parent()))
     }
 
