@@ -11,6 +11,7 @@ use pulse::cli::{Cli, LogFormat};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    pulse::engine::memory::keep_c_heap();
     let cli = Cli::parse();
     // Ballista's scheduler and executor narrate every job at info level: only their warnings
     // by default (PULSE_LOG=ballista=info brings them back). Its `display` module logs an

@@ -1,26 +1,22 @@
-//! What the allocator does with freed memory during a models run and during an import.
-//! `engine.memory_limit` bounds DataFusion's operators; what the
-//! process holds beyond them is mostly memory the allocator (mimalloc, see `main.rs`) keeps
-//! after it is freed. mimalloc 3 returns freed memory to the OS after a delay (1 s for pages,
-//! ten times that for its arenas) and commits a new arena's memory eagerly, so over a run's
-//! models, each 1–3 s at 100M events and each freeing what the last allocated, RSS climbed to
-//! 3–3.7 GiB with 1.5–1.9 GiB live (docs/benchmarks.md).
+//! What the allocators do with freed memory. `engine.memory_limit` bounds DataFusion's
+//! operators; what the process holds beyond them is mostly memory the allocator (mimalloc, see
+//! `main.rs`) keeps after it is freed. mimalloc 3 returns freed memory to the OS after a delay
+//! (1 s for pages, ten times that for its arenas) and commits a new arena's memory eagerly, so
+//! over a run's models, each 1–3 s at 100M events and each freeing what the last allocated, RSS
+//! climbed to 3–3.7 GiB with 1.5–1.9 GiB live (docs/benchmarks.md).
 //!
 //! [`ReturnFreedMemory`] makes the allocator return freed memory at once and commit arena
 //! memory on demand for as long as a run computes a community's models, and puts the previous
-//! behaviour back afterwards. Measured on the daily run over 100M events on 2 cores: 54–55 s
-//! and 1.7–1.8 GiB against 48–49 s and 3.0–3.3 GiB; at 10M no slower, 0.55 GiB against
-//! 1.7 GiB (docs/benchmarks.md).
+//! behaviour back afterwards: `pulse import` keeps the faster one (immediate purging cost the
+//! 10M import 10 %; never purging during an import saved only 0.7 % of its CPU, for 57 MiB
+//! more, once [`keep_c_heap`] was in place), and so does `pulse serve`'s intake except while
+//! one of its scheduled runs computes (one process, one allocator). Measured on the daily run
+//! over 100M events on 2 cores: 54–55 s and 1.7–1.8 GiB against 48–49 s and 3.0–3.3 GiB; at
+//! 10M no slower, 0.55 GiB against 1.7 GiB (docs/benchmarks.md).
 //!
-//! [`KeepFreedMemory`] does the opposite for an import: nothing freed goes back to the OS
-//! while it lasts. An import frees its buffered rows at every spill and builds as many again
-//! at once; with the default delay each round trip returned the pages and took them back,
-//! zeroed (a tenth of an import's CPU was the kernel clearing pages). Its memory is bounded by
-//! `memory_budget` and the key map anyway, so keeping the freed pages costs ~50–80 MiB at 10M
-//! events. While a run holds a [`ReturnFreedMemory`] (`pulse serve` imports its spool while a
-//! scheduled run may compute), the run's setting wins.
+//! C libraries (zstd) allocate through glibc's malloc instead: see [`keep_c_heap`].
 //!
-//! An operator who prefers otherwise sets `MIMALLOC_PURGE_DELAY` (and/or
+//! An operator who prefers the speed sets `MIMALLOC_PURGE_DELAY` (and/or
 //! `MIMALLOC_ARENA_EAGER_COMMIT`) in the environment: an option set there is left alone.
 //! When mimalloc is not the process's allocator (the library's tests), the options change
 //! nothing.
@@ -34,49 +30,14 @@ use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
 const ARENA_EAGER_COMMIT: mi_option_t = 4;
 const PURGE_DELAY: mi_option_t = 15;
 
-/// The options the guards set, with their environment variables.
-const OPTIONS: [(mi_option_t, &str); 2] = [
-    (PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
-    (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
+/// The options a run sets: (option, its environment variable, the value during a run).
+const DURING_RUN: [(mi_option_t, &str, i64); 2] = [
+    (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
+    (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
 ];
 
-/// Live guards of each kind, and the options' values from before the first guard.
-struct Guards {
-    runs: usize,
-    imports: usize,
-    defaults: Vec<(mi_option_t, i64)>,
-}
-
-static GUARDS: Mutex<Guards> = Mutex::new(Guards {
-    runs: 0,
-    imports: 0,
-    defaults: Vec::new(),
-});
-
-impl Guards {
-    /// Count a guard in or out with `count`, then set the options the live guards call for.
-    fn update(count: impl FnOnce(&mut Guards)) {
-        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
-        if guards.runs + guards.imports == 0 {
-            guards.defaults = OPTIONS
-                .iter()
-                .filter(|(_, env)| std::env::var_os(env).is_none())
-                // SAFETY: plain reads of mimalloc's option table.
-                .map(|&(option, _)| (option, unsafe { mi_option_get(option) } as i64))
-                .collect();
-        }
-        count(&mut guards);
-        for &(option, default) in &guards.defaults {
-            let value = match option {
-                _ if guards.runs > 0 => 0,
-                PURGE_DELAY if guards.imports > 0 => -1,
-                _ => default,
-            };
-            // SAFETY: plain writes of mimalloc's option table.
-            unsafe { mi_option_set(option, value as _) };
-        }
-    }
-}
+/// How many runs hold a guard, and the options' values from before the first.
+static ACTIVE: Mutex<(usize, Vec<(mi_option_t, i64)>)> = Mutex::new((0, Vec::new()));
 
 /// While alive, freed memory goes back to the OS at once (see the module docs). Guards nest:
 /// the last one dropped restores the options.
@@ -85,32 +46,54 @@ pub struct ReturnFreedMemory(());
 
 impl ReturnFreedMemory {
     pub fn start() -> Self {
-        Guards::update(|g| g.runs += 1);
+        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if active.0 == 0 {
+            active.1 = DURING_RUN
+                .iter()
+                .filter(|(_, env, _)| std::env::var_os(env).is_none())
+                .map(|&(option, _, value)| {
+                    // SAFETY: plain reads and writes of mimalloc's option table.
+                    let before = unsafe { mi_option_get(option) } as i64;
+                    unsafe { mi_option_set(option, value as _) };
+                    (option, before)
+                })
+                .collect();
+        }
+        active.0 += 1;
         ReturnFreedMemory(())
     }
 }
 
 impl Drop for ReturnFreedMemory {
     fn drop(&mut self) {
-        Guards::update(|g| g.runs -= 1);
+        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        active.0 -= 1;
+        if active.0 == 0 {
+            for (option, before) in active.1.drain(..) {
+                // SAFETY: as above.
+                unsafe { mi_option_set(option, before as _) };
+            }
+        }
     }
 }
 
-/// While alive (and no [`ReturnFreedMemory`] is), freed memory stays with the process for
-/// reuse (see the module docs).
-#[must_use = "the allocator keeps freed memory only while the guard lives"]
-pub struct KeepFreedMemory(());
-
-impl KeepFreedMemory {
-    pub fn start() -> Self {
-        Guards::update(|g| g.imports += 1);
-        KeepFreedMemory(())
-    }
-}
-
-impl Drop for KeepFreedMemory {
-    fn drop(&mut self) {
-        Guards::update(|g| g.imports -= 1);
+/// Keep the C heap's freed memory in the process. C libraries allocate with glibc's malloc,
+/// not mimalloc: zstd above all, through the parquet crate, which creates a compression and a
+/// decompression context (the compressor's workspace up to ~1 MiB) for every column chunk it
+/// writes or reads. glibc's defaults map such a block fresh and unmap it when it is freed, or
+/// trim the heap under it, so every context came back as zeroed pages: a 1M-event import took
+/// 59,000 page faults, 57,000 of them these (about 2,100 with this setting). Called once at start by
+/// the binary: blocks up to 32 MiB come from the heap, which is trimmed only beyond 512 MiB
+/// free at its top (the C allocations' peak is a few MiB a thread). Left alone when the
+/// operator tunes glibc's malloc through `GLIBC_TUNABLES`.
+pub fn keep_c_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        // SAFETY: mallopt only sets glibc's allocator parameters, before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        }
     }
 }
 
@@ -135,15 +118,6 @@ mod tests {
         drop(inner);
         assert_eq!((get(ARENA_EAGER_COMMIT), get(PURGE_DELAY)), (0, 0));
         drop(outer);
-        assert_eq!((get(ARENA_EAGER_COMMIT), get(PURGE_DELAY)), (2, 1000));
-        // An import keeps freed memory, unless a run is computing meanwhile.
-        let import = KeepFreedMemory::start();
-        assert_eq!((get(ARENA_EAGER_COMMIT), get(PURGE_DELAY)), (2, -1));
-        let run = ReturnFreedMemory::start();
-        assert_eq!((get(ARENA_EAGER_COMMIT), get(PURGE_DELAY)), (0, 0));
-        drop(run);
-        assert_eq!((get(ARENA_EAGER_COMMIT), get(PURGE_DELAY)), (2, -1));
-        drop(import);
         assert_eq!((get(ARENA_EAGER_COMMIT), get(PURGE_DELAY)), (2, 1000));
     }
 }

@@ -118,7 +118,6 @@ pub fn import_named(
         ProgressBar::hidden()
     };
 
-    let _keep_freed_memory = crate::engine::memory::KeepFreedMemory::start();
     let mut writer = EventWriter::begin(lake, options)?;
     // ~200 bytes a line in practice; capped so a wrong guess costs at most ~400 MiB up front.
     writer.reserve_keys((total_bytes / 200).min(16 << 20) as usize);
