@@ -661,6 +661,19 @@ pub(crate) fn parquet_properties(zstd_level: i32) -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(name), false)
             .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
+    // Columns of a few distinct values, which the dictionary and run lengths already shrink to
+    // tens of bytes a file: zstd saves nothing on them (`source` and `received_at` came out
+    // larger), and its contexts cost as much to create as to use (a compressor and a
+    // decompressor per column chunk; at 1M events, 732 files, ~5 % of the import's CPU).
+    for name in [
+        "source",
+        "event_type",
+        "received_at",
+        "amount_minor",
+        "currency",
+    ] {
+        builder = builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED);
+    }
     builder
         .set_sorting_columns(Some(vec![
             SortingColumn {
