@@ -552,39 +552,10 @@ fn common_timestamp(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > month_days[month as usize - 1]
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset * 60;
+    // chrono's date and time checks (an invalid date, a leap second: `None`, left to its parser).
+    let local = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?
+        .and_hms_opt(hour as u32, minute as u32, second as u32)?;
+    let seconds = local.and_utc().timestamp() - offset * 60;
     Some(seconds * 1_000_000 + micros)
 }
 
