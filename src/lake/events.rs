@@ -4,9 +4,10 @@
 //! [`EventWriter::commit`]:
 //! 1. `add_all` keeps an event unless an earlier copy in this import wins (the copy with the
 //!    smaller `received_at`, then the one read first). Kept events are appended to Arrow
-//!    builders per partition `(community_id, UTC event_date)`; when the builders outgrow the
-//!    memory budget they are spilled to staging: a partition that has stopped receiving rows
-//!    (input in time order) as the Parquet file it will most likely become, a busy one as Arrow
+//!    builders per partition `(community_id, UTC event_date)`. A partition that has stopped
+//!    receiving rows (input in time order: no row in the last `quiet_rows`) is written to
+//!    staging as the Parquet file it will most likely become, beside the next batch's dedupe;
+//!    when the builders still outgrow the memory budget, the busy ones are spilled as Arrow
 //!    IPC. A copy that loses later is noted in a bitset of sequence numbers.
 //! 2. `commit` streams the dedupe keys `(community_id, source, event_id)` of the events already
 //!    in the lake, file by file, and marks every key of this import found among them as stored:
@@ -88,6 +89,9 @@ pub struct WriterOptions {
     pub memory_budget: usize,
     /// Parquet zstd level (1 is fast and still compresses these columns ~5×).
     pub zstd_level: i32,
+    /// A partition is written as its final file while the import goes on once this many rows
+    /// have been read after its last one (see [`EventWriter::add_all`]).
+    pub quiet_rows: u32,
 }
 
 impl Default for WriterOptions {
@@ -96,6 +100,9 @@ impl Default for WriterOptions {
             received_at: chrono::Utc::now().timestamp_micros(),
             memory_budget: 192 << 20,
             zstd_level: 1,
+            // In time-ordered input a day of a busy community spans a few tens of thousands
+            // of rows: a late row or two still finds its partition in memory.
+            quiet_rows: 1 << 16,
         }
     }
 }
@@ -133,6 +140,10 @@ pub struct EventWriter {
     next_seq: u32,
     /// `next_seq` at the last spill.
     spilled_at: u32,
+    /// `next_seq` when quiet partitions were last looked for.
+    quiet_checked_at: u32,
+    /// Quiet partitions' rows waiting to be written as their final files.
+    deferred: Vec<Deferred>,
     /// community_id → UTC day number → rows.
     partitions: Partitions,
     buffered_bytes: usize,
@@ -153,6 +164,30 @@ struct Partition {
     staged: Vec<Staged>,
     /// Sequence number of the last row appended.
     last_seq: u32,
+    /// Roughly how many bytes the builders hold (counted in `buffered_bytes` too).
+    bytes: usize,
+}
+
+/// A quiet partition's rows, taken from its builders, waiting to be written as its final file.
+struct Deferred {
+    community: String,
+    date: i32,
+    batch: RecordBatch,
+    path: PathBuf,
+}
+
+/// Write deferred partitions as final files, on all cores.
+fn write_all_final(
+    deferred: Vec<Deferred>,
+    opts: &WriterOptions,
+) -> Result<Vec<(String, i32, Staged)>> {
+    deferred
+        .into_par_iter()
+        .map(|d| {
+            let staged = write_final(&d.batch, &d.path, opts)?;
+            Ok((d.community, d.date, staged))
+        })
+        .collect()
 }
 
 /// A partition's rows written as the lake file they would become: sorted, in the file schema.
@@ -185,6 +220,8 @@ impl EventWriter {
             received: HashMap::new(),
             next_seq: 0,
             spilled_at: 0,
+            quiet_checked_at: 0,
+            deferred: Vec::new(),
             partitions: HashMap::new(),
             buffered_bytes: 0,
             spills: 0,
@@ -242,6 +279,28 @@ impl EventWriter {
     /// is decided here one event at a time (order matters); copying the kept events into their
     /// partitions' columns then runs on all cores, one partition per task.
     pub fn add_all(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
+        // Partitions that went quiet at the last check are written meanwhile, so the serial
+        // dedupe below does not leave a core idle (nor does a lone partition's write).
+        let deferred = std::mem::take(&mut self.deferred);
+        let options = self.options.clone();
+        let (added, written) = rayon::join(
+            || self.add_rows(events),
+            || write_all_final(deferred, &options),
+        );
+        added?;
+        self.attach(written?);
+        // Looking is a walk over every partition's `last_seq` (a few thousand at most).
+        if self.next_seq - self.quiet_checked_at >= (self.options.quiet_rows / 4).max(1) {
+            self.stage_quiet()?;
+        }
+        if self.buffered_bytes > self.options.memory_budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// The body of [`Self::add_all`]: dedupe in order, then copy into the partitions.
+    fn add_rows(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
         let now = self.options.received_at;
         // foldhash (DataFusion's default), not SipHash: one lookup per event.
         let mut by_partition: datafusion::common::HashMap<(&str, i32), Vec<(usize, u32)>> =
@@ -287,7 +346,8 @@ impl EventWriter {
                 if let Some(&(_, seq)) = rows.last() {
                     partition.last_seq = seq;
                 }
-                rows.iter()
+                let bytes = rows
+                    .iter()
                     .map(|&(i, seq)| {
                         let (event, key) = events[i];
                         let received_at = event.received_at.unwrap_or(now);
@@ -304,13 +364,12 @@ impl EventWriter {
                                 .append(event, received_at, seq, Key::from(*key)),
                         }
                     })
-                    .sum::<usize>()
+                    .sum::<usize>();
+                partition.bytes += bytes;
+                bytes
             })
             .sum();
         self.buffered_bytes += added;
-        if self.buffered_bytes > self.options.memory_budget {
-            self.spill()?;
-        }
         Ok(())
     }
 
@@ -340,19 +399,74 @@ impl EventWriter {
         Some(seq)
     }
 
-    /// Move every partition's builders to staging. A partition that received no row in the
-    /// last [`QUIET_SHARE`] of the rows since the previous spill has most likely seen its last
-    /// (input in time order: exports, the spool, generated files) and is written as its final
-    /// file, so the commit only publishes it; the others go to Arrow IPC, cheaper to write and
-    /// to read back for the merge at commit.
+    /// Take every partition that has gone quiet — no row in the last `quiet_rows` (an option) — to be
+    /// written as the file it will most likely become (input in time order: exports, the
+    /// spool, generated files; a row arriving later only means the file is read back and
+    /// merged at commit). The builders' memory is then reused by the partitions still filling,
+    /// so an import of time-ordered input holds a few days of rows instead of all of them, and
+    /// the encoding runs while the input is still being read instead of all at the commit.
+    fn stage_quiet(&mut self) -> Result<()> {
+        self.quiet_checked_at = self.next_seq;
+        self.defer_quiet(self.next_seq.saturating_sub(self.options.quiet_rows))
+    }
+
+    /// Move the builders of every partition whose last row came before `quiet_before` to
+    /// [`Self::deferred`], to be written as final files by [`Self::write_deferred`] (during the
+    /// next `add_all`, beside its serial dedupe, or before a spill or the commit).
+    fn defer_quiet(&mut self, quiet_before: u32) -> Result<()> {
+        self.spills += 1;
+        let dir = self.staging.join("spill");
+        for (i, (community, date, p)) in
+            partition_list(&mut self.partitions).into_iter().enumerate()
+        {
+            if p.columns.len() > 0 && p.last_seq < quiet_before {
+                self.deferred.push(Deferred {
+                    community: community.to_string(),
+                    date,
+                    batch: p.columns.finish()?,
+                    path: dir.join(format!("{}-{i}.parquet", self.spills)),
+                });
+                self.buffered_bytes -= std::mem::take(&mut p.bytes);
+            }
+        }
+        if !self.deferred.is_empty() {
+            std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Write the deferred partitions now, on all cores.
+    fn write_deferred(&mut self) -> Result<()> {
+        let written = write_all_final(std::mem::take(&mut self.deferred), &self.options)?;
+        self.attach(written);
+        Ok(())
+    }
+
+    /// Record final files written from deferred partitions with their partitions.
+    fn attach(&mut self, written: Vec<(String, i32, Staged)>) {
+        for (community, date, staged) in written {
+            self.partitions
+                .get_mut(&community)
+                .and_then(|days| days.get_mut(&date))
+                .expect("a deferred partition stays in the map")
+                .staged
+                .push(staged);
+        }
+    }
+
+    /// Move every partition's builders to staging (the memory budget is spent). A partition
+    /// that received no row in the last [`QUIET_SHARE`] of the rows since the previous spill is
+    /// written as its final file, as in [`Self::stage_quiet`]; the others go to Arrow IPC,
+    /// cheaper to write and to read back for the merge at commit.
     fn spill(&mut self) -> Result<()> {
+        let quiet_before = self.next_seq - (self.next_seq - self.spilled_at) / QUIET_SHARE;
+        self.spilled_at = self.next_seq;
+        self.defer_quiet(quiet_before)?;
+        self.write_deferred()?;
         self.spills += 1;
         let dir = self.staging.join("spill");
         std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
         let spills = self.spills;
-        let quiet_before = self.next_seq - (self.next_seq - self.spilled_at) / QUIET_SHARE;
-        self.spilled_at = self.next_seq;
-        let opts = &self.options;
         partition_list(&mut self.partitions)
             .into_par_iter()
             .enumerate()
@@ -361,11 +475,6 @@ impl EventWriter {
                     return Ok(());
                 }
                 let batch = p.columns.finish()?;
-                if p.last_seq < quiet_before {
-                    let path = dir.join(format!("{spills}-{i}.parquet"));
-                    p.staged.push(write_final(&batch, &path, opts)?);
-                    return Ok(());
-                }
                 let path = dir.join(format!("{spills}-{i}.arrow"));
                 let file =
                     File::create(&path).io_context(|| format!("creating {}", path.display()))?;
@@ -373,6 +482,7 @@ impl EventWriter {
                 w.write(&batch)?;
                 w.finish()?;
                 p.spilled.push(path);
+                p.bytes = 0;
                 Ok(())
             })?;
         self.buffered_bytes = 0;
@@ -382,6 +492,7 @@ impl EventWriter {
     /// Drop the events the lake already holds, write every partition, publish the files, write
     /// quarantine, release the lock.
     pub fn commit(mut self) -> Result<ImportStats> {
+        self.write_deferred()?;
         let scan = mark_stored(&self.lake, &mut self.winners, &mut self.losers)?;
         self.stats.duplicate += scan.stored;
         tracing::info!(
@@ -855,6 +966,7 @@ mod tests {
     fn import(
         batches: &[Vec<String>],
         memory_budget: usize,
+        quiet_rows: u32,
     ) -> (ImportStats, std::collections::BTreeMap<String, Vec<u8>>) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
@@ -862,6 +974,7 @@ mod tests {
             received_at: 1_800_000_000_000_000,
             memory_budget,
             zstd_level: 1,
+            quiet_rows,
         };
         let mut writer = EventWriter::begin(&lake, options).unwrap();
         for lines in batches {
@@ -897,7 +1010,8 @@ mod tests {
         )
     }
 
-    /// Spilling changes nothing in the lake: an import that spills after every batch writes the
+    /// Spilling and writing quiet partitions early change nothing in the lake: an import that
+    /// spills after every batch, or writes every partition as soon as it is quiet, writes the
     /// same files, byte for byte, as one that holds everything, whichever way each partition
     /// went — written early as its final file and published as it is (day 4), written early
     /// and merged again because rows came later (day 1, whose early copy of `e1` loses to a
@@ -925,16 +1039,24 @@ mod tests {
             .chain(std::iter::once(line("e70", "m3", 1, 30, None)))
             .collect();
         let batches = [batch1, batch2, batch3];
-        let (held, held_files) = import(&batches, usize::MAX);
+        let (held, held_files) = import(&batches, usize::MAX, u32::MAX);
         // ~95 bytes a row: batches 1 and 2 go over the budget and spill, batch 3 stays.
-        let (spilled, spilled_files) = import(&batches, 1000);
+        let spilled = import(&batches, 1000, u32::MAX);
+        // Every partition written as its final file as soon as another row comes (in
+        // `add_all`, beside the next batch): day 1 then gets two late rows (one the winning
+        // copy of e1, whose written copy loses) and is read back and merged at commit; the
+        // other days are published as they were written.
+        let quiet = import(&batches, usize::MAX, 1);
+        let both = import(&batches, 1000, 1);
         assert_eq!((held.imported, held.duplicate, held.files), (71, 2, 5));
-        assert_eq!(spilled, held);
-        assert_eq!(
-            spilled_files.keys().collect::<Vec<_>>(),
-            held_files.keys().collect::<Vec<_>>()
-        );
-        assert!(spilled_files == held_files, "same bytes in every file");
+        for (stats, files) in [spilled, quiet, both] {
+            assert_eq!(stats, held);
+            assert_eq!(
+                files.keys().collect::<Vec<_>>(),
+                held_files.keys().collect::<Vec<_>>()
+            );
+            assert!(files == held_files, "same bytes in every file");
+        }
     }
 
     proptest! {
