@@ -6,7 +6,7 @@
 //!    smaller `received_at`, then the one read first). Kept events are appended to Arrow
 //!    builders per partition `(community_id, UTC event_date)`. A partition that has stopped
 //!    receiving rows (input in time order: no row in the last `quiet_rows`) is written to
-//!    staging as the Parquet file it will most likely become, beside the next batch's dedupe;
+//!    staging as the Parquet file it will most likely become, in the background;
 //!    when the builders still outgrow the memory budget, the busy ones are spilled as Arrow
 //!    IPC. A copy that loses later is noted in a bitset of sequence numbers.
 //! 2. `commit` streams the dedupe keys `(community_id, source, event_id)` of the events already
@@ -55,11 +55,13 @@ use datafusion::parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use serde::Serialize;
 
+mod background;
 mod keys;
 
 use super::{Lake, LakeLock, Staging};
 use crate::error::{IoContext, Result};
 use crate::event::{file_schema, Event};
+use background::BackgroundWrites;
 use keys::{mark_stored, Key, KeyMap, Losers, PREFETCH_AHEAD};
 
 /// Counts an import reports (SPEC: read, imported, duplicate, quarantined).
@@ -129,6 +131,9 @@ pub struct EventWriter {
     lake: Lake,
     _lock: LakeLock,
     options: WriterOptions,
+    /// Quiet partitions being written as their final files. Declared before `_stage`: dropping
+    /// it waits for the writes, which must end before staging is removed.
+    background: BackgroundWrites,
     staging: PathBuf,
     /// This import's own staging directory (`staging` is its path); removed when dropped.
     _stage: Staging,
@@ -142,8 +147,6 @@ pub struct EventWriter {
     spilled_at: u32,
     /// `next_seq` when quiet partitions were last looked for.
     quiet_checked_at: u32,
-    /// Quiet partitions' rows waiting to be written as their final files.
-    deferred: Vec<Deferred>,
     /// community_id → UTC day number → rows.
     partitions: Partitions,
     buffered_bytes: usize,
@@ -166,28 +169,6 @@ struct Partition {
     last_seq: u32,
     /// Roughly how many bytes the builders hold (counted in `buffered_bytes` too).
     bytes: usize,
-}
-
-/// A quiet partition's rows, taken from its builders, waiting to be written as its final file.
-struct Deferred {
-    community: String,
-    date: i32,
-    batch: RecordBatch,
-    path: PathBuf,
-}
-
-/// Write deferred partitions as final files, on all cores.
-fn write_all_final(
-    deferred: Vec<Deferred>,
-    opts: &WriterOptions,
-) -> Result<Vec<(String, i32, Staged)>> {
-    deferred
-        .into_par_iter()
-        .map(|d| {
-            let staged = write_final(&d.batch, &d.path, opts)?;
-            Ok((d.community, d.date, staged))
-        })
-        .collect()
 }
 
 /// A partition's rows written as the lake file they would become: sorted, in the file schema.
@@ -213,6 +194,7 @@ impl EventWriter {
             lake: lake.clone(),
             _lock: lock,
             options,
+            background: BackgroundWrites::default(),
             staging,
             _stage: stage,
             winners: KeyMap::default(),
@@ -221,7 +203,6 @@ impl EventWriter {
             next_seq: 0,
             spilled_at: 0,
             quiet_checked_at: 0,
-            deferred: Vec::new(),
             partitions: HashMap::new(),
             buffered_bytes: 0,
             spills: 0,
@@ -279,16 +260,9 @@ impl EventWriter {
     /// is decided here one event at a time (order matters); copying the kept events into their
     /// partitions' columns then runs on all cores, one partition per task.
     pub fn add_all(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
-        // Partitions that went quiet at the last check are written meanwhile, so the serial
-        // dedupe below does not leave a core idle (nor does a lone partition's write).
-        let deferred = std::mem::take(&mut self.deferred);
-        let options = self.options.clone();
-        let (added, written) = rayon::join(
-            || self.add_rows(events),
-            || write_all_final(deferred, &options),
-        );
-        added?;
-        self.attach(written?);
+        self.add_rows(events)?;
+        let running = MAX_BACKGROUND_WRITES.max(2 * rayon::current_num_threads());
+        self.collect_written(running)?;
         // Looking is a walk over every partition's `last_seq` (a few thousand at most).
         if self.next_seq - self.quiet_checked_at >= (self.options.quiet_rows / 4).max(1) {
             self.stage_quiet()?;
@@ -410,48 +384,41 @@ impl EventWriter {
         self.defer_quiet(self.next_seq.saturating_sub(self.options.quiet_rows))
     }
 
-    /// Move the builders of every partition whose last row came before `quiet_before` to
-    /// [`Self::deferred`], to be written as final files by [`Self::write_deferred`] (during the
-    /// next `add_all`, beside its serial dedupe, or before a spill or the commit).
+    /// Start writing every partition whose last row came before `quiet_before` as its final
+    /// file, in the background ([`BackgroundWrites`]); its builders start empty again.
     fn defer_quiet(&mut self, quiet_before: u32) -> Result<()> {
         self.spills += 1;
         let dir = self.staging.join("spill");
+        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
         for (i, (community, date, p)) in
             partition_list(&mut self.partitions).into_iter().enumerate()
         {
             if p.columns.len() > 0 && p.last_seq < quiet_before {
-                self.deferred.push(Deferred {
-                    community: community.to_string(),
-                    date,
-                    batch: p.columns.finish()?,
-                    path: dir.join(format!("{}-{i}.parquet", self.spills)),
-                });
+                self.background.start(
+                    (community.to_string(), date),
+                    p.columns.finish()?,
+                    dir.join(format!("{}-{i}.parquet", self.spills)),
+                    &self.options,
+                );
                 self.buffered_bytes -= std::mem::take(&mut p.bytes);
             }
         }
-        if !self.deferred.is_empty() {
-            std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
-        }
         Ok(())
     }
 
-    /// Write the deferred partitions now, on all cores.
-    fn write_deferred(&mut self) -> Result<()> {
-        let written = write_all_final(std::mem::take(&mut self.deferred), &self.options)?;
-        self.attach(written);
-        Ok(())
-    }
-
-    /// Record final files written from deferred partitions with their partitions.
-    fn attach(&mut self, written: Vec<(String, i32, Staged)>) {
-        for (community, date, staged) in written {
+    /// Record the final files written in the background so far with their partitions, after
+    /// waiting until at most `running` writes are left.
+    fn collect_written(&mut self, running: usize) -> Result<()> {
+        for written in self.background.finished(running) {
+            let (community, date, staged) = written?;
             self.partitions
                 .get_mut(&community)
                 .and_then(|days| days.get_mut(&date))
-                .expect("a deferred partition stays in the map")
+                .expect("a partition stays in the map")
                 .staged
                 .push(staged);
         }
+        Ok(())
     }
 
     /// Move every partition's builders to staging (the memory budget is spent). A partition
@@ -462,7 +429,6 @@ impl EventWriter {
         let quiet_before = self.next_seq - (self.next_seq - self.spilled_at) / QUIET_SHARE;
         self.spilled_at = self.next_seq;
         self.defer_quiet(quiet_before)?;
-        self.write_deferred()?;
         self.spills += 1;
         let dir = self.staging.join("spill");
         std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
@@ -486,13 +452,13 @@ impl EventWriter {
                 Ok(())
             })?;
         self.buffered_bytes = 0;
-        Ok(())
+        self.collect_written(0)
     }
 
     /// Drop the events the lake already holds, write every partition, publish the files, write
     /// quarantine, release the lock.
     pub fn commit(mut self) -> Result<ImportStats> {
-        self.write_deferred()?;
+        self.collect_written(0)?;
         let scan = mark_stored(&self.lake, &mut self.winners, &mut self.losers)?;
         self.stats.duplicate += scan.stored;
         tracing::info!(
@@ -539,6 +505,10 @@ fn partition_list(partitions: &mut Partitions) -> Vec<(&str, i32, &mut Partition
         .flat_map(|(c, days)| days.iter_mut().map(move |(d, p)| (c.as_str(), *d, p)))
         .collect()
 }
+
+/// Quiet partitions' writes allowed to run in the background before `add_all` waits for some
+/// (at least two a thread): each holds one partition's rows.
+const MAX_BACKGROUND_WRITES: usize = 8;
 
 /// A spilled partition counts as quiet when it received no row in this last share of the rows
 /// since the previous spill (see [`EventWriter::spill`]).
@@ -944,6 +914,43 @@ mod tests {
         columns.finish().unwrap()
     }
 
+    /// Every background write reports back — its file, or why it failed (here: a staging
+    /// directory that is gone) — and waiting for them all returns once each has.
+    #[test]
+    fn background_writes_report_every_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = batch(&[
+            ("m1".into(), 5, "e1".into(), "app".into()),
+            ("m0".into(), 7, "e2".into(), "app".into()),
+        ]);
+        let options = WriterOptions::default();
+        let mut writes = BackgroundWrites::default();
+        let ok = dir.path().join("ok.parquet");
+        writes.start(("c".into(), 1), rows.clone(), ok.clone(), &options);
+        let gone = dir.path().join("gone/x.parquet");
+        writes.start(("c".into(), 2), rows, gone, &options);
+        let (mut files, mut errors) = (Vec::new(), Vec::new());
+        for written in writes.finished(0) {
+            match written {
+                Ok((community, date, staged)) => files.push((community, date, staged)),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        assert_eq!(files.len(), 1);
+        let (community, date, staged) = &files[0];
+        assert_eq!((community.as_str(), *date), ("c", 1));
+        assert_eq!(staged.path, ok);
+        assert_eq!(
+            staged.seqs,
+            vec![1, 0],
+            "rows sorted by member: m0 (seq 1) first"
+        );
+        assert!(ok.exists());
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("gone"), "{}", errors[0]);
+        assert!(writes.finished(0).is_empty(), "nothing left in flight");
+    }
+
     fn rows_of(batch: &RecordBatch) -> Vec<(String, i64, String, String)> {
         let member = column::<StringArray>(batch, "member_id");
         let at = column::<TimestampMicrosecondArray>(batch, "occurred_at");
@@ -1043,7 +1050,7 @@ mod tests {
         // ~95 bytes a row: batches 1 and 2 go over the budget and spill, batch 3 stays.
         let spilled = import(&batches, 1000, u32::MAX);
         // Every partition written as its final file as soon as another row comes (in
-        // `add_all`, beside the next batch): day 1 then gets two late rows (one the winning
+        // the background): day 1 then gets two late rows (one the winning
         // copy of e1, whose written copy loses) and is read back and merged at commit; the
         // other days are published as they were written.
         let quiet = import(&batches, usize::MAX, 1);
