@@ -1,6 +1,7 @@
 //! `pulse import`: canonical events from NDJSON or CSV files into the lake.
 //!
-//! Files are read in blocks of whole lines; a block is parsed and validated on all cores part
+//! Files are read in blocks of whole lines, one block ahead on a thread of its own
+//! ([`super::blocks`]); a block is parsed and validated on all cores part
 //! by part, and each part is offered to the [`EventWriter`] in input order (so "first received
 //! wins" follows the file order) while the next part is parsed. A bad line is quarantined with
 //! its file, line number and reason; the rest of the file goes on. An NDJSON line longer than
@@ -9,12 +10,13 @@
 //! hashed as it streams past, never held.
 
 use std::borrow::Cow;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
+use super::blocks::{read_blocks, Block};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{parse_json_line, validate, Event, RawFields};
 use crate::lake::events::{EventWriter, ImportStats, WriterOptions};
@@ -47,8 +49,6 @@ impl InputFormat {
     }
 }
 
-/// Bytes of NDJSON read at a time (whole lines; a longer line grows the buffer).
-const BLOCK_BYTES: usize = 32 << 20;
 /// Lines per step of the parse → dedupe pipeline (a few MiB of NDJSON: small enough that the
 /// pipeline fills and drains quickly within a block, large enough to split across cores).
 const PIPELINE_LINES: usize = 8192;
@@ -179,87 +179,32 @@ fn import_ndjson(
     name: &str,
     progress: &ProgressBar,
 ) -> Result<()> {
-    let mut file = std::fs::File::open(path).io_context(|| format!("opening {name}"))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK_BYTES + (64 << 10));
-    let mut line_no: u64 = 0;
-    let mut eof = false;
-    // An over-long line being skipped: its length so far and the hash of its bytes.
-    let mut long: Option<(u64, xxhash_rust::xxh3::Xxh3)> = None;
-    while !eof {
-        // Fill the buffer to BLOCK_BYTES (keeping the partial line carried over), reading into
-        // its spare capacity (no zero-filling first).
-        let want = BLOCK_BYTES.max(buf.len() * 2) - buf.len();
-        let n = (&mut file)
-            .take(want as u64)
-            .read_to_end(&mut buf)
-            .io_context(|| format!("reading {name}"))?;
-        eof = n < want;
-        if let Some((len, hasher)) = long.as_mut() {
-            // Inside an over-long line: hash up to its end, keep nothing of it.
-            let end = memchr::memchr(b'\n', &buf);
-            let part = end.unwrap_or(buf.len());
-            hasher.update(&buf[..part]);
-            *len += part as u64;
-            progress.inc(part as u64);
-            if end.is_none() && !eof {
-                buf.clear();
-                continue;
+    let file = std::fs::File::open(path).io_context(|| format!("opening {name}"))?;
+    read_blocks(file, name, progress, |block| match block {
+        Block::TooLong { line, len, hash } => {
+            offer(writer, name, vec![(*line, "", Err(too_long(*len, *hash)))])
+        }
+        Block::Lines { bytes, lines } => {
+            let lines: Vec<(u64, &[u8])> = lines
+                .iter()
+                .map(|&(line, start, end)| (line, &bytes[start..end]))
+                .collect();
+            // A pipeline of two stages on the cores: while one part of the block is parsed
+            // and validated (in parallel), the part before it is deduplicated and copied into
+            // the partitions' columns (in input order), so the serial dedupe does not leave a
+            // core idle.
+            let mut pending: Option<Vec<Parsed<'_>>> = None;
+            for part in lines.chunks(PIPELINE_LINES) {
+                let (parsed, offered) = rayon::join(
+                    || parse_ndjson_lines(part),
+                    || pending.take().map_or(Ok(()), |p| offer(writer, name, p)),
+                );
+                offered?;
+                pending = Some(parsed);
             }
-            line_no += 1;
-            let reason = too_long(*len, hasher.digest());
-            long = None;
-            offer(writer, name, vec![(line_no, "", Err(reason))])?;
-            buf.drain(..end.map_or(buf.len(), |i| i + 1));
+            pending.map_or(Ok(()), |parsed| offer(writer, name, parsed))
         }
-        let cut = if eof {
-            buf.len()
-        } else {
-            buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-        };
-        if cut == 0 && !eof {
-            if buf.len() > MAX_LINE_BYTES {
-                // One line longer than the buffer and the limit: skip it as it streams past.
-                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-                hasher.update(&buf);
-                progress.inc(buf.len() as u64);
-                long = Some((buf.len() as u64, hasher));
-                buf.clear();
-            }
-            continue; // otherwise grow the buffer and read on
-        }
-        progress.inc(cut as u64);
-        let block = &buf[..cut];
-        let mut lines: Vec<(u64, &[u8])> = Vec::with_capacity(block.len() / 128);
-        let mut start = 0;
-        let ends = memchr::memchr_iter(b'\n', block)
-            .chain((block.last() != Some(&b'\n')).then_some(block.len()));
-        for end in ends {
-            line_no += 1;
-            let raw = &block[start..end];
-            start = end + 1;
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if !raw.iter().all(|b| b.is_ascii_whitespace()) {
-                lines.push((line_no, raw));
-            }
-        }
-        // A pipeline of two stages on the cores: while one part of the block is parsed and
-        // validated (in parallel), the part before it is deduplicated and copied into the
-        // partitions' columns (in input order), so the serial dedupe does not leave a core idle.
-        let mut pending: Option<Vec<Parsed<'_>>> = None;
-        for part in lines.chunks(PIPELINE_LINES) {
-            let (parsed, offered) = rayon::join(
-                || parse_ndjson_lines(part),
-                || pending.take().map_or(Ok(()), |p| offer(writer, name, p)),
-            );
-            offered?;
-            pending = Some(parsed);
-        }
-        if let Some(parsed) = pending {
-            offer(writer, name, parsed)?;
-        }
-        buf.drain(..cut);
-    }
-    Ok(())
+    })
 }
 
 /// Parse, validate and key NDJSON lines (line number, bytes), on all cores.

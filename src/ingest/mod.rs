@@ -6,6 +6,7 @@
 //! [`table`].
 
 pub mod adapters;
+mod blocks;
 pub mod dingtalk;
 pub mod exports;
 pub mod feishu;
