@@ -742,6 +742,9 @@ pub(crate) fn parquet_properties(zstd_level: i32) -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(name), false)
             .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
+    // Times are microseconds, nearly all distinct within a file: plain encoding (zstd still
+    // shrinks them), but with statistics, which prune files by time.
+    builder = builder.set_column_dictionary_enabled(ColumnPath::from("occurred_at"), false);
     // Columns of a few distinct values, which the dictionary and run lengths already shrink to
     // tens of bytes a file: zstd saves nothing on them (`source` and `received_at` came out
     // larger), and its contexts cost as much to create as to use (a compressor and a

@@ -69,6 +69,23 @@ fn rows_are_sorted_by_member_then_time_and_zstd_compressed() {
             !few_values.contains(&name.as_str()),
             "{name}: {compression:?}"
         );
+        // A dictionary only for columns whose values repeat within a file (ids of members,
+        // kinds), not for ids of events or content, texts or times.
+        let distinct = [
+            "event_id",
+            "occurred_at",
+            "content_id",
+            "parent_id",
+            "title",
+            "body",
+            "properties",
+        ];
+        assert_eq!(
+            column.dictionary_page_offset().is_some(),
+            !distinct.contains(&name.as_str()),
+            "{name}: dictionary page at {:?}",
+            column.dictionary_page_offset()
+        );
     }
     // Read the file in storage order: m1 09:00, m1 11:00, m2 08:00, m2 10:00.
     let builder =
