@@ -24,8 +24,9 @@
 //! file, and a bit an event for the losers), and the lake's keys are read a few files at a time
 //! and probed against it, never kept; so importing into a lake of 100M events needs the memory
 //! of the import, not of the history (the buffered rows are bounded by `memory_budget` and
-//! spilled beyond it). The cost in time of the lake side is one read of the two key columns of
-//! every event file per import.
+//! spilled beyond it; with input in time order they are only the days still receiving rows,
+//! plus the partitions being written in the background, at most 8 or two a thread). The cost
+//! in time of the lake side is one read of the two key columns of every event file per import.
 //!
 //! A run killed at any point leaves only staging (cleared by the next writer) and whole files.
 //! Because the next run skips events already in the lake and names files by content, running
