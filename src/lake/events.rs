@@ -259,7 +259,8 @@ impl EventWriter {
     /// Offer valid events, in input order, each with its key (`event.key()`, computed by the
     /// caller on all cores while parsing); duplicates are counted and dropped. Which copy wins
     /// is decided here one event at a time (order matters); copying the kept events into their
-    /// partitions' columns then runs on all cores, one partition per task.
+    /// partitions' columns then runs on all cores, one partition per task. Partitions that have
+    /// gone quiet are then written in the background (see `stage_quiet`).
     pub fn add_all(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
         self.add_rows(events)?;
         let running = MAX_BACKGROUND_WRITES.max(2 * rayon::current_num_threads());
@@ -374,12 +375,12 @@ impl EventWriter {
         Some(seq)
     }
 
-    /// Take every partition that has gone quiet — no row in the last `quiet_rows` (an option) — to be
-    /// written as the file it will most likely become (input in time order: exports, the
-    /// spool, generated files; a row arriving later only means the file is read back and
-    /// merged at commit). The builders' memory is then reused by the partitions still filling,
-    /// so an import of time-ordered input holds a few days of rows instead of all of them, and
-    /// the encoding runs while the input is still being read instead of all at the commit.
+    /// Start writing every partition that has gone quiet (no row in the last `quiet_rows`) as
+    /// the file it will most likely become (input in time order: exports, the spool, generated
+    /// files; a row arriving later only means the file is read back and merged at commit).
+    /// The builders' memory is then reused by the partitions still filling, so an import of
+    /// time-ordered input holds a few days of rows instead of all of them, and the encoding
+    /// runs while the input is still being read instead of all at the commit.
     fn stage_quiet(&mut self) -> Result<()> {
         self.quiet_checked_at = self.next_seq;
         self.defer_quiet(self.next_seq.saturating_sub(self.options.quiet_rows))
@@ -667,9 +668,9 @@ fn read_staged(staged: &Staged, community: &str, into: &mut Vec<RecordBatch>) ->
 
 /// `batch` in the order of the lake's event files: member, then time, then event id and source
 /// (the dedupe key within a community, so the order, and so a file's bytes, is a function of its
-/// rows). Members are ranked once (a partition has a few thousand), so the sort compares
-/// 128-bit integers `(member rank, time, row)` instead of strings; only rows of one member at
-/// one microsecond are then ordered by their ids.
+/// rows). Members are ranked once (a partition has a few thousand), the rows placed by rank in
+/// one counting pass, and only each member's few rows sorted by time; only rows of one member
+/// at one microsecond are compared by their ids.
 pub(crate) fn sort_events(batch: &RecordBatch) -> Result<RecordBatch> {
     let member = column::<StringArray>(batch, "member_id");
     let at = column::<TimestampMicrosecondArray>(batch, "occurred_at").values();
@@ -689,27 +690,38 @@ pub(crate) fn sort_events(batch: &RecordBatch) -> Result<RecordBatch> {
     for (r, &(_, m)) in members.iter().enumerate() {
         rank[m as usize] = r as u32;
     }
-    // Time with its sign bit flipped sorts as an unsigned number in the order of the signed one.
-    let mut keys: Vec<u128> = (0..rows)
-        .map(|i| {
-            (u128::from(rank[member_of[i] as usize]) << 96)
-                | (u128::from(at[i] as u64 ^ (1 << 63)) << 32)
-                | i as u128
-        })
-        .collect();
-    keys.sort_unstable();
-    let mut order: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
-    let mut start = 0;
-    for run in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
-        if run.len() > 1 {
-            order[start..start + run.len()].sort_unstable_by(|&a, &b| {
-                let (a, b) = (a as usize, b as usize);
-                id.value(a)
-                    .cmp(id.value(b))
-                    .then_with(|| source.value(a).cmp(source.value(b)))
-            });
+    // Rows by member: a counting sort on the rank (stable, so rows keep their order).
+    let mut start = vec![0u32; members.len() + 1];
+    for &m in &member_of {
+        start[rank[m as usize] as usize + 1] += 1;
+    }
+    for r in 0..members.len() {
+        start[r + 1] += start[r];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; rows];
+    for (i, &m) in member_of.iter().enumerate() {
+        let slot = &mut next[rank[m as usize] as usize];
+        order[*slot as usize] = i as u32;
+        *slot += 1;
+    }
+    // Then each member's rows (a handful a day) by time, and rows at one time by id, source.
+    for bounds in start.windows(2) {
+        let group = &mut order[bounds[0] as usize..bounds[1] as usize];
+        if group.len() < 2 {
+            continue;
         }
-        start += run.len();
+        group.sort_by_key(|&i| at[i as usize]);
+        for run in group.chunk_by_mut(|&a, &b| at[a as usize] == at[b as usize]) {
+            if run.len() > 1 {
+                run.sort_unstable_by(|&a, &b| {
+                    let (a, b) = (a as usize, b as usize);
+                    id.value(a)
+                        .cmp(id.value(b))
+                        .then_with(|| source.value(a).cmp(source.value(b)))
+                });
+            }
+        }
     }
     Ok(take_record_batch(batch, &UInt32Array::from(order))?)
 }
