@@ -150,7 +150,7 @@ pub struct EventWriter {
     quiet_checked_at: u32,
     /// community_id → UTC day number → rows.
     partitions: Partitions,
-    buffered_bytes: usize,
+    /// Staging rounds so far (quiet writes and spills): names their files apart.
     spills: u64,
     quarantine: Vec<u8>,
     stats: ImportStats,
@@ -168,7 +168,7 @@ struct Partition {
     staged: Vec<Staged>,
     /// Sequence number of the last row appended.
     last_seq: u32,
-    /// Roughly how many bytes the builders hold (counted in `buffered_bytes` too).
+    /// Roughly how many bytes the builders hold (see [`EventWriter::buffered_bytes`]).
     bytes: usize,
 }
 
@@ -205,7 +205,6 @@ impl EventWriter {
             spilled_at: 0,
             quiet_checked_at: 0,
             partitions: HashMap::new(),
-            buffered_bytes: 0,
             spills: 0,
             quarantine: Vec::new(),
             stats: ImportStats::default(),
@@ -262,21 +261,21 @@ impl EventWriter {
     /// partitions' columns then runs on all cores, one partition per task. Partitions that have
     /// gone quiet are then written in the background (see `stage_quiet`).
     pub fn add_all(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
-        self.add_rows(events)?;
+        self.add_rows(events);
         let running = MAX_BACKGROUND_WRITES.max(2 * rayon::current_num_threads());
         self.collect_written(running)?;
         // Looking is a walk over every partition's `last_seq` (a few thousand at most).
         if self.next_seq - self.quiet_checked_at >= (self.options.quiet_rows / 4).max(1) {
             self.stage_quiet()?;
         }
-        if self.buffered_bytes > self.options.memory_budget {
+        if self.buffered_bytes() > self.options.memory_budget {
             self.spill()?;
         }
         Ok(())
     }
 
     /// The body of [`Self::add_all`]: dedupe in order, then copy into the partitions.
-    fn add_rows(&mut self, events: &[&(Event<'_>, u128)]) -> Result<()> {
+    fn add_rows(&mut self, events: &[&(Event<'_>, u128)]) {
         let now = self.options.received_at;
         // foldhash (DataFusion's default), not SipHash: one lookup per event.
         let mut by_partition: datafusion::common::HashMap<(&str, i32), Vec<(usize, u32)>> =
@@ -316,37 +315,30 @@ impl EventWriter {
                     by_partition.get(&(community, date)).map(|rows| (p, rows))
                 })
                 .collect();
-        let added: usize = work
-            .par_iter_mut()
-            .map(|(partition, rows)| {
-                if let Some(&(_, seq)) = rows.last() {
-                    partition.last_seq = seq;
-                }
-                let bytes = rows
-                    .iter()
-                    .map(|&(i, seq)| {
-                        let (event, key) = events[i];
-                        let received_at = event.received_at.unwrap_or(now);
-                        match &event.target_member_id {
-                            Some(target) if forgotten.contains(&event.community_id, target) => {
-                                let mut event = event.clone();
-                                event.target_member_id = None;
-                                partition
-                                    .columns
-                                    .append(&event, received_at, seq, Key::from(*key))
-                            }
-                            _ => partition
+        work.par_iter_mut().for_each(|(partition, rows)| {
+            if let Some(&(_, seq)) = rows.last() {
+                partition.last_seq = seq;
+            }
+            partition.bytes += rows
+                .iter()
+                .map(|&(i, seq)| {
+                    let (event, key) = events[i];
+                    let received_at = event.received_at.unwrap_or(now);
+                    match &event.target_member_id {
+                        Some(target) if forgotten.contains(&event.community_id, target) => {
+                            let mut event = event.clone();
+                            event.target_member_id = None;
+                            partition
                                 .columns
-                                .append(event, received_at, seq, Key::from(*key)),
+                                .append(&event, received_at, seq, Key::from(*key))
                         }
-                    })
-                    .sum::<usize>();
-                partition.bytes += bytes;
-                bytes
-            })
-            .sum();
-        self.buffered_bytes += added;
-        Ok(())
+                        _ => partition
+                            .columns
+                            .append(event, received_at, seq, Key::from(*key)),
+                    }
+                })
+                .sum::<usize>();
+        });
     }
 
     /// Give the next event its sequence number and decide whether it is the winning copy of
@@ -386,12 +378,28 @@ impl EventWriter {
         self.defer_quiet(self.next_seq.saturating_sub(self.options.quiet_rows))
     }
 
-    /// Start writing every partition whose last row came before `quiet_before` as its final
-    /// file, in the background ([`BackgroundWrites`]); its builders start empty again.
-    fn defer_quiet(&mut self, quiet_before: u32) -> Result<()> {
+    /// Roughly how many bytes of rows the partitions' builders hold.
+    fn buffered_bytes(&self) -> usize {
+        self.partitions
+            .values()
+            .flat_map(|days| days.values())
+            .map(|p| p.bytes)
+            .sum()
+    }
+
+    /// The staging directory of spilled and early-written files, and the number of the next
+    /// staging round (which names its files apart from the others').
+    fn next_spill(&mut self) -> Result<(PathBuf, u64)> {
         self.spills += 1;
         let dir = self.staging.join("spill");
         std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        Ok((dir, self.spills))
+    }
+
+    /// Start writing every partition whose last row came before `quiet_before` as its final
+    /// file, in the background ([`BackgroundWrites`]); its builders start empty again.
+    fn defer_quiet(&mut self, quiet_before: u32) -> Result<()> {
+        let (dir, round) = self.next_spill()?;
         for (i, (community, date, p)) in
             partition_list(&mut self.partitions).into_iter().enumerate()
         {
@@ -399,10 +407,10 @@ impl EventWriter {
                 self.background.start(
                     (community.to_string(), date),
                     p.columns.finish()?,
-                    dir.join(format!("{}-{i}.parquet", self.spills)),
+                    dir.join(format!("{round}-{i}.parquet")),
                     &self.options,
                 );
-                self.buffered_bytes -= std::mem::take(&mut p.bytes);
+                p.bytes = 0;
             }
         }
         Ok(())
@@ -431,10 +439,7 @@ impl EventWriter {
         let quiet_before = self.next_seq - (self.next_seq - self.spilled_at) / QUIET_SHARE;
         self.spilled_at = self.next_seq;
         self.defer_quiet(quiet_before)?;
-        self.spills += 1;
-        let dir = self.staging.join("spill");
-        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
-        let spills = self.spills;
+        let (dir, spills) = self.next_spill()?;
         partition_list(&mut self.partitions)
             .into_par_iter()
             .enumerate()
@@ -453,7 +458,6 @@ impl EventWriter {
                 p.bytes = 0;
                 Ok(())
             })?;
-        self.buffered_bytes = 0;
         self.collect_written(0)
     }
 
